@@ -1,0 +1,31 @@
+"""keras_progprune: progressive magnitude pruning for Keras 3.
+
+Wrap a model with `prune_low_magnitude`, add `ProgressivePruningCallback`
+to `model.fit`, then `strip_pruning` to get a plain sparse Keras model.
+"""
+
+from keras_progprune.callbacks import ProgressivePruningCallback
+from keras_progprune.prune import SparsityReport
+from keras_progprune.prune import prune_low_magnitude
+from keras_progprune.prune import sparsity_report
+from keras_progprune.prune import strip_pruning
+from keras_progprune.schedules import ConstantSparsity
+from keras_progprune.schedules import PolynomialDecay
+from keras_progprune.schedules import PruningSchedule
+from keras_progprune.schedules import linear_per_epoch
+from keras_progprune.wrapper import PruningWrapper
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "ProgressivePruningCallback",
+    "PruningSchedule",
+    "PruningWrapper",
+    "SparsityReport",
+    "linear_per_epoch",
+    "prune_low_magnitude",
+    "sparsity_report",
+    "strip_pruning",
+]

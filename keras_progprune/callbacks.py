@@ -1,0 +1,150 @@
+"""`ProgressivePruningCallback`: drives the masks during `model.fit`."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_progprune import engine
+
+
+@keras.saving.register_keras_serializable(package="keras_progprune")
+class ProgressivePruningCallback(keras.callbacks.Callback):
+    """Updates the pruning masks of every `PruningWrapper` during `fit`.
+
+    At the start of each training batch it asks each schedule whether the
+    masks are due; if so, it recomputes them with a compiled, exact top-k of
+    the magnitudes of the weights still active (a pruned weight never
+    returns). Layer-scope wrappers are pruned one layer at a time;
+    global-scope wrappers share one threshold.
+
+    The step counter is model state: each wrapper's `pruning_step` variable,
+    written after every batch, so a saved and reloaded model (or
+    `BackupAndRestore`) continues the schedule with a fresh callback. The
+    callback keeps a Python copy so it never reads a variable per batch.
+
+    The current overall sparsity (pruned fraction of all wrapped weights) is
+    written to `logs["sparsity"]`, so the progress bar, `History` and
+    `CSVLogger` show it.
+
+    Args:
+        log_dir: str or None. If set, per-layer and overall sparsity are
+            written there as TensorBoard scalars at the end of every epoch.
+            Defaults to None.
+
+    Raises:
+        ValueError: at the start of `fit`, if the model has no
+            `PruningWrapper`, or uses `steps_per_execution > 1`.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_progprune as kp
+    >>> model = kp.prune_low_magnitude(
+    ...     keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)]),
+    ...     kp.ConstantSparsity(0.75, begin_step=0, frequency=1))
+    >>> model.compile("sgd", "mse")
+    >>> history = model.fit(np.ones((4, 8)), np.ones((4, 4)), verbose=0,
+    ...                     callbacks=[kp.ProgressivePruningCallback()])
+    >>> history.history["sparsity"]
+    [0.75]
+    """
+
+    def __init__(self, log_dir=None):
+        super().__init__()
+        self.log_dir = log_dir
+        self._reset()
+
+    def _reset(self):
+        self._wrappers = []
+        self._groups = None
+        self._step = None
+        self._unstarted_batches = 0
+        self._writer = None
+
+    @property
+    def sparsity(self):
+        """Overall sparsity of the wrapped weights, as of the last update."""
+        if not self._groups:
+            return 0.0
+        size = sum(g.size for g in self._groups)
+        return 1.0 - sum(g.kept for g in self._groups) / size
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        spe = getattr(self.model, "steps_per_execution", 1) or 1
+        if int(spe) > 1:
+            raise ValueError(
+                "ProgressivePruningCallback needs one callback call per step. "
+                f"Received: steps_per_execution={spe}. Compile the model with "
+                "steps_per_execution=1."
+            )
+        self._wrappers = engine.collect_wrappers(self.model)
+        if not self._wrappers:
+            raise ValueError(
+                "ProgressivePruningCallback found no PruningWrapper in model "
+                f"{self.model.name!r}. Wrap it first with "
+                "`keras_progprune.prune_low_magnitude(model)`, or use "
+                "`PruningWrapper` inside a subclassed model."
+            )
+        for wrapper in self._wrappers:
+            wrapper._pruning_armed = True
+        if self.log_dir:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def _start(self):
+        """First batch with built wrappers: read the step, group the weights."""
+        if not all(w.built for w in self._wrappers):
+            return False
+        stored = max(int(w.pruning_step.numpy()) for w in self._wrappers)
+        self._step = stored + self._unstarted_batches
+        self._groups = engine.build_groups(self._wrappers)
+        return True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._groups is None and not self._start():
+            # A subclassed model builds its layers during its first step.
+            self._unstarted_batches += 1
+            return
+        step = self._step
+        for group in self._groups:
+            should_update, sparsity = group.schedule(step)
+            if should_update:
+                group.update(sparsity)
+        self._step = step + 1
+        # Model state, written before any other callback can save it.
+        for wrapper in self._wrappers:
+            wrapper.pruning_step.assign(self._step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs is not None:
+            logs["sparsity"] = self.sparsity
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["sparsity"] = self.sparsity
+        if self._writer is not None and self._groups is not None:
+            with self._writer.as_default():
+                tf.summary.scalar("sparsity/overall", self.sparsity, step=epoch)
+                for wrapper in self._wrappers:
+                    kept = sum(np.count_nonzero(m.numpy()) for m in wrapper.masks)
+                    size = sum(int(np.prod(m.shape)) for m in wrapper.masks)
+                    tf.summary.scalar(
+                        f"sparsity/{wrapper.layer.name}", 1.0 - kept / size, step=epoch
+                    )
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        for wrapper in self._wrappers:
+            wrapper._pruning_armed = False
+        # The compiled train step checked for this callback when it was
+        # traced; drop it so a later `fit` without the callback re-checks.
+        self.model.train_function = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def get_config(self):
+        return {"log_dir": self.log_dir}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

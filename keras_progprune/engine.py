@@ -1,0 +1,145 @@
+"""Mask updates on wrapper variables: scores -> exact top-k -> assign.
+
+The glue between the pure selection in `thresholds` and the variables of
+`PruningWrapper`. Every pruning method ends here, so a fix in this file is a
+fix for all of them.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_progprune import thresholds
+from keras_progprune.wrapper import PruningWrapper
+
+
+def collect_wrappers(model):
+    """All `PruningWrapper`s in `model` (itself included), each once.
+
+    Nested models are searched; a wrapper shared between two call sites
+    appears once.
+    """
+    if isinstance(model, PruningWrapper):
+        return [model]
+    found, seen = [], set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, PruningWrapper) and id(layer) not in seen:
+            seen.add(id(layer))
+            found.append(layer)
+    return found
+
+
+def magnitude_scores(weights):
+    """The default score: |w| as float32 (float32 also under mixed precision)."""
+    return [tf.abs(tf.cast(w, tf.float32)) for w in weights]
+
+
+class PruningGroup:
+    """Weights that share one top-k: one wrapper, or all global-scope ones.
+
+    Args:
+        wrappers: list of built `PruningWrapper`s.
+        schedule: the `PruningSchedule` that drives this group.
+        name: label for errors and logs.
+    """
+
+    def __init__(self, wrappers, schedule, name):
+        self.wrappers = list(wrappers)
+        self.schedule = schedule
+        self.name = name
+        self.weights = [w for wr in self.wrappers for w in wr.pruned_weights]
+        self.masks = [m for wr in self.wrappers for m in wr.masks]
+        self.size = int(sum(np.prod(w.shape) for w in self.weights))
+        self.kept = int(sum(np.sum(m.numpy() != 0) for m in self.masks))
+        self._compiled = tf.function(self._assign)
+
+    def _assign(self, scores, sparsity, intersect):
+        if scores is None:
+            scores = magnitude_scores(self.weights)
+        finite = thresholds.all_finite(scores)
+
+        def select_and_assign():
+            k = thresholds.keep_count(self.size, sparsity)
+            active = [m != 0 for m in self.masks] if intersect else None
+            chosen = thresholds.top_k_masks(scores, k, active=active)
+            kept = tf.constant(0, tf.int32)
+            for w, m, keep in zip(self.weights, self.masks, chosen):
+                if intersect:
+                    keep = tf.logical_and(keep, m != 0)
+                m.assign(tf.cast(keep, m.dtype))
+                w.assign(w * tf.cast(keep, w.dtype))
+                kept += tf.reduce_sum(tf.cast(keep, tf.int32))
+            return kept
+
+        return tf.cond(finite, select_and_assign, lambda: tf.constant(-1, tf.int32))
+
+    def update(self, sparsity, scores=None, intersect=True):
+        """Recomputes the masks at `sparsity` and zeroes the pruned weights.
+
+        Args:
+            sparsity: float in [0, 1).
+            scores: list of tensors shaped like `self.weights`; the highest
+                are kept. Defaults to |w|.
+            intersect: if true, a weight pruned before stays pruned (the
+                new mask is intersected with the old). Defaults to True.
+
+        Returns:
+            The number of weights kept.
+
+        Raises:
+            ValueError: if a score or weight is NaN or Inf. Masks and weights
+                are then left exactly as they were.
+        """
+        if scores is not None:
+            scores = [tf.convert_to_tensor(s) for s in scores]
+        kept = int(
+            self._compiled(scores, tf.constant(sparsity, tf.float64), bool(intersect))
+        )
+        if kept < 0:
+            bad = sorted(
+                {
+                    wr.layer.name
+                    for wr in self.wrappers
+                    for w in wr.pruned_weights
+                    if not np.all(np.isfinite(np.asarray(w.numpy(), np.float32)))
+                }
+            )
+            raise ValueError(
+                f"Can't compute pruning masks for {self.name}: the scores "
+                "contain NaN or Inf"
+                + (f" (non-finite weights in layers {bad})" if bad else "")
+                + ". Masks were left unchanged. Lower the learning rate or "
+                "add gradient clipping so the weights stay finite."
+            )
+        self.kept = kept
+        return kept
+
+
+def build_groups(wrappers):
+    """Groups wrappers by scope: one group per layer-scope wrapper, one for
+    all global-scope wrappers.
+
+    Raises:
+        ValueError: if global-scope wrappers don't share one schedule.
+    """
+    groups = [
+        PruningGroup([w], w.pruning_schedule, f"layer {w.layer.name!r}")
+        for w in wrappers
+        if w.scope == "layer"
+    ]
+    global_wrappers = [w for w in wrappers if w.scope == "global"]
+    if global_wrappers:
+        schedules = {repr(w.pruning_schedule): w.layer.name for w in global_wrappers}
+        if len(schedules) > 1:
+            raise ValueError(
+                "Global-scope wrappers must share one pruning schedule, "
+                f"found {len(schedules)}: "
+                + "; ".join(f"{s} (layer {n!r})" for s, n in schedules.items())
+                + ". Pass one `pruning_schedule` to `prune_low_magnitude(..., "
+                "scope='global')`."
+            )
+        groups.append(
+            PruningGroup(
+                global_wrappers, global_wrappers[0].pruning_schedule, "global scope"
+            )
+        )
+    return groups

@@ -1,0 +1,323 @@
+"""The public verbs: `prune_low_magnitude`, `strip_pruning`, `sparsity_report`."""
+
+import keras
+import numpy as np
+from keras.src.models.functional import Functional
+
+from keras_progprune import registry
+from keras_progprune.wrapper import PruningWrapper
+from keras_progprune.wrapper import check_schedule
+from keras_progprune.wrapper import check_scope
+
+
+def _is_graph_model(model):
+    """Sequential and Functional models: the ones that can be cloned."""
+    return isinstance(model, (keras.Sequential, Functional))
+
+
+def _fresh(layer):
+    """A new, unbuilt layer of the same class and config."""
+    return layer.__class__.from_config(layer.get_config())
+
+
+def _all_layer_names(model):
+    return {l.name for l in model._flatten_layers(include_self=False, recursive=True)}
+
+
+def _refuse_subclassed(model):
+    raise ValueError(
+        f"`prune_low_magnitude` can't wrap the subclassed model {model.name!r} "
+        f"(class {type(model).__name__}): its layers are created in Python code "
+        "that can't be rewritten from outside. Wrap its layers yourself in "
+        "`__init__`, e.g. `self.fc = keras_progprune.PruningWrapper("
+        "keras.layers.Dense(10), pruning_schedule)`, or pass a Sequential or "
+        "Functional model."
+    )
+
+
+def _check_not_wrapped(layer):
+    if isinstance(layer, PruningWrapper):
+        raise ValueError(
+            f"Layer {layer.layer.name!r} is already wrapped in a PruningWrapper "
+            f"({layer.name!r}). A layer can be wrapped only once: call "
+            "`strip_pruning` first to re-prune with another schedule."
+        )
+
+
+def _call_accepting(layer, *args, **kwargs):
+    """Calls `layer`, dropping keyword arguments its `call` doesn't take.
+
+    A wrapper's call accepts `training` and `mask`; the plain layer that
+    replaces it may not.
+    """
+    params = getattr(layer, "call_signature_parameters", None)
+    if params is not None and "kwargs" not in params:
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return layer(*args, **kwargs)
+
+
+def _clone(model, clone_function):
+    """Clones a Sequential/Functional model; returns (clone, {id(old): new})."""
+    pairs = {}
+
+    def record(layer):
+        new = clone_function(layer)
+        pairs[id(layer)] = (layer, new)
+        return new
+
+    clone = keras.models.clone_model(
+        model, clone_function=record, call_function=_call_accepting
+    )
+    return clone, pairs
+
+
+def prune_low_magnitude(
+    to_prune, pruning_schedule=None, *, scope="layer", exclude=()
+):
+    """Wraps every prunable layer in `PruningWrapper`.
+
+    The input is never modified: a Sequential or Functional model is cloned
+    (weights copied), and a failure leaves it untouched. Nested Sequential
+    and Functional models are pruned recursively; a layer used at several
+    call sites gets one wrapper (one mask).
+
+    Args:
+        to_prune: a Sequential model, a Functional model, one layer or a list
+            of layers.
+        pruning_schedule: `PruningSchedule` shared by the wrappers. Defaults
+            to a new `ConstantSparsity(0.5, begin_step=0)` per call.
+        scope: `"layer"`: every wrapped layer reaches the scheduled sparsity.
+            `"global"`: one magnitude threshold across all wrapped weights,
+            so layers end at different sparsities (the paper's method).
+            Defaults to `"layer"`.
+        exclude: iterable of layer names to leave dense.
+
+    Returns:
+        The same kind of object as `to_prune`, with prunable layers wrapped.
+
+    Raises:
+        ValueError: for a subclassed model (wrap its layers with
+            `PruningWrapper` instead), a layer that can't be pruned, a layer
+            already wrapped, an `exclude` name not in the model, or a bad
+            `scope` or `pruning_schedule`.
+
+    Example:
+
+    >>> import keras, keras_progprune as kp
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0))
+    >>> type(pruned.layers[0]).__name__
+    'PruningWrapper'
+    """
+    check_scope(scope)
+    schedule = check_schedule(pruning_schedule)
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    exclude = set(exclude)
+
+    def wrap(layer):
+        _check_not_wrapped(layer)
+        return PruningWrapper(layer, schedule, scope=scope)
+
+    if isinstance(to_prune, (list, tuple)):
+        _check_exclude(exclude, {l.name for l in to_prune})
+        for layer in to_prune:  # validate all before wrapping any
+            _check_not_wrapped(layer)
+            if layer.name not in exclude and not registry.is_prunable(layer):
+                registry.get_prunable_weights(layer)  # raises with the fix
+        return [layer if layer.name in exclude else wrap(layer) for layer in to_prune]
+    if isinstance(to_prune, keras.Model):
+        if not _is_graph_model(to_prune):
+            _refuse_subclassed(to_prune)
+        _check_exclude(exclude, _all_layer_names(to_prune))
+        return _prune_model(to_prune, wrap, exclude)
+    if isinstance(to_prune, keras.layers.Layer):
+        _check_exclude(exclude, {to_prune.name})
+        if to_prune.name in exclude:
+            return to_prune
+        return wrap(to_prune)
+    raise ValueError(
+        "`to_prune` must be a Sequential or Functional model, a layer or a "
+        f"list of layers. Received: to_prune={to_prune!r} of type "
+        f"{type(to_prune).__name__}."
+    )
+
+
+def _check_exclude(exclude, names):
+    missing = sorted(exclude - names)
+    if missing:
+        raise ValueError(
+            f"`exclude` names layers that are not in the model: {missing}. "
+            f"Received: exclude={sorted(exclude)}. Layer names available: "
+            f"{sorted(names)}."
+        )
+
+
+def _prune_model(model, wrap, exclude):
+    def clone_layer(layer):
+        if isinstance(layer, keras.Model):
+            if not _is_graph_model(layer):
+                _refuse_subclassed(layer)
+            return _prune_model(layer, wrap, exclude)
+        if layer.name in exclude:
+            return _fresh(layer)
+        _check_not_wrapped(layer)
+        if registry.is_prunable(layer):
+            return wrap(_fresh(layer))
+        if registry.has_unregistered_matrices(layer):
+            registry.get_prunable_weights(layer)  # raises with the fix
+        return _fresh(layer)
+
+    clone, pairs = _clone(model, clone_layer)
+    for old, new in pairs.values():
+        if isinstance(old, keras.Model):
+            continue  # its weights were copied by the recursive call
+        target = new.layer if isinstance(new, PruningWrapper) else new
+        target.set_weights(old.get_weights())
+    return clone
+
+
+def _stripped_weights(wrapper):
+    """The inner layer's weights with `weight * mask` baked in."""
+    pruned = {id(w): m for w, m in zip(wrapper.pruned_weights, wrapper.masks)}
+    values = []
+    for w in wrapper.layer.weights:
+        value = np.asarray(w.numpy())
+        if id(w) in pruned:
+            value = value * np.asarray(pruned[id(w)].numpy(), value.dtype)
+        values.append(value)
+    return values
+
+
+def strip_pruning(model):
+    """Removes every `PruningWrapper`, returning plain Keras layers.
+
+    The result uses the original layer classes and names, with pruned
+    weights baked in as exact zeros, and gives identical outputs. It can be
+    saved, exported and served without this package.
+
+    Args:
+        model: a Sequential or Functional model, or one `PruningWrapper`.
+
+    Returns:
+        A new model (or layer) without wrappers. The input is not modified.
+
+    Raises:
+        ValueError: for a subclassed model (it can't be cloned; its
+            wrappers stay).
+
+    Example:
+
+    >>> import keras, keras_progprune as kp
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> plain = kp.strip_pruning(kp.prune_low_magnitude(model))
+    >>> type(plain.layers[0]).__name__
+    'Dense'
+    """
+    if isinstance(model, PruningWrapper):
+        layer = _fresh(model.layer)
+        if model.built:
+            layer.build_from_config(model.layer.get_build_config())
+            layer.set_weights(_stripped_weights(model))
+        return layer
+    if not isinstance(model, keras.Model) or not _is_graph_model(model):
+        raise ValueError(
+            "`strip_pruning` takes a Sequential or Functional model or a "
+            f"PruningWrapper. Received: model={model!r}. For a subclassed "
+            "model, build the same architecture without wrappers and copy "
+            "the weights."
+        )
+
+    def clone_layer(layer):
+        if isinstance(layer, keras.Model):
+            return strip_pruning(layer)
+        if isinstance(layer, PruningWrapper):
+            return _fresh(layer.layer)
+        return _fresh(layer)
+
+    clone, pairs = _clone(model, clone_layer)
+    for old, new in pairs.values():
+        if isinstance(old, keras.Model):
+            continue
+        if isinstance(old, PruningWrapper):
+            new.set_weights(_stripped_weights(old))
+        else:
+            new.set_weights(old.get_weights())
+    return clone
+
+
+class SparsityReport(dict):
+    """A dict of per-layer and total counts that prints as a table.
+
+    Keys: `"layers"` (name -> `{"weights", "zeros", "sparsity"}`) and
+    `"total"` (the same three over all prunable weights).
+    """
+
+    def __str__(self):
+        rows = [(name, r["weights"], r["zeros"], r["sparsity"])
+                for name, r in self["layers"].items()]
+        t = self["total"]
+        rows.append(("TOTAL", t["weights"], t["zeros"], t["sparsity"]))
+        width = max([len("layer")] + [len(r[0]) for r in rows])
+        lines = [f"{'layer':<{width}}  {'weights':>10}  {'zeros':>10}  {'sparsity':>8}"]
+        lines.append("-" * len(lines[0]))
+        for i, (name, n, z, s) in enumerate(rows):
+            if i == len(rows) - 1:
+                lines.append("-" * len(lines[0]))
+            lines.append(f"{name:<{width}}  {n:>10,}  {z:>10,}  {s:>8.2%}")
+        return "\n".join(lines)
+
+
+def sparsity_report(model):
+    """Counts weights and zeros of every prunable weight in `model`.
+
+    Works on pruned models (the weights of each `PruningWrapper`) and on
+    plain or stripped ones (the weights the registry calls prunable), so a
+    model can be checked after `strip_pruning` or after reloading a
+    SavedModel-exported copy.
+
+    Args:
+        model: a `keras.Model` or a layer.
+
+    Returns:
+        A `SparsityReport` (a dict; `print` shows a table).
+
+    Example:
+
+    >>> import keras, keras_progprune as kp
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> kp.sparsity_report(model)["total"]["weights"]
+    8
+    """
+    layers = {}
+    candidates = (
+        [model]
+        if not isinstance(model, keras.Model)
+        else model._flatten_layers(include_self=False, recursive=True)
+    )
+    seen = set()
+    for layer in candidates:
+        if id(layer) in seen or isinstance(layer, keras.Model):
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, PruningWrapper) and layer.built:
+            name, weights = layer.layer.name, layer.pruned_weights
+        elif registry.is_prunable(layer) and layer.built:
+            name, weights = layer.name, registry.get_prunable_weights(layer)
+        else:
+            continue
+        # Layers inside a counted one (a wrapped Dense, MHA projections).
+        seen.update(id(sub) for sub in layer._flatten_layers(include_self=False))
+        n = int(sum(np.prod(w.shape) for w in weights))
+        z = int(sum(np.sum(np.asarray(w.numpy()) == 0) for w in weights))
+        layers[name] = {"weights": n, "zeros": z, "sparsity": z / n if n else 0.0}
+    total_n = sum(r["weights"] for r in layers.values())
+    total_z = sum(r["zeros"] for r in layers.values())
+    return SparsityReport(
+        layers=layers,
+        total={
+            "weights": total_n,
+            "zeros": total_z,
+            "sparsity": total_z / total_n if total_n else 0.0,
+        },
+    )

@@ -1,0 +1,278 @@
+"""Pruning schedules: pure functions of the training step.
+
+A schedule answers `(should_update, sparsity) = schedule(step)`. The math is
+written once against a tiny set of operations, so the same formula runs on
+Python ints (what the callback uses every batch, at no cost) and on tensors
+(inside `tf.function`). The semantics are tfmot's.
+"""
+
+import keras
+import tensorflow as tf
+
+
+class _PyOps:
+    """Python-number versions of the few operations a schedule needs."""
+
+    @staticmethod
+    def to_float(x):
+        return float(x)
+
+    @staticmethod
+    def clip(x, lo, hi):
+        return min(max(x, lo), hi)
+
+    @staticmethod
+    def logical_and(*xs):
+        return all(xs)
+
+
+class _TFOps:
+    """Tensor versions of the same operations."""
+
+    @staticmethod
+    def to_float(x):
+        return tf.cast(x, tf.float32)
+
+    @staticmethod
+    def clip(x, lo, hi):
+        return tf.clip_by_value(x, lo, hi)
+
+    @staticmethod
+    def logical_and(*xs):
+        return tf.reduce_all(tf.stack(xs))
+
+
+def _ops_for(step):
+    return _PyOps if isinstance(step, int) else _TFOps
+
+
+def _check_sparsity(name, value):
+    if not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"`{name}` must be in [0, 1). Received: {name}={value!r}. "
+            "Pass a fraction of weights to remove, e.g. 0.9 for 90% sparsity."
+        )
+
+
+def _check_steps(begin_step, end_step, frequency, end_required):
+    if begin_step < 0:
+        raise ValueError(
+            f"`begin_step` must be >= 0. Received: begin_step={begin_step!r}."
+        )
+    if end_required or end_step != -1:
+        if end_step < begin_step:
+            raise ValueError(
+                "`end_step` must be >= `begin_step`"
+                + ("" if end_required else " (or -1 for no end)")
+                + f". Received: begin_step={begin_step!r}, end_step={end_step!r}. "
+                f"Pass end_step >= {begin_step}."
+            )
+    if frequency < 1:
+        raise ValueError(
+            f"`frequency` must be >= 1. Received: frequency={frequency!r}. "
+            "Pass the number of steps between mask updates, e.g. 100."
+        )
+
+
+class PruningSchedule:
+    """Base class: maps a step to `(should_update, sparsity)`.
+
+    Subclasses implement `_sparsity(step, ops)` and `get_config()`.
+    """
+
+    begin_step = 0
+    end_step = -1
+    frequency = 1
+
+    def __call__(self, step):
+        """Returns `(should_update, sparsity)` at `step`.
+
+        Args:
+            step: a Python int, or an integer tensor (then both outputs are
+                tensors and the call traces inside `tf.function`).
+        """
+        ops = _ops_for(step)
+        return self._should_update(step, ops), self._sparsity(step, ops)
+
+    def should_update(self, step):
+        """Whether masks are recomputed at `step` (no sparsity computed)."""
+        return self._should_update(step, _ops_for(step))
+
+    def _should_update(self, step, ops):
+        in_range = step >= self.begin_step
+        if self.end_step != -1:
+            in_range = ops.logical_and(in_range, step <= self.end_step)
+        on_period = (step - self.begin_step) % self.frequency == 0
+        return ops.logical_and(in_range, on_period)
+
+    def _sparsity(self, step, ops):
+        raise NotImplementedError
+
+    def get_config(self):
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+@keras.saving.register_keras_serializable(package="keras_progprune")
+class ConstantSparsity(PruningSchedule):
+    """Holds one sparsity, updating masks every `frequency` steps.
+
+    `sparsity(step) = target_sparsity`; masks are recomputed when
+    `begin_step <= step <= end_step` (no upper bound when `end_step=-1`) and
+    `(step - begin_step) % frequency == 0`.
+
+    Args:
+        target_sparsity: float in [0, 1), fraction of weights set to zero.
+        begin_step: int >= 0, first step at which masks are computed.
+        end_step: int, last such step, or -1 for no end. Defaults to -1.
+        frequency: int >= 1, steps between updates. Defaults to 100.
+
+    Raises:
+        ValueError: on a sparsity outside [0, 1), `end_step < begin_step`
+            or `frequency < 1`.
+
+    Example:
+
+    >>> ConstantSparsity(0.8, begin_step=10, frequency=5)(15)
+    (True, 0.8)
+    """
+
+    def __init__(self, target_sparsity, begin_step, end_step=-1, frequency=100):
+        _check_sparsity("target_sparsity", target_sparsity)
+        _check_steps(begin_step, end_step, frequency, end_required=False)
+        self.target_sparsity = float(target_sparsity)
+        self.begin_step = int(begin_step)
+        self.end_step = int(end_step)
+        self.frequency = int(frequency)
+
+    def _sparsity(self, step, ops):
+        return ops.to_float(self.target_sparsity)
+
+    def get_config(self):
+        return {
+            "target_sparsity": self.target_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "frequency": self.frequency,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_progprune")
+class PolynomialDecay(PruningSchedule):
+    """Raises sparsity from `initial_sparsity` to `final_sparsity` polynomially.
+
+    With `p = clip((step - begin_step) / (end_step - begin_step), 0, 1)`:
+
+        sparsity(step) = final + (initial - final) * (1 - p) ** power
+
+    Masks are recomputed when `begin_step <= step <= end_step` and
+    `(step - begin_step) % frequency == 0` (tfmot's semantics). `power=3` is
+    Zhu & Gupta's cubic schedule. The paper's linear per-epoch schedule,
+    `s(e) = s_final * (e + 1) / E`, is `power=1` with
+    `frequency=steps_per_epoch`, `begin_step=0`,
+    `end_step=(E - 1) * steps_per_epoch` and
+    `initial_sparsity=final_sparsity / E`.
+
+    Args:
+        initial_sparsity: float in [0, 1), sparsity at `begin_step`.
+        final_sparsity: float in [0, 1), sparsity from `end_step` on.
+        begin_step: int >= 0.
+        end_step: int >= begin_step.
+        power: float, exponent of the decay. Defaults to 3.
+        frequency: int >= 1, steps between updates. Defaults to 100.
+
+    Raises:
+        ValueError: on a sparsity outside [0, 1), `end_step < begin_step` or
+            `frequency < 1`.
+
+    Example:
+
+    >>> s = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=100, power=1)
+    >>> s(50)
+    (False, 0.4)
+    """
+
+    def __init__(
+        self,
+        initial_sparsity,
+        final_sparsity,
+        begin_step,
+        end_step,
+        power=3,
+        frequency=100,
+    ):
+        _check_sparsity("initial_sparsity", initial_sparsity)
+        _check_sparsity("final_sparsity", final_sparsity)
+        _check_steps(begin_step, end_step, frequency, end_required=True)
+        self.initial_sparsity = float(initial_sparsity)
+        self.final_sparsity = float(final_sparsity)
+        self.begin_step = int(begin_step)
+        self.end_step = int(end_step)
+        self.power = float(power)
+        self.frequency = int(frequency)
+
+    def _sparsity(self, step, ops):
+        span = max(self.end_step - self.begin_step, 1)
+        p = ops.clip(ops.to_float(step - self.begin_step) / span, 0.0, 1.0)
+        delta = self.initial_sparsity - self.final_sparsity
+        return self.final_sparsity + delta * (1.0 - p) ** self.power
+
+    def get_config(self):
+        return {
+            "initial_sparsity": self.initial_sparsity,
+            "final_sparsity": self.final_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "power": self.power,
+            "frequency": self.frequency,
+        }
+
+
+def linear_per_epoch(final_sparsity, epochs, steps_per_epoch, start_epoch=0):
+    """The paper's schedule: `s(e) = final * (e + 1 - start) / (E - start)`.
+
+    Masks change once per epoch, at its first step, reaching
+    `final_sparsity` at the start of the last epoch.
+
+    Args:
+        final_sparsity: float in [0, 1).
+        epochs: int, the `E` above: the epoch count by which the target is
+            reached (usually the training length).
+        steps_per_epoch: int >= 1.
+        start_epoch: int, first pruning epoch. Defaults to 0.
+
+    Returns:
+        A `PolynomialDecay` with `power=1` and `frequency=steps_per_epoch`.
+    """
+    num = epochs - start_epoch
+    if num < 1:
+        raise ValueError(
+            "`epochs` must be greater than `start_epoch`. Received: "
+            f"epochs={epochs!r}, start_epoch={start_epoch!r}."
+        )
+    return PolynomialDecay(
+        initial_sparsity=final_sparsity / num,
+        final_sparsity=final_sparsity,
+        begin_step=start_epoch * steps_per_epoch,
+        end_step=(epochs - 1) * steps_per_epoch,
+        power=1,
+        frequency=steps_per_epoch,
+    )
+
+
+def deserialize(config):
+    """Builds a schedule from `keras.saving.serialize_keras_object` output."""
+    return keras.saving.deserialize_keras_object(config)

@@ -1,0 +1,204 @@
+"""`PruningWrapper`: the Keras layer that owns the pruning state of a layer."""
+
+import keras
+
+from keras_progprune import registry
+from keras_progprune import schedules as schedules_lib
+
+SCOPES = ("layer", "global")
+
+_NO_CALLBACK = (
+    "Layer {name!r} is wrapped for pruning, but the model is being trained "
+    "without `ProgressivePruningCallback`. Pass "
+    "`callbacks=[keras_progprune.ProgressivePruningCallback()]` to "
+    "`model.fit` (in a custom training loop, call the callback's "
+    "`set_model`, `on_train_begin` and `on_train_batch_begin` yourself), or "
+    "call `keras_progprune.strip_pruning(model)` first to train a plain model."
+)
+
+
+def check_scope(scope):
+    if scope not in SCOPES:
+        raise ValueError(
+            f"`scope` must be one of {SCOPES}. Received: scope={scope!r}. "
+            "Use 'layer' for the same sparsity in every layer, 'global' for "
+            "one threshold across all wrapped layers."
+        )
+
+
+def check_schedule(pruning_schedule):
+    """Returns a schedule object: a fresh default when given None."""
+    if pruning_schedule is None:
+        # Built per call, never shared across wrappers or models.
+        return schedules_lib.ConstantSparsity(0.5, begin_step=0)
+    if isinstance(pruning_schedule, dict):
+        pruning_schedule = keras.saving.deserialize_keras_object(pruning_schedule)
+    if not isinstance(pruning_schedule, schedules_lib.PruningSchedule):
+        raise ValueError(
+            "`pruning_schedule` must be a `keras_progprune.PruningSchedule` "
+            "such as `PolynomialDecay(...)` or `ConstantSparsity(...)`. "
+            f"Received: pruning_schedule={pruning_schedule!r}."
+        )
+    return pruning_schedule
+
+
+class _KeepPruned:
+    """Variable constraint: the user's constraint, then multiply by the mask.
+
+    Keras applies a variable's constraint right after every optimizer update
+    inside the compiled train step, so pruned weights are exactly 0.0 after
+    each step whatever the optimizer (momentum, Adam moments, decoupled
+    weight decay) did to them.
+    """
+
+    def __init__(self, keep, inner=None):
+        self.keep = keep
+        self.inner = inner
+
+    def __call__(self, w):
+        if self.inner is not None:
+            w = self.inner(w)
+        return w * keras.ops.cast(self.keep, w.dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_progprune")
+class PruningWrapper(keras.layers.Wrapper):
+    """Wraps a layer so that its weights can be pruned by magnitude.
+
+    The wrapper owns one non-trainable mask variable per prunable weight
+    (1.0 = kept, 0.0 = pruned) and a `pruning_step` counter. The wrapped
+    layer's forward pass is unchanged: pruned weights are held at exactly
+    0.0 by a variable constraint that Keras applies after each optimizer
+    step. `ProgressivePruningCallback` recomputes the masks during `fit`.
+
+    Use it directly in subclassed models (wrap in `__init__`); for
+    Sequential and Functional models, `prune_low_magnitude` wraps every
+    prunable layer for you.
+
+    Args:
+        layer: `keras.layers.Layer` to prune: a type listed in
+            `keras_progprune.registry.PRUNABLE_WEIGHTS`, a `Bidirectional` or
+            `TimeDistributed` around one, or a layer with a
+            `get_prunable_weights()` method.
+        pruning_schedule: `PruningSchedule`. Defaults to a new
+            `ConstantSparsity(0.5, begin_step=0)`.
+        scope: `"layer"` (this layer reaches the scheduled sparsity) or
+            `"global"` (one threshold across all global-scope wrappers of
+            the model; they must share one schedule). Defaults to `"layer"`.
+        **kwargs: base `Layer` arguments such as `name`.
+
+    Raises:
+        ValueError: if `layer` is already a `PruningWrapper` or can't be
+            pruned, or on a bad `pruning_schedule` or `scope`.
+
+    Example:
+
+    >>> import keras, keras_progprune as kp
+    >>> dense = kp.PruningWrapper(keras.layers.Dense(4))
+    >>> _ = dense(keras.ops.ones((1, 3)))
+    >>> [v.name for v in dense.non_trainable_weights]
+    ['pruning_mask_0', 'pruning_step']
+    """
+
+    def __init__(self, layer, pruning_schedule=None, scope="layer", **kwargs):
+        if isinstance(layer, PruningWrapper):
+            raise ValueError(
+                f"Layer {layer.layer.name!r} is already wrapped in a "
+                f"PruningWrapper. Received: layer={layer.name!r}. Wrap each "
+                "layer once; to change its schedule, strip it first with "
+                "`strip_pruning`."
+            )
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(
+                "`layer` must be a `keras.layers.Layer`. "
+                f"Received: layer={layer!r} of type {type(layer).__name__}."
+            )
+        if not registry.is_prunable(layer):
+            # Raises with the list of prunable types and the opt-in protocol.
+            registry.get_prunable_weights(layer)
+        check_scope(scope)
+        kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.pruning_schedule = check_schedule(pruning_schedule)
+        self.scope = scope
+        # Set by ProgressivePruningCallback while it drives training.
+        self._pruning_armed = False
+        self._pruned_weights = []
+        self._pruning_masks = []
+        self.supports_masking = getattr(layer, "supports_masking", False)
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        weights = registry.get_prunable_weights(self.layer)
+        if not weights:
+            raise ValueError(
+                f"Layer {self.layer.name!r} has no prunable weights after "
+                "build; nothing to prune. Leave it unwrapped, or return its "
+                "weight variables from `get_prunable_weights()`."
+            )
+        masks = []
+        for i, w in enumerate(weights):
+            keep = self.add_weight(
+                name=f"pruning_mask_{i}",
+                shape=tuple(w.shape),
+                dtype=w.dtype,
+                initializer="ones",
+                trainable=False,
+            )
+            w.constraint = _KeepPruned(keep, w.constraint)
+            masks.append(keep)
+        self.pruning_step = self.add_weight(
+            name="pruning_step",
+            shape=(),
+            dtype="int64",
+            initializer="zeros",
+            trainable=False,
+        )
+        self._pruned_weights = weights
+        self._pruning_masks = masks
+        self.built = True
+
+    @property
+    def pruned_weights(self):
+        """The wrapped layer's prunable variables, in the order of `masks`."""
+        return list(self._pruned_weights)
+
+    @property
+    def masks(self):
+        """The mask variables (1.0 kept, 0.0 pruned), one per pruned weight."""
+        return list(self._pruning_masks)
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        if training and not self._pruning_armed:
+            raise ValueError(_NO_CALLBACK.format(name=self.layer.name))
+        if training is not None and self.layer._call_has_training_arg:
+            kwargs["training"] = training
+        if mask is not None and self.layer._call_has_mask_arg:
+            kwargs["mask"] = mask
+        return self.layer(inputs, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    def get_config(self):
+        config = {
+            "pruning_schedule": keras.saving.serialize_keras_object(
+                self.pruning_schedule
+            ),
+            "scope": self.scope,
+        }
+        return {**super().get_config(), **config}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(
+            config.pop("layer"), custom_objects=custom_objects
+        )
+        schedule = keras.saving.deserialize_keras_object(
+            config.pop("pruning_schedule"), custom_objects=custom_objects
+        )
+        return cls(layer, pruning_schedule=schedule, **config)
