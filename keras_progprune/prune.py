@@ -65,8 +65,10 @@ def _clone(model, clone_function):
         pairs[id(layer)] = (layer, new)
         return new
 
+    # Sequential models list their layers instead of calling them.
+    call_function = None if isinstance(model, keras.Sequential) else _call_accepting
     clone = keras.models.clone_model(
-        model, clone_function=record, call_function=_call_accepting
+        model, clone_function=record, call_function=call_function
     )
     return clone, pairs
 

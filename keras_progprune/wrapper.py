@@ -123,6 +123,8 @@ class PruningWrapper(keras.layers.Wrapper):
         self.scope = scope
         # Set by ProgressivePruningCallback while it drives training.
         self._pruning_armed = False
+        # The callback driving training; asked for the step before saving.
+        self._pruning_step_source = None
         self._pruned_weights = []
         self._pruning_masks = []
         self.supports_masking = getattr(layer, "supports_masking", False)
@@ -167,6 +169,12 @@ class PruningWrapper(keras.layers.Wrapper):
     def masks(self):
         """The mask variables (1.0 kept, 0.0 pruned), one per pruned weight."""
         return list(self._pruning_masks)
+
+    def save_own_variables(self, store):
+        source = self._pruning_step_source
+        if source is not None and source.current_step() is not None:
+            self.pruning_step.assign(source.current_step())
+        super().save_own_variables(store)
 
     def call(self, inputs, training=None, mask=None, **kwargs):
         if training and not self._pruning_armed:

@@ -1,0 +1,94 @@
+"""Training overhead: pruned vs dense `fit` wall time per epoch, Keras 3.
+
+Runs alternating (dense, pruned) pairs in one process on the same data and
+reports each pair's ratio of median epoch times, then the median ratio. The
+first epoch of every fit (tracing) is excluded. Data is the real MNIST from
+--data_dir when present, else random tensors of MNIST's shape (the timing
+does not depend on the values).
+
+    python benchmarks/overhead.py --pairs=3 --epochs=3
+"""
+
+import time
+
+from absl import app
+from absl import flags
+import keras
+import numpy as np
+
+import keras_progprune as kp
+from keras_progprune import models
+from benchmarks import common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("pairs", 3, "Alternating dense/pruned pairs.")
+flags.DEFINE_integer("epochs", 3, "Epochs per fit; the first is not timed.")
+flags.DEFINE_integer("batch_size", 60, "Batch size.")
+flags.DEFINE_integer("frequency", 100, "Mask update frequency in steps.")
+flags.DEFINE_list("models", ["lenet_300_100", "lenet5"], "Models to time.")
+flags.DEFINE_string("out", "overhead.json", "Result file under benchmarks/results.")
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._t)
+
+
+def _fit_epoch_time(name, pruned, x, y):
+    keras.utils.set_random_seed(0)
+    model = models.get_model(name)
+    callbacks = []
+    if pruned:
+        steps = FLAGS.epochs * (len(x) // FLAGS.batch_size)
+        model = kp.prune_low_magnitude(
+            model,
+            kp.PolynomialDecay(0.0, 0.98, 0, steps, frequency=FLAGS.frequency),
+            scope="global",
+        )
+        callbacks.append(kp.ProgressivePruningCallback())
+    timer = _EpochTimer()
+    model.compile(
+        keras.optimizers.Adam(1.2e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, verbose=0,
+              callbacks=callbacks + [timer], shuffle=True)
+    return float(np.median(timer.times[1:]))
+
+
+def main(argv):
+    del argv
+    rng = np.random.default_rng(0)
+    x = rng.random((60000, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 60000)
+    result = {"provenance": common.provenance(common.command_line()), "models": {}}
+    for name in FLAGS.models:
+        pairs = []
+        for i in range(FLAGS.pairs):
+            dense = _fit_epoch_time(name, False, x, y)
+            pruned = _fit_epoch_time(name, True, x, y)
+            pairs.append({"dense_s": dense, "pruned_s": pruned, "ratio": pruned / dense})
+            print(f"{name} pair {i}: dense {dense:.3f}s pruned {pruned:.3f}s "
+                  f"ratio {pruned / dense:.3f}", flush=True)
+        ratio = float(np.median([p["ratio"] for p in pairs]))
+        result["models"][name] = {
+            "pairs": pairs,
+            "median_ratio": ratio,
+            "median_dense_s": float(np.median([p["dense_s"] for p in pairs])),
+            "median_pruned_s": float(np.median([p["pruned_s"] for p in pairs])),
+            "batch_size": FLAGS.batch_size,
+            "frequency": FLAGS.frequency,
+        }
+        print(f"{name}: median ratio {ratio:.3f}")
+    print("wrote", common.write_result(FLAGS.out, result))
+
+
+if __name__ == "__main__":
+    app.run(main)

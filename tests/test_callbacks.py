@@ -1,0 +1,209 @@
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_progprune as kp
+from keras_progprune import engine
+from conftest import data, kept_counts, mlp
+
+
+def _compile(model, optimizer="sgd"):
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _fit(model, epochs=1, callbacks=None, batch_size=16, n=64):
+    x, y = data(n)
+    return model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=False,
+                     callbacks=callbacks or [kp.ProgressivePruningCallback()])
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9, 0.99])
+def test_layer_scope_exact_count_per_layer(sparsity):
+    model = _compile(kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(sparsity, 0, frequency=1)))
+    _fit(model)
+    for wrapper in engine.collect_wrappers(model):
+        n = sum(int(np.prod(w.shape)) for w in wrapper.pruned_weights)
+        assert kept_counts(wrapper) == max(1, round(n * (1 - sparsity)))
+        for w, m in zip(wrapper.pruned_weights, wrapper.masks):
+            assert np.all(w.numpy()[m.numpy() == 0] == 0.0)
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.9, 0.97])
+def test_global_scope_exact_total_and_uneven_layers(sparsity):
+    model = _compile(kp.prune_low_magnitude(
+        mlp(units=(40, 20)), kp.ConstantSparsity(sparsity, 0, frequency=1), scope="global"))
+    wrappers = engine.collect_wrappers(model)
+    # Make the first layer's weights smaller, so global scope prunes it more.
+    k = wrappers[0].pruned_weights[0]
+    k.assign(k.numpy() * 0.1)
+    _fit(model)
+    n = sum(int(np.prod(m.shape)) for w in wrappers for m in w.masks)
+    assert sum(kept_counts(w) for w in wrappers) == max(1, round(n * (1 - sparsity)))
+    report = kp.sparsity_report(model)
+    assert report["layers"]["fc0"]["sparsity"] > report["layers"]["fc1"]["sparsity"]
+    assert report["total"]["sparsity"] == pytest.approx(sparsity, abs=1 / n)
+
+
+def test_masks_follow_schedule_and_never_regrow():
+    schedule = kp.PolynomialDecay(0.2, 0.8, begin_step=0, end_step=8, power=1, frequency=2)
+    model = _compile(kp.prune_low_magnitude(mlp(), schedule, scope="global"), "adam")
+    wrappers = engine.collect_wrappers(model)
+    seen = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append([m.numpy().copy() for w in wrappers for m in w.masks])
+
+    _fit(model, epochs=3, callbacks=[kp.ProgressivePruningCallback(), Watch()])
+    for before, after in zip(seen, seen[1:]):
+        for b, a in zip(before, after):
+            assert np.all(a <= b)  # a pruned weight never returns
+    n = sum(m.size for m in seen[-1])
+    assert sum(int(m.sum()) for m in seen[-1]) == round(n * 0.2)
+    assert int(wrappers[0].pruning_step.numpy()) == 12
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        lambda: keras.optimizers.SGD(0.5, momentum=0.9),
+        lambda: keras.optimizers.Adam(0.05),
+        lambda: keras.optimizers.AdamW(0.05, weight_decay=0.5),
+        lambda: keras.optimizers.RMSprop(0.05, momentum=0.9),
+    ],
+)
+def test_pruned_weights_stay_exactly_zero(optimizer):
+    # Prune once at step 0, then train with momentum for many steps.
+    model = kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.7, 0, end_step=0))
+    _compile(model, optimizer())
+    wrappers = engine.collect_wrappers(model)
+    checks = []
+
+    class Check(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            for w in wrappers:
+                for v, m in zip(w.pruned_weights, w.masks):
+                    checks.append(np.all(v.numpy()[m.numpy() == 0] == 0.0))
+
+    _fit(model, epochs=3, callbacks=[kp.ProgressivePruningCallback(), Check()])
+    assert checks and all(checks)
+    # Live weights did move.
+    assert any(np.any(v.numpy() != 0) for w in wrappers for v in w.pruned_weights)
+
+
+def test_sparsity_in_logs_history_and_csv(tmp_path):
+    model = _compile(kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.6, 0, frequency=1)))
+    csv_path = str(tmp_path / "log.csv")
+    history = _fit(model, epochs=2, callbacks=[
+        kp.ProgressivePruningCallback(), keras.callbacks.CSVLogger(csv_path)])
+    assert history.history["sparsity"] == pytest.approx([0.6, 0.6], abs=0.02)
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["sparsity"]) == pytest.approx(0.6, abs=0.02)
+
+
+def test_progress_bar_shows_sparsity(capsys):
+    model = _compile(kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.5, 0)))
+    x, y = data(32)
+    model.fit(x, y, epochs=1, verbose=1, callbacks=[kp.ProgressivePruningCallback()])
+    assert "sparsity: 0.5" in capsys.readouterr().out
+
+
+def test_tensorboard_scalars_per_layer(tmp_path):
+    import tensorflow as tf
+
+    model = _compile(kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.5, 0)))
+    _fit(model, callbacks=[kp.ProgressivePruningCallback(log_dir=str(tmp_path))])
+    tags = set()
+    for name in os.listdir(tmp_path):
+        for event in tf.compat.v1.train.summary_iterator(str(tmp_path / name)):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"sparsity/overall", "sparsity/fc0", "sparsity/fc1", "sparsity/head"} <= tags
+
+
+def test_callback_is_reusable_and_continues_the_step():
+    schedule = kp.PolynomialDecay(0.0, 0.9, begin_step=0, end_step=7, power=1, frequency=1)
+    model = _compile(kp.prune_low_magnitude(mlp(), schedule, scope="global"))
+    cb = kp.ProgressivePruningCallback()
+    _fit(model, callbacks=[cb])  # 4 steps
+    assert cb.sparsity < 0.9
+    _fit(model, callbacks=[cb])  # steps 4..7
+    assert cb.sparsity == pytest.approx(0.9, abs=0.01)
+    assert int(engine.collect_wrappers(model)[0].pruning_step.numpy()) == 8
+
+
+def test_fit_without_callback_names_it():
+    model = _compile(kp.prune_low_magnitude(mlp()))
+    with pytest.raises(ValueError, match=r"Layer 'fc0' is wrapped for pruning, but the model is "
+                       r"being trained without `ProgressivePruningCallback`\. Pass "
+                       r"`callbacks=\[keras_progprune\.ProgressivePruningCallback\(\)\]`"):
+        _fit(model, callbacks=[keras.callbacks.History()])
+
+
+def test_fit_without_callback_after_a_fit_with_it_still_raises():
+    model = _compile(kp.prune_low_magnitude(mlp()))
+    _fit(model)
+    with pytest.raises(ValueError, match="ProgressivePruningCallback"):
+        _fit(model, callbacks=[keras.callbacks.History()])
+
+
+def test_callback_on_model_without_wrappers():
+    with pytest.raises(ValueError, match=r"found no PruningWrapper in model 'mlp'\. Wrap it first"):
+        _fit(_compile(mlp()))
+
+
+def test_steps_per_execution_is_refused():
+    model = kp.prune_low_magnitude(mlp())
+    model.compile("sgd", "mse", steps_per_execution=2)
+    with pytest.raises(ValueError, match=r"Received: steps_per_execution=2\. Compile the model "
+                       r"with steps_per_execution=1"):
+        _fit(model)
+
+
+def test_global_wrappers_with_different_schedules_are_refused():
+    inp = keras.Input((5,))
+    a = kp.PruningWrapper(keras.layers.Dense(4, name="a"), kp.ConstantSparsity(0.5, 0), scope="global")
+    b = kp.PruningWrapper(keras.layers.Dense(2, name="b"), kp.ConstantSparsity(0.6, 0), scope="global")
+    model = _compile(keras.Model(inp, b(a(inp))))
+    with pytest.raises(ValueError, match=r"Global-scope wrappers must share one pruning schedule, "
+                       r"found 2: .*target_sparsity=0\.5.*layer 'a'.*target_sparsity=0\.6"):
+        _fit(model)
+
+
+def test_non_finite_weights_raise_and_leave_masks_untouched():
+    model = _compile(kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.5, 0)))
+    wrappers = engine.collect_wrappers(model)
+    kernel = wrappers[1].pruned_weights[0]
+    bad = kernel.numpy()
+    bad[0, 0] = np.nan
+    kernel.assign(bad)
+    with pytest.raises(ValueError, match=r"Can't compute pruning masks for layer 'fc1': the "
+                       r"scores contain NaN or Inf \(non-finite weights in layers \['fc1'\]\)\. "
+                       r"Masks were left unchanged"):
+        _fit(model)
+    assert np.all(wrappers[1].masks[0].numpy() == 1.0)
+
+
+def test_custom_training_loop_drives_the_callback_by_hand():
+    import tensorflow as tf
+
+    model = kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.5, 0, frequency=1))
+    optimizer = keras.optimizers.SGD(0.1)
+    cb = kp.ProgressivePruningCallback()
+    cb.set_model(model)
+    cb.on_train_begin()
+    x, y = data(16)
+    for step in range(3):
+        cb.on_train_batch_begin(step)
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+                y, model(x, training=True), from_logits=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+    cb.on_train_end()
+    assert cb.sparsity == pytest.approx(0.5, abs=0.02)
+    assert int(engine.collect_wrappers(model)[0].pruning_step.numpy()) == 3

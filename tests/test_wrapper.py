@@ -1,0 +1,140 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_progprune as kp
+from keras_progprune import registry
+
+L = keras.layers
+
+# (layer factory, input shape, number of prunable weights)
+PRUNABLE = [
+    (lambda: L.Dense(3), (2, 4), 1),
+    (lambda: L.EinsumDense("ab,bc->ac", 3), (2, 4), 1),
+    (lambda: L.Conv1D(2, 3), (1, 5, 2), 1),
+    (lambda: L.Conv2D(2, 3), (1, 5, 5, 2), 1),
+    (lambda: L.Conv3D(2, 3), (1, 5, 5, 5, 2), 1),
+    (lambda: L.Conv1DTranspose(2, 3), (1, 5, 2), 1),
+    (lambda: L.Conv2DTranspose(2, 3), (1, 5, 5, 2), 1),
+    (lambda: L.Conv3DTranspose(2, 3), (1, 5, 5, 5, 2), 1),
+    (lambda: L.DepthwiseConv2D(3), (1, 5, 5, 2), 1),
+    (lambda: L.SeparableConv1D(2, 3), (1, 5, 2), 2),
+    (lambda: L.SeparableConv2D(2, 3), (1, 5, 5, 2), 2),
+    (lambda: L.Embedding(10, 3), (2, 4), 1),
+]
+
+
+@pytest.mark.parametrize("make,shape,count", PRUNABLE)
+def test_every_prunable_type_gets_masks_and_keeps_outputs(make, shape, count):
+    layer = make()
+    wrapper = kp.PruningWrapper(layer)
+    x = np.random.default_rng(0).integers(0, 9, shape) if isinstance(
+        layer, L.Embedding) else np.random.default_rng(0).standard_normal(shape)
+    x = x.astype("int32" if isinstance(layer, L.Embedding) else "float32")
+    out = wrapper(x)
+    assert len(wrapper.masks) == count
+    for w, m in zip(wrapper.pruned_weights, wrapper.masks):
+        assert m.shape == w.shape and not m.trainable
+        assert "bias" not in w.name
+    np.testing.assert_allclose(out, layer(x), rtol=1e-6)
+
+
+def test_biases_and_norm_parameters_are_never_pruned():
+    dense = L.Dense(3)
+    dense.build((None, 4))
+    assert [w.name for w in registry.get_prunable_weights(dense)] == ["kernel"]
+    assert not registry.is_prunable(L.BatchNormalization())
+    assert not registry.is_prunable(L.LayerNormalization())
+
+
+class Scaled(L.Layer):
+    """A custom layer that opts in to pruning."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 2), name="w")
+        self.b = self.add_weight(shape=(2,), name="b")
+
+    def call(self, x):
+        return x @ self.w + self.b
+
+    def get_prunable_weights(self):
+        return [self.w]
+
+
+def test_custom_layer_opts_in_with_get_prunable_weights():
+    wrapper = kp.PruningWrapper(Scaled())
+    wrapper(np.ones((1, 3), "float32"))
+    assert [w.name for w in wrapper.pruned_weights] == ["w"]
+
+
+def test_user_constraint_is_composed_with_the_mask():
+    layer = L.Dense(2, kernel_constraint=keras.constraints.NonNeg())
+    wrapper = kp.PruningWrapper(layer)
+    wrapper.build((None, 2))
+    wrapper.masks[0].assign([[1.0, 0.0], [1.0, 1.0]])
+    kernel = wrapper.pruned_weights[0]
+    out = kernel.constraint(keras.ops.convert_to_tensor([[-1.0, 5.0], [2.0, 3.0]]))
+    np.testing.assert_array_equal(np.asarray(out), [[0.0, 0.0], [2.0, 3.0]])
+
+
+def test_default_schedule_is_fresh_per_wrapper():
+    a, b = kp.PruningWrapper(L.Dense(2)), kp.PruningWrapper(L.Dense(2))
+    assert a.pruning_schedule is not b.pruning_schedule
+    assert a.pruning_schedule == kp.ConstantSparsity(0.5, begin_step=0)
+
+
+def test_config_round_trip_through_json():
+    schedule = kp.PolynomialDecay(0.1, 0.7, 3, 30, power=2, frequency=3)
+    wrapper = kp.PruningWrapper(L.Dense(4, name="d"), schedule, scope="global", name="w")
+    blob = json.dumps(keras.saving.serialize_keras_object(wrapper))
+    restored = keras.saving.deserialize_keras_object(json.loads(blob))
+    assert isinstance(restored, kp.PruningWrapper)
+    assert restored.get_config() == wrapper.get_config()
+    assert restored.pruning_schedule == schedule and restored.scope == "global"
+    assert restored.layer.name == "d" and restored.name == "w"
+
+
+def test_callback_config_round_trip():
+    cb = kp.ProgressivePruningCallback(log_dir="/tmp/x")
+    again = kp.ProgressivePruningCallback.from_config(json.loads(json.dumps(cb.get_config())))
+    assert again.get_config() == {"log_dir": "/tmp/x"}
+
+
+def test_wrapping_twice_is_refused():
+    wrapper = kp.PruningWrapper(L.Dense(2, name="d"))
+    with pytest.raises(ValueError, match=r"Layer 'd' is already wrapped in a PruningWrapper\. "
+                       r"Received: layer='prune_low_magnitude_d'\. Wrap each layer once"):
+        kp.PruningWrapper(wrapper)
+
+
+def test_unprunable_layer_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match=r"Layer 'bn' of type BatchNormalization can't be "
+                       r"pruned\. Prunable types: .*Dense.*define `get_prunable_weights\(\)`"):
+        kp.PruningWrapper(L.BatchNormalization(name="bn"))
+
+
+def test_non_layer_is_refused():
+    with pytest.raises(ValueError, match=r"`layer` must be a `keras.layers.Layer`\. "
+                       r"Received: layer='dense' of type str"):
+        kp.PruningWrapper("dense")
+
+
+def test_bad_scope_and_schedule():
+    with pytest.raises(ValueError, match=r"`scope` must be one of \('layer', 'global'\)\. "
+                       r"Received: scope='model'"):
+        kp.PruningWrapper(L.Dense(2), scope="model")
+    with pytest.raises(ValueError, match=r"`pruning_schedule` must be a "
+                       r"`keras_progprune.PruningSchedule`.*Received: pruning_schedule=0.5"):
+        kp.PruningWrapper(L.Dense(2), pruning_schedule=0.5)
+
+
+def test_custom_layer_returning_no_weights_is_refused_at_build():
+    class Empty(L.Layer):
+        def get_prunable_weights(self):
+            return []
+
+    wrapper = kp.PruningWrapper(Empty(name="empty"))
+    with pytest.raises(ValueError, match=r"Layer 'empty' has no prunable weights after build"):
+        wrapper.build((None, 2))
