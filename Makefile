@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/train.py
+	$(PY) examples/train.py --output_dir=runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

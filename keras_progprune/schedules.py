@@ -180,7 +180,8 @@ class PolynomialDecay(PruningSchedule):
 
     Masks are recomputed when `begin_step <= step <= end_step` and
     `(step - begin_step) % frequency == 0` (tfmot's semantics). `power=3` is
-    Zhu & Gupta's cubic schedule. The paper's linear per-epoch schedule,
+    Zhu & Gupta's cubic schedule. With `begin_step == end_step` the sparsity
+    is `final_sparsity` from `begin_step` on. The paper's linear per-epoch schedule,
     `s(e) = s_final * (e + 1) / E`, is `power=1` with
     `frequency=steps_per_epoch`, `begin_step=0`,
     `end_step=(E - 1) * steps_per_epoch` and
@@ -225,8 +226,11 @@ class PolynomialDecay(PruningSchedule):
         self.frequency = int(frequency)
 
     def _sparsity(self, step, ops):
-        span = max(self.end_step - self.begin_step, 1)
-        p = ops.clip(ops.to_float(step - self.begin_step) / span, 0.0, 1.0)
+        span = self.end_step - self.begin_step
+        if span == 0:  # a one-step ramp: the final value from begin_step on
+            p = ops.clip(ops.to_float(step - self.begin_step + 1), 0.0, 1.0)
+        else:
+            p = ops.clip(ops.to_float(step - self.begin_step) / span, 0.0, 1.0)
         delta = self.initial_sparsity - self.final_sparsity
         return self.final_sparsity + delta * (1.0 - p) ** self.power
 

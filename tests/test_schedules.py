@@ -54,6 +54,13 @@ def test_constant_sparsity_updates(step, update):
     assert _both(s, step) == (update, pytest.approx(0.7))
 
 
+def test_polynomial_decay_with_a_one_step_ramp():
+    s = PolynomialDecay(0.0, 0.6, begin_step=5, end_step=5, frequency=10)
+    assert _both(s, 4) == (False, pytest.approx(0.0))
+    assert _both(s, 5) == (True, pytest.approx(0.6))
+    assert _both(s, 6) == (False, pytest.approx(0.6))
+
+
 def test_constant_sparsity_no_end():
     s = ConstantSparsity(0.5, begin_step=0)
     assert _both(s, 10**6) == (True, 0.5)

@@ -1,0 +1,118 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from keras_progprune import experiment
+from conftest import make_mnist_dir
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny(tmp_path, **kw):
+    values = dict(model="lenet_300_100", dataset="mnist", epochs=2, batch_size=8,
+                  data_dir=make_mnist_dir(tmp_path / "mnist", train=48, test=16),
+                  validation_size=8, output_dir=str(tmp_path / "out"), verbose="0",
+                  frequency=1, prune_end=1)
+    values.update(kw)
+    return experiment.Config(**values)
+
+
+def test_run_writes_every_output(tmp_path):
+    config = _tiny(tmp_path, target_sparsity=0.9, lr_schedule="step", optimizer="sgd",
+                   weight_decay=1e-4, label_smoothing=0.1)
+    results = experiment.run(config)
+    out = config.output_dir
+    for name in ("config.json", "history.csv", "results.json", "history.png", "model.keras",
+                 "saved_model/saved_model.pb"):
+        assert os.path.exists(os.path.join(out, name)), name
+    assert os.listdir(os.path.join(out, "tensorboard"))
+    with open(os.path.join(out, "history.csv")) as f:
+        header = f.readline().strip().split(",")
+    for column in ("loss", "accuracy", "val_accuracy", "sparsity", "learning_rate"):
+        assert column in header
+    saved = json.load(open(os.path.join(out, "results.json")))
+    assert saved["steps"] == 2 * 5 and saved["steps_per_epoch"] == 5
+    assert saved["sparsity"]["total"]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert saved["served_test_accuracy"] == pytest.approx(saved["test_accuracy"], abs=1e-6)
+    assert results["remaining_parameters"] < results["dense_parameters"]
+    assert json.load(open(os.path.join(out, "config.json")))["lr_schedule"] == "step"
+
+
+def test_finished_run_is_not_overwritten_silently(tmp_path):
+    config = _tiny(tmp_path, epochs=1, prune_end=0)
+    experiment.run(config)
+    with pytest.raises(ValueError, match=r"`output_dir` already holds a finished run: .* Pass "
+                       r"--overwrite"):
+        experiment.run(config)
+    experiment.run(config, overwrite=True)
+
+
+@pytest.mark.parametrize("schedule,scope", [("linear", "global"), ("constant", "layer"),
+                                            ("polynomial", "layer")])
+def test_schedules_and_scopes_reach_the_target(tmp_path, schedule, scope):
+    results = experiment.run(_tiny(tmp_path, schedule=schedule, scope=scope,
+                                   target_sparsity=0.8, optimizer="adamw", weight_decay=1e-3))
+    layers = results["sparsity"]["layers"]
+    if scope == "layer":
+        for r in layers.values():
+            assert r["sparsity"] == pytest.approx(0.8, abs=1.0 / r["weights"] + 1e-9)
+    assert results["sparsity"]["total"]["sparsity"] == pytest.approx(0.8, abs=1e-3)
+
+
+def test_default_output_dir_is_named_by_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = _tiny(tmp_path, output_dir="", epochs=1, prune_end=0)
+    results = experiment.run(config)
+    assert results["config"]["output_dir"] == experiment.default_output_dir(config)
+    assert config.digest() in results["config"]["output_dir"]
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match=r"`optimizer` must be one of \('sgd', 'adam', 'adamw'\)\. "
+                       r"Received: optimizer='lamb'"):
+        experiment.validate(experiment.Config(optimizer="lamb"))
+    with pytest.raises(ValueError, match=r"`lr_schedule` must be one of .* Received: lr_schedule='poly'"):
+        experiment.validate(experiment.Config(lr_schedule="poly"))
+    with pytest.raises(ValueError, match=r"Unknown preset\. Received: preset='x'\. Valid presets"):
+        experiment.apply_preset("x", {})
+    with pytest.raises(ValueError, match=r"Need 0 <= prune_start <= prune_end < epochs\. Received: "
+                       r"prune_start=3, prune_end=1, epochs=2"):
+        from keras_progprune import methods
+        methods.Progressive(0.5, prune_start=3, prune_end=1).make_schedule(2, 10)
+
+
+@pytest.mark.parametrize("preset", sorted(experiment.PRESETS))
+def test_every_preset_runs_two_steps_on_mock_data(tmp_path, preset):
+    overrides = dict(epochs=1, batch_size=4, train_examples=8, eval_examples=4,
+                     validation_size=4, output_dir=str(tmp_path / preset), verbose="0",
+                     data_dir="", prune_end=0)
+    config = experiment.apply_preset(preset, overrides)
+    assert experiment.PRESETS[preset]["expected"] and experiment.PRESETS[preset]["source"]
+    with tfds.testing.mock_data(num_examples=8):
+        results = experiment.run(config)
+    assert results["steps"] == 2
+    assert results["sparsity"]["total"]["sparsity"] == pytest.approx(
+        config.target_sparsity, abs=1e-4)
+
+
+def test_script_flags_end_to_end(tmp_path):
+    data_dir = make_mnist_dir(tmp_path / "mnist", train=48, test=16)
+    out = tmp_path / "script"
+    cmd = [sys.executable, os.path.join(REPO, "examples", "train.py"),
+           "--preset=lenet_300_100_mnist", f"--data_dir={data_dir}", "--epochs=1",
+           "--batch_size=8", "--validation_size=8", f"--output_dir={out}", "--verbose=0",
+           "--target_sparsity=0.5", "--prune_end=0", "--frequency=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "test accuracy (SavedModel)" in proc.stdout
+    assert "preset lenet_300_100_mnist: expected" in proc.stdout
+    config = json.load(open(out / "config.json"))
+    assert config["target_sparsity"] == 0.5 and config["optimizer"] == "adam"
+    bad = subprocess.run(cmd[:2] + ["--method=bogus", f"--output_dir={out}2"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "Unknown pruning method. Received: method='bogus'" in bad.stderr
