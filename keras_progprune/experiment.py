@@ -9,6 +9,7 @@ output files.
 import csv
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -189,6 +190,14 @@ class Trainer:
         return models_lib.get_model(self.config.model, input_shape=shape,
                                     num_classes=classes)
 
+    def loss_fn(self):
+        """The loss on integer labels, for scoring methods."""
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def scoring_batches(self, n):
+        """The first `n` training batches (for SNIP and GraSP)."""
+        return self.train_ds.take(n)
+
     def _learning_rate(self):
         c = self.config
         total = self.epochs * self.steps_per_epoch
@@ -247,7 +256,9 @@ class Trainer:
         if log:
             extra = [
                 _LearningRateLogger(),
-                keras.callbacks.CSVLogger(os.path.join(self.output_dir, "history.csv")),
+                # Methods that train several times (lottery) append rounds.
+                keras.callbacks.CSVLogger(os.path.join(self.output_dir, "history.csv"),
+                                          append=self.fits > 1),
                 keras.callbacks.TensorBoard(os.path.join(self.output_dir, "tensorboard")),
             ]
         verbose = self.config.verbose
@@ -312,7 +323,7 @@ def plot_history(csv_path, png_path, title):
         rows = list(csv.DictReader(f))
     if not rows:
         return None
-    epochs = [int(r["epoch"]) + 1 for r in rows]
+    epochs = list(range(1, len(rows) + 1))  # cumulative over lottery rounds
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label in (("accuracy", "train accuracy"), ("val_accuracy", "validation accuracy")):
         if key in rows[0]:
@@ -375,6 +386,14 @@ def run(config, overwrite=False):
             options.setdefault("prune_end", config.prune_end)
         else:
             options.setdefault("prune_end", max(config.prune_start, (2 * config.epochs) // 3))
+    accepted = set(inspect.signature(method_cls.__init__).parameters) - {
+        "self", "target_sparsity", "scope"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for method {config.method!r}. Received: "
+            f"method_options={config.method_options}. Accepted: {sorted(accepted)}."
+        )
     method = method_cls(config.target_sparsity, scope=config.scope or None, **options)
 
     start = time.time()
@@ -407,6 +426,9 @@ def run(config, overwrite=False):
         "steps_per_epoch": trainer.steps_per_epoch,
         **{k: v for k, v in extras.items() if k != "history"},
     }
+    if "rounds" in results:
+        write_rounds(os.path.join(config.output_dir, "rounds.csv"), results["rounds"])
+        print(rounds_table(results["rounds"]))
     with open(os.path.join(config.output_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2, sort_keys=True, default=_jsonable)
     csv_path = os.path.join(config.output_dir, "history.csv")
@@ -414,6 +436,28 @@ def run(config, overwrite=False):
         plot_history(csv_path, os.path.join(config.output_dir, "history.png"),
                      f"{config.model} / {config.dataset} / {config.method}")
     return results
+
+
+_ROUND_COLUMNS = ("round", "sparsity", "test_accuracy", "val_accuracy", "steps")
+
+
+def write_rounds(path, rounds):
+    """The lottery per-round table as CSV."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=_ROUND_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rounds)
+
+
+def rounds_table(rounds):
+    lines = ["round  sparsity  test acc  val acc   steps (cumulative)"]
+    total = 0
+    for r in rounds:
+        total += r["steps"]
+        val = f"{r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else "   -  "
+        lines.append(f"{r['round']:>5}  {r['sparsity']:>8.4f}  {r['test_accuracy']:>8.4f}  "
+                     f"{val}  {r['steps']:>7} ({total})")
+    return "\n".join(lines)
 
 
 def _last(history, key):

@@ -5,16 +5,27 @@
 'Progressive'
 """
 
+from keras_progprune.methods.at_init import Grasp
+from keras_progprune.methods.at_init import Random
+from keras_progprune.methods.at_init import Snip
+from keras_progprune.methods.at_init import SynFlow
 from keras_progprune.methods.base import PruningMethod
 from keras_progprune.methods.base import ScoringMethod
 from keras_progprune.methods.base import available_methods
 from keras_progprune.methods.base import get_method
 from keras_progprune.methods.base import register_method
+from keras_progprune.methods.lottery import Lottery
 from keras_progprune.methods.progressive import Dense
 from keras_progprune.methods.progressive import Progressive
 
 register_method("progressive", Progressive)
 register_method("dense", Dense)
+register_method("random", Random)
+register_method("snip", Snip)
+register_method("grasp", Grasp)
+register_method("synflow", SynFlow)
+register_method("lottery", Lottery)
 
-__all__ = ["Dense", "Progressive", "PruningMethod", "ScoringMethod",
-           "available_methods", "get_method", "register_method"]
+__all__ = ["Dense", "Grasp", "Lottery", "Progressive", "PruningMethod", "Random",
+           "ScoringMethod", "Snip", "SynFlow", "available_methods", "get_method",
+           "register_method"]

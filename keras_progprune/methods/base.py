@@ -62,17 +62,24 @@ class ScoringMethod(PruningMethod):
     def scores(self, trainer, model, weights):
         raise NotImplementedError
 
+    def set_masks(self, trainer, model, groups):
+        """Scores every wrapped weight once, then masks each group."""
+        weights = [w for group in groups for w in group.weights]
+        scores = self.scores(trainer, model, weights)
+        by_id = {id(w): tf.cast(s, tf.float32) for w, s in zip(weights, scores)}
+        for group in groups:
+            group.update(self.target_sparsity,
+                         scores=[by_id[id(w)] for w in group.weights],
+                         intersect=False)
+
     def prune_at_init(self, trainer, model):
-        """Wraps `model` and sets masks from `scores`; returns the model."""
-        # Masks are fixed: the callback re-applies the same top-k at step 0
-        # (a no-op, the mask already keeps exactly k) and never again.
+        """Wraps `model` and fixes its masks; returns the wrapped model."""
+        # The callback re-applies the magnitude top-k at step 0 only: a
+        # no-op, since exactly k weights are active and inactive ones rank
+        # below every active one. The mask is fixed from then on.
         schedule = kp.ConstantSparsity(self.target_sparsity, 0, end_step=0)
         pruned = kp.prune_low_magnitude(model, schedule, scope=self.scope)
-        for group in engine.build_groups(engine.collect_wrappers(pruned)):
-            scores = self.scores(trainer, pruned, group.weights)
-            group.update(self.target_sparsity,
-                         scores=[tf.cast(s, tf.float32) for s in scores],
-                         intersect=False)
+        self.set_masks(trainer, pruned, engine.build_groups(engine.collect_wrappers(pruned)))
         return pruned
 
     def train(self, trainer):

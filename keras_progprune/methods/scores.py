@@ -1,0 +1,132 @@
+"""Pure scoring functions for the pruning-at-initialization baselines.
+
+Each takes a model, the weights to score and (except SynFlow) batches of
+data, and returns one float32 tensor per weight; the engine keeps the
+highest. No Layer or Callback code lives here.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_progprune import engine
+
+
+def _loss(model, loss_fn, batch, training):
+    x, y = batch
+    return loss_fn(y, model(x, training=training))
+
+
+class _ScoringPass:
+    """Forward passes in training mode that leave the model as it was.
+
+    Training mode lets BatchNorm use batch statistics (as SNIP and GraSP
+    do); its moving averages are restored afterwards, and the pruning
+    wrappers accept the training-mode call without the callback.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.wrappers = engine.collect_wrappers(self.model)
+        self.armed = [w._pruning_armed for w in self.wrappers]
+        for w in self.wrappers:
+            w._pruning_armed = True
+        self.saved = [(v, v.numpy()) for v in self.model.non_trainable_variables]
+        return self
+
+    def __exit__(self, *exc):
+        for v, value in self.saved:
+            v.assign(value)
+        for w, armed in zip(self.wrappers, self.armed):
+            w._pruning_armed = armed
+        return False
+
+
+def gradients(model, loss_fn, batches, weights):
+    """Mean gradient of the loss over `batches`, for each of `weights`."""
+    # Accumulated in each variable's own dtype (float32, or float64 in tests).
+    total = [tf.zeros(w.shape, w.dtype) for w in weights]
+    n = 0
+    with _ScoringPass(model):
+        for batch in batches:
+            with tf.GradientTape() as tape:
+                loss = _loss(model, loss_fn, batch, training=True)
+            grads = tape.gradient(loss, weights)
+            total = [t + tf.cast(g, t.dtype) for t, g in zip(total, grads)]
+            n += 1
+    if n == 0:
+        raise ValueError("Scoring needs at least one batch of data; the dataset was empty.")
+    return [t / n for t in total]
+
+
+def snip_scores(model, loss_fn, batches, weights):
+    """SNIP (Lee et al. 2019): `|g * w|` at initialization."""
+    grads = gradients(model, loss_fn, batches, weights)
+    return [tf.cast(tf.abs(g * w), tf.float32) for g, w in zip(grads, weights)]
+
+
+def hessian_gradient_product(model, loss_fn, batches, weights):
+    """`H g` for the loss over `batches`, by double backprop.
+
+    `g` is the mean gradient over all batches (held constant); `H g` is the
+    gradient of `g . grad L` with respect to the weights, averaged over the
+    batches, as in GraSP's code.
+    """
+    g = [tf.stop_gradient(t) for t in gradients(model, loss_fn, batches, weights)]
+    total = [tf.zeros(w.shape, w.dtype) for w in weights]
+    n = 0
+    with _ScoringPass(model):
+        for batch in batches:
+            with tf.GradientTape() as outer:
+                with tf.GradientTape() as inner:
+                    loss = _loss(model, loss_fn, batch, training=True)
+                grads = inner.gradient(loss, weights)
+                z = tf.add_n([tf.reduce_sum(a * tf.cast(b, a.dtype))
+                              for a, b in zip(grads, g)])
+            hg = outer.gradient(z, weights)
+            total = [t + tf.cast(h, t.dtype) for t, h in zip(total, hg)]
+            n += 1
+    return [t / n for t in total]
+
+
+def grasp_scores(model, loss_fn, batches, weights):
+    """GraSP (Wang et al. 2020): keep-scores `w * (H g)`.
+
+    GraSP scores weights by `-w * (H g)` and removes the highest; keeping
+    the highest of the negation is the same selection.
+    """
+    hg = hessian_gradient_product(model, loss_fn, batches, weights)
+    return [tf.cast(w * h, tf.float32) for w, h in zip(weights, hg)]
+
+
+def synflow_scores(model, weights, input_shape):
+    """One SynFlow round (Tanaka et al. 2020): `|w * dR/dw|`.
+
+    Every trainable variable is replaced by its absolute value (pruned
+    weights are zero already), the input is all ones, and
+    `R = sum(model(ones))` in inference mode: BatchNorm then applies its
+    moving statistics (an affine map, the same for every input) instead of
+    normalizing the single all-ones example away. Values are restored
+    before returning.
+    """
+    variables = model.trainable_variables
+    saved = [v.numpy() for v in variables]
+    try:
+        for v, value in zip(variables, saved):
+            v.assign(np.abs(value))
+        x = tf.ones((1,) + tuple(input_shape), tf.float32)
+        with tf.GradientTape() as tape:
+            r = tf.reduce_sum(tf.cast(model(x, training=False), tf.float32))
+        grads = tape.gradient(r, weights)
+        return [tf.abs(tf.cast(g, tf.float32) * tf.cast(w, tf.float32))
+                for g, w in zip(grads, weights)]
+    finally:
+        for v, value in zip(variables, saved):
+            v.assign(value)
+
+
+def random_scores(weights, seed):
+    """Uniform random scores: a random mask at the target sparsity."""
+    return [tf.random.stateless_uniform(w.shape, seed=[seed, i])
+            for i, w in enumerate(weights)]
