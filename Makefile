@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: demo test venv bench bench-quick clean
+.PHONY: demo test venv bench bench-quick bench-report clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,26 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Benchmarks (see BUILD_NOTES.md). The full grid is resumable: finished cells
+# are cached under benchmarks/results/grid/ and skipped.
+BENCH := $(PY) -m benchmarks
+
+bench-quick: $(STAMP)
+	rm -rf benchmarks/results/grid_quick
+	$(BENCH).grid --grid=quick
+	$(BENCH).mask_update --repeats=2 --out=mask_update_quick.json
+	$(BENCH).report --grid=quick --out=benchmarks/results/BENCHMARKS_quick.md
+
+bench: $(STAMP)
+	$(BENCH).grid --grid=full
+	$(BENCH).overhead --pairs=3 --epochs=3
+	$(BENCH).mask_update
+	$(BENCH).tfmot_compare
+	$(BENCH).report --grid=full
+
+bench-report: $(STAMP)
+	$(BENCH).report --grid=full
 
 clean:
 	rm -rf $(VENV) runs

@@ -184,6 +184,7 @@ class Trainer:
         self.pruning_log_dir = os.path.join(c.output_dir, "tensorboard", "pruning")
         self.steps_trained = 0
         self.fits = 0
+        self.log = True  # CSV and TensorBoard logs from `fit`
 
     def build_model(self):
         shape, classes = data_lib.info(self.config.dataset)
@@ -242,7 +243,7 @@ class Trainer:
         return (self.train_ds.map(one_hot),
                 self.val_ds.map(one_hot) if self.val_ds is not None else None)
 
-    def fit(self, model, callbacks, epochs=None, log=True):
+    def fit(self, model, callbacks, epochs=None, log=None):
         """Compiles `model` with the recipe and trains it for `epochs`.
 
         Counts the steps trained (the cost of a method) across calls.
@@ -253,7 +254,7 @@ class Trainer:
         self.fits += 1
         train, val = self._datasets_for_loss()
         extra = []
-        if log:
+        if self.log if log is None else log:
             extra = [
                 _LearningRateLogger(),
                 # Methods that train several times (lottery) append rounds.

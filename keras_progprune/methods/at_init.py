@@ -55,12 +55,22 @@ class Grasp(_DataScoring):
 
     Options:
         batches: int, training batches for `g` and `H g`. Defaults to 1.
+        temperature: float > 0, logits are divided by it before the loss,
+            as in GraSP's official code. Defaults to 200.
     """
 
     name = "grasp"
 
+    def __init__(self, target_sparsity, scope=None, batches=1, temperature=200.0):
+        super().__init__(target_sparsity, scope, batches=batches)
+        if not float(temperature) > 0:
+            raise ValueError(
+                f"`temperature` must be > 0. Received: temperature={temperature!r}.")
+        self.temperature = float(temperature)
+
     def scores(self, trainer, model, weights):
-        return scores_lib.grasp_scores(model, trainer.loss_fn(), self._data(trainer), weights)
+        return scores_lib.grasp_scores(model, trainer.loss_fn(), self._data(trainer),
+                                       weights, self.temperature)
 
 
 class SynFlow(ScoringMethod):

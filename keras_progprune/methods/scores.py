@@ -11,9 +11,9 @@ import tensorflow as tf
 from keras_progprune import engine
 
 
-def _loss(model, loss_fn, batch, training):
+def _loss(model, loss_fn, batch, training, temperature=1.0):
     x, y = batch
-    return loss_fn(y, model(x, training=training))
+    return loss_fn(y, model(x, training=training) / temperature)
 
 
 class _ScoringPass:
@@ -43,15 +43,18 @@ class _ScoringPass:
         return False
 
 
-def gradients(model, loss_fn, batches, weights):
-    """Mean gradient of the loss over `batches`, for each of `weights`."""
+def gradients(model, loss_fn, batches, weights, temperature=1.0):
+    """Mean gradient of the loss over `batches`, for each of `weights`.
+
+    `temperature` divides the logits before the loss (GraSP's code uses 200).
+    """
     # Accumulated in each variable's own dtype (float32, or float64 in tests).
     total = [tf.zeros(w.shape, w.dtype) for w in weights]
     n = 0
     with _ScoringPass(model):
         for batch in batches:
             with tf.GradientTape() as tape:
-                loss = _loss(model, loss_fn, batch, training=True)
+                loss = _loss(model, loss_fn, batch, True, temperature)
             grads = tape.gradient(loss, weights)
             total = [t + tf.cast(g, t.dtype) for t, g in zip(total, grads)]
             n += 1
@@ -66,21 +69,22 @@ def snip_scores(model, loss_fn, batches, weights):
     return [tf.cast(tf.abs(g * w), tf.float32) for g, w in zip(grads, weights)]
 
 
-def hessian_gradient_product(model, loss_fn, batches, weights):
+def hessian_gradient_product(model, loss_fn, batches, weights, temperature=1.0):
     """`H g` for the loss over `batches`, by double backprop.
 
     `g` is the mean gradient over all batches (held constant); `H g` is the
     gradient of `g . grad L` with respect to the weights, averaged over the
     batches, as in GraSP's code.
     """
-    g = [tf.stop_gradient(t) for t in gradients(model, loss_fn, batches, weights)]
+    g = [tf.stop_gradient(t)
+         for t in gradients(model, loss_fn, batches, weights, temperature)]
     total = [tf.zeros(w.shape, w.dtype) for w in weights]
     n = 0
     with _ScoringPass(model):
         for batch in batches:
             with tf.GradientTape() as outer:
                 with tf.GradientTape() as inner:
-                    loss = _loss(model, loss_fn, batch, training=True)
+                    loss = _loss(model, loss_fn, batch, True, temperature)
                 grads = inner.gradient(loss, weights)
                 z = tf.add_n([tf.reduce_sum(a * tf.cast(b, a.dtype))
                               for a, b in zip(grads, g)])
@@ -90,13 +94,13 @@ def hessian_gradient_product(model, loss_fn, batches, weights):
     return [t / n for t in total]
 
 
-def grasp_scores(model, loss_fn, batches, weights):
+def grasp_scores(model, loss_fn, batches, weights, temperature=1.0):
     """GraSP (Wang et al. 2020): keep-scores `w * (H g)`.
 
     GraSP scores weights by `-w * (H g)` and removes the highest; keeping
     the highest of the negation is the same selection.
     """
-    hg = hessian_gradient_product(model, loss_fn, batches, weights)
+    hg = hessian_gradient_product(model, loss_fn, batches, weights, temperature)
     return [tf.cast(w * h, tf.float32) for w, h in zip(weights, hg)]
 
 

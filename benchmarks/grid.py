@@ -1,0 +1,190 @@
+"""Accuracy against sparsity on real MNIST, for every method, resumable.
+
+Every cell (model, method, sparsity, seed) trains with the model's one
+recipe (below) and is cached as JSON under benchmarks/results/grid/; a
+cached cell is skipped, so the grid can run across several sittings.
+Lottery runs one chain per (model, seed) whose rounds land exactly on every
+grid sparsity, and each of those rounds is reported as a cell, with the
+training steps of the chain up to that round as its cost.
+
+    python -m benchmarks.grid --grid=full    # make bench
+    python -m benchmarks.grid --grid=quick   # make bench-quick (minutes)
+
+Test accuracy is the final epoch's; the recipe was chosen on the validation
+split (see BUILD_NOTES.md), never on the test set.
+"""
+
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+import keras
+
+from benchmarks import common
+from keras_progprune import experiment
+from keras_progprune import methods as methods_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("grid", "full", ["full", "quick"], "Which grid to run.")
+flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "data", "mnist"), "MNIST IDX folder.")
+flags.DEFINE_list("only_models", [], "Restrict to these models.")
+flags.DEFINE_list("only_methods", [], "Restrict to these methods.")
+
+# One recipe per model, shared by every method (lottery: per round).
+RECIPES = {
+    "lenet_300_100": dict(epochs=10, batch_size=60, optimizer="adam", lr=1.2e-3,
+                          lr_schedule="cosine"),
+    "lenet5": dict(epochs=8, batch_size=60, optimizer="adam", lr=1.2e-3,
+                   lr_schedule="cosine"),
+}
+
+# (method label, registered method, scope, options)
+METHODS = [
+    ("dense", "dense", "global", {}),
+    ("progressive_global", "progressive", "global", {"schedule": "polynomial"}),
+    ("progressive_layer", "progressive", "layer", {"schedule": "polynomial"}),
+    ("lottery", "lottery", "global", {"rate": 0.2, "rewind_step": 0}),
+    ("snip", "snip", "global", {}),
+    ("grasp", "grasp", "global", {}),
+    ("synflow", "synflow", "global", {}),
+    ("random", "random", "layer", {}),
+]
+
+GRIDS = {
+    "full": {
+        "lenet_300_100": {"sparsities": [0.9, 0.95, 0.98, 0.99], "seeds": [0, 1]},
+        "lenet5": {"sparsities": [0.95, 0.98, 0.99], "seeds": [0, 1],
+                   "lottery_seeds": [0]},
+    },
+    "quick": {
+        "lenet_300_100": {"sparsities": [0.9, 0.98], "seeds": [0],
+                          "epochs": 1, "train_examples": 6000},
+    },
+}
+
+
+def cell_dir():
+    return os.path.join(common.RESULTS_DIR, "grid" if FLAGS.grid == "full" else "grid_quick")
+
+
+def cell_path(model, label, sparsity, seed):
+    return os.path.join(cell_dir(), f"{model}__{label}__s{sparsity:g}__seed{seed}.json")
+
+
+def _config(model, method, scope, sparsity, seed, spec, options):
+    recipe = dict(RECIPES[model])
+    if "epochs" in spec:
+        recipe["epochs"] = spec["epochs"]
+    return experiment.Config(
+        model=model, dataset="mnist", method=method, scope=scope,
+        target_sparsity=sparsity, seed=seed, data_dir=FLAGS.data_dir,
+        train_examples=spec.get("train_examples", 0), verbose="0",
+        output_dir=os.path.join("/tmp", "progprune_grid"),
+        prune_end=-1, frequency=100, method_options=dict(options), **recipe)
+
+
+def _recipe(config):
+    keys = ("epochs", "batch_size", "optimizer", "lr", "lr_schedule", "train_examples")
+    return {k: getattr(config, k) for k in keys}
+
+
+def _run_cell(config):
+    """Trains one configuration; returns accuracy, cost and per-round data."""
+    keras.utils.set_random_seed(config.seed)
+    os.makedirs(config.output_dir, exist_ok=True)
+    trainer = experiment.Trainer(config)
+    trainer.log = False  # no CSV/TensorBoard files per cell
+    trainer.pruning_log_dir = None
+    options = dict(config.method_options)
+    cls = methods_lib.get_method(config.method)
+    if cls is methods_lib.Progressive:
+        options.setdefault("prune_end", (2 * config.epochs) // 3)
+        options.setdefault("frequency", config.frequency)
+    method = cls(config.target_sparsity, scope=config.scope or None, **options)
+    start = time.time()
+    model, extras = method.train(trainer)
+    wall = time.time() - start
+    from keras_progprune import sparsity_report
+
+    return {
+        "test_accuracy": trainer.evaluate(model),
+        "final_val_accuracy": experiment._last(extras.get("history"), "val_accuracy"),
+        "sparsity": sparsity_report(model)["total"]["sparsity"],
+        "steps": trainer.steps_trained,
+        "wall_time_s": wall,
+        "rounds": extras.get("rounds"),
+    }
+
+
+def _save(path, payload):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def run_grid():
+    grid = GRIDS[FLAGS.grid]
+    prov = common.provenance(common.command_line())
+    for model, spec in grid.items():
+        if FLAGS.only_models and model not in FLAGS.only_models:
+            continue
+        for label, method, scope, options in METHODS:
+            if FLAGS.only_methods and label not in FLAGS.only_methods:
+                continue
+            seeds = spec.get(f"{label}_seeds", spec["seeds"])
+            for seed in seeds:
+                if method == "lottery":
+                    _lottery_chain(model, spec, seed, scope, options, prov)
+                    continue
+                sparsities = [0.0] if method == "dense" else spec["sparsities"]
+                for s in sparsities:
+                    path = cell_path(model, label, s, seed)
+                    if os.path.exists(path):
+                        continue
+                    print(f"[grid] {model} {label} s={s} seed={seed}", flush=True)
+                    config = _config(model, method, scope, s, seed, spec, options)
+                    result = _run_cell(config)
+                    _save(path, {"model": model, "method": label, "sparsity": s,
+                                 "seed": seed, "recipe": _recipe(config), "grid": FLAGS.grid,
+                                 "provenance": prov, **result})
+
+
+def _lottery_chain(model, spec, seed, scope, options, prov):
+    sparsities = spec["sparsities"]
+    paths = [cell_path(model, "lottery", s, seed) for s in sparsities]
+    if all(os.path.exists(p) for p in paths):
+        return
+    print(f"[grid] {model} lottery chain seed={seed}", flush=True)
+    options = dict(options, milestones=",".join(str(s) for s in sparsities))
+    config = _config(model, "lottery", scope, max(sparsities), seed, spec, options)
+    result = _run_cell(config)
+    cumulative = 0
+    by_target = {}
+    for r in result["rounds"]:
+        cumulative += r["steps"]
+        by_target[round(r["target_sparsity"], 6)] = (r, cumulative)
+    per_step = result["wall_time_s"] / max(result["steps"], 1)
+    for s, path in zip(sparsities, paths):
+        r, steps = by_target[round(s, 6)]
+        _save(path, {"model": model, "method": "lottery", "sparsity": s, "seed": seed,
+                     "recipe": _recipe(config), "grid": FLAGS.grid, "provenance": prov,
+                     "test_accuracy": r["test_accuracy"],
+                     "final_val_accuracy": r["val_accuracy"],
+                     "sparsity_measured": r["sparsity"], "steps": steps,
+                     "wall_time_s": per_step * steps, "round": r["round"],
+                     "chain_rounds": len(result["rounds"]) - 1,
+                     "chain_steps": result["steps"]})
+
+
+def main(argv):
+    del argv
+    run_grid()
+    print("grid done:", cell_dir())
+
+
+if __name__ == "__main__":
+    app.run(main)

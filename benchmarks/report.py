@@ -1,0 +1,236 @@
+"""Generates BENCHMARKS.md (and the accuracy plots) from benchmarks/results.
+
+Never edit BENCHMARKS.md by hand: rerun `make bench-report`.
+
+    python -m benchmarks.report [--grid=full|quick]
+"""
+
+import collections
+import glob
+import json
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from benchmarks import common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("grid", "full", ["full", "quick"], "Which grid's cells to report.")
+flags.DEFINE_string("out", os.path.join(os.path.dirname(common.RESULTS_DIR), "..",
+                                        "BENCHMARKS.md"), "Markdown file to write.")
+
+ORDER = ["dense", "progressive_global", "progressive_layer", "lottery", "snip", "grasp",
+         "synflow", "random"]
+TARGETS = {  # (model, sparsity): (accuracy to reach, published reference)
+    ("lenet_300_100", 0.98): (0.980, "SNIP's paper: 97.6%"),
+    ("lenet5", 0.99): (0.990, "SNIP's paper: 98.9%"),
+}
+GRID_COMMANDS = {"full": "make bench  (python -m benchmarks.grid --grid=full)",
+                 "quick": "make bench-quick  (python -m benchmarks.grid --grid=quick)"}
+
+
+def _load(pattern):
+    out = []
+    for path in sorted(glob.glob(os.path.join(common.RESULTS_DIR, pattern))):
+        with open(path) as f:
+            out.append(json.load(f))
+    return out
+
+
+def _prov_line(prov):
+    v = prov["versions"]
+    return (f"Command: `{prov['command']}`; date {prov['date']}; CPU {prov['cpu']} "
+            f"({prov['cores']} cores); GPU {prov['gpu'] or 'none'}; TensorFlow "
+            f"{v['tensorflow']}, Keras {v['keras']}, NumPy {v['numpy']}, Python "
+            f"{v['python']}; git {prov['git']}.")
+
+
+def _cells(grid):
+    cells = _load(os.path.join("grid" if grid == "full" else "grid_quick", "*.json"))
+    table = collections.defaultdict(list)
+    for c in cells:
+        table[(c["model"], c["method"], c["sparsity"])].append(c)
+    return cells, table
+
+
+def _stats(cells):
+    acc = np.array([c["test_accuracy"] for c in cells])
+    return {
+        "mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        "n": len(acc), "steps": float(np.mean([c["steps"] for c in cells])),
+        "wall": float(np.mean([c["wall_time_s"] for c in cells])),
+    }
+
+
+def _plot(model, rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    dense = rows.get(("dense", 0.0))
+    for method in ORDER[1:]:
+        points = sorted((s, st) for (m, s), st in rows.items() if m == method)
+        if not points:
+            continue
+        xs = [s * 100 for s, _ in points]
+        ax.errorbar(xs, [st["mean"] * 100 for _, st in points],
+                    yerr=[st["std"] * 100 for _, st in points], marker="o", capsize=3,
+                    label=method)
+    if dense:
+        ax.axhline(dense["mean"] * 100, color="k", linestyle="--", label="dense")
+    ax.set_xlabel("sparsity (%)")
+    ax.set_ylabel("final-epoch test accuracy (%)")
+    ax.set_title(f"{model} on MNIST")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def grid_section(grid):
+    cells, table = _cells(grid)
+    if not cells:
+        return [f"## 1. Accuracy against sparsity\n\nNo grid results yet: run `{GRID_COMMANDS[grid]}`.\n"]
+    lines = ["## 1. Accuracy against sparsity (real MNIST)", ""]
+    lines.append(_prov_line(cells[-1]["provenance"]))
+    lines.append("")
+    models = sorted({c["model"] for c in cells}, key=lambda m: (m != "lenet_300_100", m))
+    verdicts = []
+    for model in models:
+        recipe = next(c["recipe"] for c in cells if c["model"] == model)
+        rows = {(m, s): _stats(v) for (mm, m, s), v in table.items() if mm == model}
+        lines += [f"### {model}", "",
+                  "Recipe (every method, every run; lottery: every round): "
+                  + ", ".join(f"{k}={v}" for k, v in sorted(recipe.items())) + ".", "",
+                  "| method | sparsity | test accuracy (final epoch), mean ± std | seeds | "
+                  "total training steps | wall time (s) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for method in ORDER:
+            for (m, s), st in sorted(rows.items(), key=lambda kv: kv[0][1]):
+                if m != method:
+                    continue
+                lines.append(f"| {m} | {s:.0%} | {st['mean']:.2%} ± {st['std']:.2%} | "
+                             f"{st['n']} | {st['steps']:,.0f} | {st['wall']:.0f} |")
+        plot = os.path.join(common.RESULTS_DIR, f"accuracy_{model}{'' if grid == 'full' else '_quick'}.png")
+        _plot(model, rows, plot)
+        rel = os.path.relpath(plot, os.path.dirname(os.path.abspath(FLAGS.out)))
+        lines += ["", f"![{model} accuracy against sparsity]({rel})", ""]
+        verdicts += _verdicts(model, rows)
+    lines += ["### Targets", "", "| target | measured | met? |", "| --- | --- | --- |"]
+    lines += verdicts
+    lines.append("")
+    return lines
+
+
+def _verdicts(model, rows):
+    out = []
+    sparsities = sorted({s for (m, s) in rows if m != "dense"})
+    for s in sparsities:
+        for variant in ("progressive_global", "progressive_layer"):
+            mine = rows.get((variant, s))
+            if not mine:
+                continue
+            worse = [m for (m, ss), st in rows.items()
+                     if ss == s and m not in ("dense", "progressive_global", "progressive_layer")
+                     and mine["mean"] + mine["std"] < st["mean"]]
+            out.append(f"| {model} {s:.0%}: {variant} at least as accurate as every "
+                       f"baseline (within one std) | {mine['mean']:.2%} ± {mine['std']:.2%}"
+                       f"{'; beaten by ' + ', '.join(worse) if worse else ''} | "
+                       f"{'no' if worse else 'yes'} |")
+        if (model, s) in TARGETS:
+            need, ref = TARGETS[(model, s)]
+            best = rows.get(("progressive_global", s))
+            if best:
+                out.append(f"| {model} {s:.0%}: progressive >= {need:.1%} ({ref}) | "
+                           f"{best['mean']:.2%} | {'yes' if best['mean'] >= need else 'no'} |")
+        lot, prog = rows.get(("lottery", s)), rows.get(("progressive_global", s))
+        if s == 0.98 and lot and prog:
+            ratio = prog["steps"] / lot["steps"]
+            out.append(f"| {model} 98%: progressive costs <= 1/5 of lottery's steps | "
+                       f"{prog['steps']:,.0f} vs {lot['steps']:,.0f} steps (1/{1 / ratio:.1f}) | "
+                       f"{'yes' if ratio <= 0.2 else 'no'} |")
+    dense = rows.get(("dense", 0.0))
+    if dense:
+        need = {"lenet_300_100": 0.982, "lenet5": 0.991}.get(model)
+        if need:
+            out.append(f"| {model}: dense recipe reaches {need:.1%} | {dense['mean']:.2%} | "
+                       f"{'yes' if dense['mean'] >= need else 'no'} |")
+    return out
+
+
+def speed_section():
+    lines = ["## 2. The engine's speed", ""]
+    ovh = _load("overhead.json")
+    if ovh:
+        r = ovh[0]
+        lines += ["### Training overhead: pruned vs dense `fit`, Keras 3", "",
+                  _prov_line(r["provenance"]), "",
+                  "Median of alternating (dense, pruned) pairs; each value is the median "
+                  "epoch time of one `fit` after its first (tracing) epoch. Pruning: "
+                  "global PolynomialDecay to 98%, mask update every `frequency` steps.", "",
+                  "| model | batch | pairs | dense s/epoch | pruned s/epoch | ratio (median of pairs) | goal |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for model, m in r["models"].items():
+            lines.append(f"| {model} | {m['batch_size']} | {len(m['pairs'])} | "
+                         f"{m['median_dense_s']:.2f} | {m['median_pruned_s']:.2f} | "
+                         f"{m['median_ratio']:.3f} | <= 1.05 "
+                         f"({'met' if m['median_ratio'] <= 1.05 else 'not met'}) |")
+        lines.append("")
+    tf = _load("tfmot_compare.json")
+    if tf:
+        r = tf[0]
+        lines += ["### Side by side with tfmot (same LeNet-300-100 recipe)", "",
+                  _prov_line(r["provenance"]), "",
+                  "Recipe: " + ", ".join(f"{k}={v}" for k, v in sorted(r["recipe"].items()))
+                  + f". tfmot versions: {r['tfmot']['versions']}.", "",
+                  "| library | dense s/epoch | pruned s/epoch | pruned/dense (median of pairs) | "
+                  "dense test acc | pruned test acc |", "| --- | --- | --- | --- | --- | --- |"]
+        for name in ("tfmot", "keras_progprune"):
+            m = r[name]
+            lines.append(f"| {name} | {m['median_dense_epoch_s']:.2f} | "
+                         f"{m['median_pruned_epoch_s']:.2f} | {m['median_ratio']:.3f} | "
+                         f"{m['dense_test_accuracy']:.2%} | {m['pruned_test_accuracy']:.2%} |")
+        lines.append("")
+    mu = _load("mask_update.json")
+    if mu:
+        r = mu[0]
+        lines += ["### Mask update: one global update over ResNet-18's weights", "",
+                  _prov_line(r["provenance"]), "",
+                  f"Median of {r['repeats']} runs after a warm-up. `ours` = scores, exact "
+                  "top-k and assignment of masks and weights; `tf.math.top_k` = only the "
+                  "top-k over the same flat |w|.", "",
+                  "| sparsity | weights | kept (= k?) | ours (s) | tf.math.top_k (s) | speedup | goal <= 0.25 s |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for row in r["rows"]:
+            lines.append(f"| {row['sparsity']:.0%} | {row['weights']:,} | {row['kept']:,} "
+                         f"({'exact' if row['exact'] else 'NOT exact'}) | {row['ours_s']:.3f} | "
+                         f"{row['top_k_s']:.3f} | {row['speedup']:.0f}x | "
+                         f"{'met' if row['ours_s'] <= 0.25 else 'not met'} |")
+        lines.append("")
+    return lines
+
+
+def main(argv):
+    del argv
+    lines = ["# BENCHMARKS", "",
+             "Generated by `python -m benchmarks.report` from the JSON files in "
+             "`benchmarks/results/`; do not edit by hand. Accuracy is the final "
+             "epoch's test accuracy; nothing is selected on the test set.", ""]
+    lines += grid_section(FLAGS.grid)
+    lines += speed_section()
+    notes = os.path.join(common.RESULTS_DIR, "NOTES.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            lines += ["## Notes", "", f.read().strip(), ""]
+    with open(FLAGS.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote", os.path.abspath(FLAGS.out))
+
+
+if __name__ == "__main__":
+    app.run(main)
