@@ -22,7 +22,7 @@ from benchmarks import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("pairs", 3, "Alternating dense/pruned pairs.")
-flags.DEFINE_integer("epochs", 3, "Epochs per fit; the first is not timed.")
+flags.DEFINE_integer("epochs", 6, "Epochs per fit; the first is not timed.")
 flags.DEFINE_integer("batch_size", 60, "Batch size.")
 flags.DEFINE_integer("frequency", 100, "Mask update frequency in steps.")
 flags.DEFINE_list("models", ["lenet_300_100", "lenet5"], "Models to time.")

@@ -9,6 +9,8 @@ from keras_progprune.prune import SparsityReport
 from keras_progprune.prune import prune_low_magnitude
 from keras_progprune.prune import sparsity_report
 from keras_progprune.prune import strip_pruning
+from keras_progprune.saving import load_model
+from keras_progprune.saving import save_model
 from keras_progprune.schedules import ConstantSparsity
 from keras_progprune.schedules import PolynomialDecay
 from keras_progprune.schedules import PruningSchedule
@@ -16,6 +18,11 @@ from keras_progprune.schedules import linear_per_epoch
 from keras_progprune.wrapper import PruningWrapper
 
 __version__ = "0.1.0"
+
+# Submodules users reach as `kp.models`, `kp.data`, `kp.methods`.
+from keras_progprune import data  # noqa: E402
+from keras_progprune import methods  # noqa: E402
+from keras_progprune import models  # noqa: E402
 
 __all__ = [
     "ConstantSparsity",
@@ -25,7 +32,9 @@ __all__ = [
     "PruningWrapper",
     "SparsityReport",
     "linear_per_epoch",
+    "load_model",
     "prune_low_magnitude",
+    "save_model",
     "sparsity_report",
     "strip_pruning",
 ]

@@ -16,8 +16,16 @@ def _is_graph_model(model):
 
 
 def _fresh(layer):
-    """A new, unbuilt layer of the same class and config."""
-    return layer.__class__.from_config(layer.get_config())
+    """A new layer of the same class and config, built like `layer` if it is.
+
+    Building from the original's build config matters for layers that take
+    several inputs (MultiHeadAttention): a wrapper can't infer their shapes.
+    """
+    new = layer.__class__.from_config(layer.get_config())
+    build_config = layer.get_build_config() if layer.built else None
+    if build_config:
+        new.build_from_config(build_config)
+    return new
 
 
 def _all_layer_names(model):

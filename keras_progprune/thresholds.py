@@ -28,7 +28,8 @@ INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 
 # Below this many scores in total, sort everything: it is as fast and simpler.
-_SORT_ALL_BELOW = 1 << 18
+_SORT_ALL_BELOW = 1 << 14
+# The sample is n / 16 scores, at most this many.
 _SAMPLE_SIZE = 1 << 16
 _BRACKET_SIGMAS = 4.0
 
@@ -112,9 +113,10 @@ def kth_largest(flat_keys, k, seed=0):
         return _threshold_from_sorted(_sort_desc(tf.concat(flat_keys, 0)), k)
 
     # 1. A seeded sample, spread over the tensors by size.
+    sample_size = min(_SAMPLE_SIZE, max(1024, n // 16))
     samples = []
     for i, (f, size) in enumerate(zip(flat_keys, sizes)):
-        m_i = max(1, math.ceil(_SAMPLE_SIZE * size / n))
+        m_i = max(1, math.ceil(sample_size * size / n))
         idx = tf.random.stateless_uniform(
             [m_i], seed=[seed, i], minval=0, maxval=size, dtype=tf.int32
         )

@@ -130,7 +130,15 @@ class PruningWrapper(keras.layers.Wrapper):
         self.supports_masking = getattr(layer, "supports_masking", False)
 
     def build(self, input_shape=None):
-        super().build(input_shape)
+        if not self.layer.built:
+            try:
+                self.layer.build(input_shape)
+            except TypeError as e:  # e.g. MultiHeadAttention: several input shapes
+                raise ValueError(
+                    f"Can't build layer {self.layer.name!r} from one input shape "
+                    f"({e}). Build it before wrapping, e.g. "
+                    "`layer.build(query_shape, value_shape)`, or wrap a built layer."
+                ) from e
         weights = registry.get_prunable_weights(self.layer)
         if not weights:
             raise ValueError(
@@ -176,17 +184,30 @@ class PruningWrapper(keras.layers.Wrapper):
             self.pruning_step.assign(source.current_step())
         super().save_own_variables(store)
 
-    def call(self, inputs, training=None, mask=None, **kwargs):
+    def call(self, inputs, *args, training=None, mask=None, **kwargs):
         if training and not self._pruning_armed:
             raise ValueError(_NO_CALLBACK.format(name=self.layer.name))
         if training is not None and self.layer._call_has_training_arg:
             kwargs["training"] = training
         if mask is not None and self.layer._call_has_mask_arg:
             kwargs["mask"] = mask
-        return self.layer(inputs, **kwargs)
+        return self.layer(inputs, *args, **kwargs)
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
+    def get_build_config(self):
+        # The inner layer's own shapes: layers built from several inputs
+        # (MultiHeadAttention) can't be rebuilt from the wrapper's one shape.
+        config = dict(super().get_build_config() or {})
+        inner = self.layer.get_build_config()
+        if inner:
+            config["layer_build_config"] = inner
+        return config or None
+
+    def build_from_config(self, config):
+        config = dict(config or {})
+        inner = config.pop("layer_build_config", None)
+        if inner and not self.layer.built:
+            self.layer.build_from_config(inner)
+        super().build_from_config(config)
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
