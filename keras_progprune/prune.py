@@ -225,9 +225,8 @@ def strip_pruning(model):
     'Dense'
     """
     if isinstance(model, PruningWrapper):
-        layer = _fresh(model.layer)
+        layer = _fresh(model.layer)  # built like the wrapped layer
         if model.built:
-            layer.build_from_config(model.layer.get_build_config())
             layer.set_weights(_stripped_weights(model))
         return layer
     if not isinstance(model, keras.Model) or not _is_graph_model(model):
