@@ -75,3 +75,22 @@ def write_result(name, payload):
 
 def command_line():
     return " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+
+
+def epoch_timer():
+    """A Keras callback that records each epoch's wall time in `.times`."""
+    import time
+
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.times = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self._t)
+
+    return EpochTimer()

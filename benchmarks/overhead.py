@@ -9,7 +9,6 @@ does not depend on the values).
     python benchmarks/overhead.py --pairs=3 --epochs=3
 """
 
-import time
 
 from absl import app
 from absl import flags
@@ -29,17 +28,6 @@ flags.DEFINE_list("models", ["lenet_300_100", "lenet5"], "Models to time.")
 flags.DEFINE_string("out", "overhead.json", "Result file under benchmarks/results.")
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._t)
-
-
 def _fit_epoch_time(name, pruned, x, y):
     keras.utils.set_random_seed(0)
     model = models.get_model(name)
@@ -52,7 +40,7 @@ def _fit_epoch_time(name, pruned, x, y):
             scope="global",
         )
         callbacks.append(kp.ProgressivePruningCallback())
-    timer = _EpochTimer()
+    timer = common.epoch_timer()
     model.compile(
         keras.optimizers.Adam(1.2e-3),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from absl import app
 from absl import flags
@@ -45,17 +44,6 @@ def ensure_venv():
                         "tf_keras==2.21.*", "tensorflow-model-optimization==0.8.*"],
                        check=True)
     return python
-
-
-class _Timer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.t = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.t)
 
 
 def _arrays(data_dir):
@@ -90,7 +78,7 @@ def ours(data_dir):
             model.compile(keras.optimizers.Adam(RECIPE["lr"]),
                           keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                           metrics=["accuracy"])
-            timer = _Timer()
+            timer = common.epoch_timer()
             model.fit(x, y, batch_size=bs, epochs=FLAGS.epochs, verbose=0,
                       callbacks=callbacks + [timer])
             acc = model.evaluate(xt, yt, verbose=0, return_dict=True)["accuracy"]

@@ -20,9 +20,9 @@ from keras_progprune.wrapper import PruningWrapper
 __version__ = "0.1.0"
 
 # Submodules users reach as `kp.models`, `kp.data`, `kp.methods`.
-from keras_progprune import data  # noqa: E402
-from keras_progprune import methods  # noqa: E402
-from keras_progprune import models  # noqa: E402
+from keras_progprune import data  # noqa: E402,F401
+from keras_progprune import methods  # noqa: E402,F401
+from keras_progprune import models  # noqa: E402,F401
 
 __all__ = [
     "ConstantSparsity",
@@ -31,8 +31,11 @@ __all__ = [
     "PruningSchedule",
     "PruningWrapper",
     "SparsityReport",
+    "data",
     "linear_per_epoch",
     "load_model",
+    "methods",
+    "models",
     "prune_low_magnitude",
     "save_model",
     "sparsity_report",
