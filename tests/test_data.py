@@ -19,7 +19,7 @@ def test_mnist_idx_mirror_splits_and_normalizes(tmp_path):
     train = data.load("mnist", "train", 8, data_dir=root, validation_size=10, shuffle_seed=None)
     val = data.load("mnist", "validation", 8, data_dir=root, validation_size=10)
     test = data.load("mnist", "test", 8, data_dir=root, validation_size=10)
-    (xt, yt), (xv, yv), (xs, ys) = _all(train), _all(val), _all(test)
+    (xt, yt), (xv, yv), (xs, _) = _all(train), _all(val), _all(test)
     assert xt.shape == (30, 28, 28, 1) and xv.shape == (10, 28, 28, 1) and xs.shape == (20, 28, 28, 1)
     assert xt.dtype == np.float32 and yt.dtype == np.int32
     # Validation is the last 10 training examples, not test data.

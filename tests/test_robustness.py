@@ -1,12 +1,10 @@
 """Mixed precision, crash-safe resume, checkpoints, model shapes, faults."""
 
 import os
-import shutil
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 
 import keras_progprune as kp
