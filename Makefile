@@ -35,7 +35,7 @@ bench-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(BENCH).grid --grid=full
-	$(BENCH).overhead --pairs=3 --epochs=6
+	$(BENCH).overhead --pairs=3 --epochs=5
 	$(BENCH).mask_update
 	$(BENCH).tfmot_compare
 	$(BENCH).report --grid=full

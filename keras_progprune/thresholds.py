@@ -133,6 +133,11 @@ def kth_largest(flat_keys, k, seed=0):
     lo_i = tf.cast(tf.math.ceil(pos + margin), tf.int32)
     hi = tf.where(hi_i >= 0, sample[tf.maximum(hi_i, 0)], INT32_MAX)
     lo = tf.where(lo_i < m, sample[tf.minimum(lo_i, m - 1)], INT32_MIN)
+    # Inactive (already pruned) keys are INT32_MIN: keep them out of the
+    # bracket, which would otherwise hold every pruned weight at high
+    # sparsity. If the k-th key is INT32_MIN itself (k > live weights), the
+    # bracket misses and the exact fallback below answers.
+    lo = tf.maximum(lo, INT32_MIN + 1)
 
     # 3. One pass: count above the bracket, gather inside it.
     above = tf.add_n([_count(f > hi) for f in flat_keys])
