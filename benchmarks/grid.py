@@ -23,8 +23,8 @@ from absl import flags
 import keras
 
 from benchmarks import common
+import keras_progprune as kp
 from keras_progprune import experiment
-from keras_progprune import methods as methods_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("grid", "full", ["full", "quick"], "Which grid to run.")
@@ -98,21 +98,14 @@ def _run_cell(config):
     trainer = experiment.Trainer(config)
     trainer.log = False  # no CSV/TensorBoard files per cell
     trainer.pruning_log_dir = None
-    options = dict(config.method_options)
-    cls = methods_lib.get_method(config.method)
-    if cls is methods_lib.Progressive:
-        options.setdefault("prune_end", (2 * config.epochs) // 3)
-        options.setdefault("frequency", config.frequency)
-    method = cls(config.target_sparsity, scope=config.scope or None, **options)
+    method = experiment.make_method(config)
     start = time.time()
     model, extras = method.train(trainer)
     wall = time.time() - start
-    from keras_progprune import sparsity_report
-
     return {
         "test_accuracy": trainer.evaluate(model),
         "final_val_accuracy": experiment._last(extras.get("history"), "val_accuracy"),
-        "sparsity": sparsity_report(model)["total"]["sparsity"],
+        "sparsity": kp.sparsity_report(model)["total"]["sparsity"],
         "steps": trainer.steps_trained,
         "wall_time_s": wall,
         "rounds": extras.get("rounds"),

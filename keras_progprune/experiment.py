@@ -358,6 +358,37 @@ def summary_table(results):
     return "\n".join(f"{k:<{width}}  {v:>12}" for k, v in rows)
 
 
+def make_method(config):
+    """The `PruningMethod` that `config` names, with its options.
+
+    The progressive method takes its schedule from the config's pruning
+    fields (`prune_end=-1` means two thirds of training); every method also
+    takes `config.method_options`.
+
+    Raises:
+        ValueError: for an option the method doesn't accept.
+    """
+    options = dict(config.method_options)
+    method_cls = methods_lib.get_method(config.method)
+    if method_cls is methods_lib.Progressive:
+        options.setdefault("schedule", config.schedule)
+        options.setdefault("prune_start", config.prune_start)
+        options.setdefault("frequency", config.frequency)
+        if config.prune_end >= 0:
+            options.setdefault("prune_end", config.prune_end)
+        else:
+            options.setdefault("prune_end", max(config.prune_start, (2 * config.epochs) // 3))
+    accepted = set(inspect.signature(method_cls.__init__).parameters) - {
+        "self", "target_sparsity", "scope"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for method {config.method!r}. Received: "
+            f"method_options={config.method_options}. Accepted: {sorted(accepted)}."
+        )
+    return method_cls(config.target_sparsity, scope=config.scope or None, **options)
+
+
 def run(config, overwrite=False):
     """Trains one model with `config.method` and writes every output file.
 
@@ -377,25 +408,7 @@ def run(config, overwrite=False):
         json.dump(dataclasses.asdict(config), f, indent=2, sort_keys=True)
 
     trainer = Trainer(config)
-    options = dict(config.method_options)
-    method_cls = methods_lib.get_method(config.method)
-    if method_cls is methods_lib.Progressive:
-        options.setdefault("schedule", config.schedule)
-        options.setdefault("prune_start", config.prune_start)
-        options.setdefault("frequency", config.frequency)
-        if config.prune_end >= 0:
-            options.setdefault("prune_end", config.prune_end)
-        else:
-            options.setdefault("prune_end", max(config.prune_start, (2 * config.epochs) // 3))
-    accepted = set(inspect.signature(method_cls.__init__).parameters) - {
-        "self", "target_sparsity", "scope"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ValueError(
-            f"Unknown option(s) {unknown} for method {config.method!r}. Received: "
-            f"method_options={config.method_options}. Accepted: {sorted(accepted)}."
-        )
-    method = method_cls(config.target_sparsity, scope=config.scope or None, **options)
+    method = make_method(config)
 
     start = time.time()
     model, extras = method.train(trainer)

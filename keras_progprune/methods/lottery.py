@@ -98,12 +98,12 @@ class Lottery(PruningMethod):
         self.rewind_step = int(rewind_step)
 
     def _rewind(self, model, values):
-        masks = {id(m) for w in engine.collect_wrappers(model) for m in w.masks}
-        steps = {id(w.pruning_step) for w in engine.collect_wrappers(model)}
+        wrappers = engine.collect_wrappers(model)
+        state = {id(v) for w in wrappers for v in w.masks + [w.pruning_step]}
         for v, value in zip(model.weights, values):
-            if id(v) not in masks and id(v) not in steps:
+            if id(v) not in state:
                 v.assign(value)
-        for wrapper in engine.collect_wrappers(model):
+        for wrapper in wrappers:
             for w, m in zip(wrapper.pruned_weights, wrapper.masks):
                 w.assign(w * m)
 
