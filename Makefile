@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-# Both create .venv (once) and install the package with its dev extra.
+# Both create .venv (once) and install the package with every extra.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[experiments,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,15 +16,13 @@ split (see BUILD_NOTES.md), never on the test set.
 
 import json
 import os
-import time
 
 from absl import app
 from absl import flags
-import keras
 
 from benchmarks import common
 import keras_progprune as kp
-from keras_progprune import experiment
+from keras_progprune import experiments
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("grid", "full", ["full", "quick"], "Which grid to run.")
@@ -78,7 +76,7 @@ def _config(model, method, scope, sparsity, seed, spec, options):
     recipe = dict(RECIPES[model])
     if "epochs" in spec:
         recipe["epochs"] = spec["epochs"]
-    return experiment.Config(
+    return experiments.Config(
         model=model, dataset="mnist", method=method, scope=scope,
         target_sparsity=sparsity, seed=seed, data_dir=FLAGS.data_dir,
         train_examples=spec.get("train_examples", 0), verbose="0",
@@ -93,18 +91,11 @@ def _recipe(config):
 
 def _run_cell(config):
     """Trains one configuration; returns accuracy, cost and per-round data."""
-    keras.utils.set_random_seed(config.seed)
     os.makedirs(config.output_dir, exist_ok=True)
-    trainer = experiment.Trainer(config)
-    trainer.log = False  # no CSV/TensorBoard files per cell
-    trainer.pruning_log_dir = None
-    method = experiment.make_method(config)
-    start = time.time()
-    model, extras = method.train(trainer)
-    wall = time.time() - start
+    model, extras, trainer, wall = experiments.train(config, log=False)
     return {
         "test_accuracy": trainer.evaluate(model),
-        "final_val_accuracy": experiment._last(extras.get("history"), "val_accuracy"),
+        "final_val_accuracy": experiments.final_value(extras.get("history"), "val_accuracy"),
         "sparsity": kp.sparsity_report(model)["total"]["sparsity"],
         "steps": trainer.steps_trained,
         "wall_time_s": wall,

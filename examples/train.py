@@ -11,7 +11,7 @@ kernels may still be nondeterministic (multi-threaded reductions), so
 reruns agree to about 0.1% accuracy, not bit for bit.
 
 This file is intentionally kept short: it parses flags, builds a
-`keras_progprune.experiment.Config` and calls `experiment.run`.
+`keras_progprune.experiments.Config` and calls `experiments.run`.
 """
 
 import dataclasses
@@ -24,8 +24,9 @@ from absl import logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_progprune import experiment  # noqa: E402
+from keras_progprune import experiments as experiment  # noqa: E402
 from keras_progprune import methods  # noqa: E402
+from keras_progprune import schedules  # noqa: E402
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DEFAULTS = experiment.Config()
@@ -38,8 +39,11 @@ flags.DEFINE_string("method", _DEFAULTS.method, "Pruning method, one of "
 flags.DEFINE_float("target_sparsity", _DEFAULTS.target_sparsity, "Final sparsity in [0, 1).")
 flags.DEFINE_enum("scope", "", ["", "layer", "global"],
                   "layer or global; empty = the method's default (global).")
-flags.DEFINE_enum("schedule", _DEFAULTS.schedule, ["polynomial", "linear", "constant"],
+flags.DEFINE_enum("schedule", _DEFAULTS.schedule, list(schedules.SCHEDULE_NAMES),
                   "Sparsity schedule of the progressive method.")
+flags.DEFINE_string("structure", _DEFAULTS.structure,
+                    "Mask shape of the progressive method: unstructured, or n:m such "
+                    "as 2:4 (n kept in every m input channels).")
 flags.DEFINE_integer("prune_start", _DEFAULTS.prune_start, "First pruning epoch.")
 flags.DEFINE_integer("prune_end", _DEFAULTS.prune_end,
                      "Epoch at whose start the target is reached; -1 = 2/3 of training.")

@@ -4,7 +4,10 @@ Wrap a model with `prune_low_magnitude`, add `ProgressivePruningCallback`
 to `model.fit`, then `strip_pruning` to get a plain sparse Keras model.
 """
 
+from keras_progprune import structures
 from keras_progprune.callbacks import ProgressivePruningCallback
+from keras_progprune.methods import lottery_ticket
+from keras_progprune.methods import prune_at_init
 from keras_progprune.prune import SparsityReport
 from keras_progprune.prune import prune_low_magnitude
 from keras_progprune.prune import sparsity_report
@@ -15,6 +18,8 @@ from keras_progprune.schedules import ConstantSparsity
 from keras_progprune.schedules import PolynomialDecay
 from keras_progprune.schedules import PruningSchedule
 from keras_progprune.schedules import linear_per_epoch
+from keras_progprune.structures import MByN
+from keras_progprune.structures import Unstructured
 from keras_progprune.wrapper import PruningWrapper
 
 __version__ = "0.1.0"
@@ -26,18 +31,23 @@ from keras_progprune import models  # noqa: E402,F401
 
 __all__ = [
     "ConstantSparsity",
+    "MByN",
     "PolynomialDecay",
     "ProgressivePruningCallback",
     "PruningSchedule",
     "PruningWrapper",
     "SparsityReport",
+    "Unstructured",
     "data",
     "linear_per_epoch",
     "load_model",
+    "lottery_ticket",
     "methods",
     "models",
+    "prune_at_init",
     "prune_low_magnitude",
     "save_model",
     "sparsity_report",
     "strip_pruning",
+    "structures",
 ]

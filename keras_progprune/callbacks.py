@@ -5,6 +5,29 @@ import numpy as np
 import tensorflow as tf
 
 from keras_progprune import engine
+from keras_progprune.wrapper import training_without_callback_error
+
+
+class _RequiresCallback:
+    """Holds a model's compiled train function between `fit` calls.
+
+    A wrapper checks for the callback when the train step is traced; Keras
+    then caches the traced function, so a later `fit` without the callback
+    would train without that check. Instead of dropping the function (which
+    costs a full retrace on every later `fit`), the callback leaves this in
+    its place: it refuses to run while the wrappers are unarmed, and the
+    callback puts the compiled function back at the start of the next `fit`.
+    """
+
+    def __init__(self, function, wrappers):
+        self.function = function
+        self.wrappers = wrappers
+
+    def __call__(self, *args, **kwargs):
+        for wrapper in self.wrappers:
+            if not wrapper.armed:
+                raise training_without_callback_error(wrapper.layer.name)
+        return self.function(*args, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_progprune")
@@ -96,9 +119,11 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
                 "`PruningWrapper` inside a subclassed model."
             )
         for wrapper in self._wrappers:
-            wrapper._pruning_armed = True
-            # Lets a save in the middle of an epoch write the current step.
-            wrapper._pruning_step_source = self
+            # Allows training; a save in mid-epoch asks us for the step.
+            wrapper.arm(step_source=self)
+        if isinstance(self.model.train_function, _RequiresCallback):
+            # The step compiled by an earlier `fit`: reuse it, no retrace.
+            self.model.train_function = self.model.train_function.function
         if self.log_dir:
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
@@ -155,11 +180,12 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._write_step()
         for wrapper in self._wrappers:
-            wrapper._pruning_armed = False
-            wrapper._pruning_step_source = None
-        # The compiled train step checked for this callback when it was
-        # traced; drop it so a later `fit` without the callback re-checks.
-        self.model.train_function = None
+            wrapper.disarm()
+        # Keep the compiled step for the next `fit`, behind a check that
+        # this callback is there again.
+        if self.model.train_function is not None:
+            self.model.train_function = _RequiresCallback(
+                self.model.train_function, self._wrappers)
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_progprune import thresholds
+from keras_progprune import walk
 from keras_progprune.wrapper import PruningWrapper
 
 
@@ -20,12 +21,7 @@ def collect_wrappers(model):
     """
     if isinstance(model, PruningWrapper):
         return [model]
-    found, seen = [], set()
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, PruningWrapper) and id(layer) not in seen:
-            seen.add(id(layer))
-            found.append(layer)
-    return found
+    return [layer for layer in walk.sublayers(model) if isinstance(layer, PruningWrapper)]
 
 
 def magnitude_scores(weights):
@@ -34,7 +30,10 @@ def magnitude_scores(weights):
 
 
 class PruningGroup:
-    """Weights that share one top-k: one wrapper, or all global-scope ones.
+    """Weights that share one selection: one wrapper, or all global-scope ones.
+
+    The wrappers' `structure` (all the same) decides the mask's shape; the
+    engine only asks it for masks.
 
     Args:
         wrappers: list of built `PruningWrapper`s.
@@ -45,6 +44,7 @@ class PruningGroup:
     def __init__(self, wrappers, schedule, name):
         self.wrappers = list(wrappers)
         self.schedule = schedule
+        self.structure = self.wrappers[0].structure
         self.name = name
         self.weights = [w for wr in self.wrappers for w in wr.pruned_weights]
         self.masks = [m for wr in self.wrappers for m in wr.masks]
@@ -57,10 +57,11 @@ class PruningGroup:
             scores = magnitude_scores(self.weights)
         finite = thresholds.all_finite(scores)
 
+        intersect = intersect and self.structure.intersects
+
         def select_and_assign():
-            k = thresholds.keep_count(self.size, sparsity)
             active = [m != 0 for m in self.masks] if intersect else None
-            chosen = thresholds.top_k_masks(scores, k, active=active)
+            chosen = self.structure.select(scores, sparsity, active)
             kept = tf.constant(0, tf.int32)
             for w, m, keep in zip(self.weights, self.masks, chosen):
                 if intersect:
@@ -80,7 +81,9 @@ class PruningGroup:
             scores: list of tensors shaped like `self.weights`; the highest
                 are kept. Defaults to |w|.
             intersect: if true, a weight pruned before stays pruned (the
-                new mask is intersected with the old). Defaults to True.
+                new mask is intersected with the old). Structures whose
+                groups always keep a fixed count (N:M) never intersect.
+                Defaults to True.
 
         Returns:
             The number of weights kept.
@@ -119,7 +122,8 @@ def build_groups(wrappers):
     all global-scope wrappers.
 
     Raises:
-        ValueError: if global-scope wrappers don't share one schedule.
+        ValueError: if global-scope wrappers don't share one schedule and
+            one structure.
     """
     groups = [
         PruningGroup([w], w.pruning_schedule, f"layer {w.layer.name!r}")
@@ -136,6 +140,15 @@ def build_groups(wrappers):
                 + "; ".join(f"{s} (layer {n!r})" for s, n in schedules.items())
                 + ". Pass one `pruning_schedule` to `prune_low_magnitude(..., "
                 "scope='global')`."
+            )
+        structures = {repr(w.structure): w.layer.name for w in global_wrappers}
+        if len(structures) > 1:
+            raise ValueError(
+                "Global-scope wrappers must share one structure, found "
+                f"{len(structures)}: "
+                + "; ".join(f"{s} (layer {n!r})" for s, n in structures.items())
+                + ". Pass one `structure` to `prune_low_magnitude(..., "
+                "scope='global')`, or use scope='layer'."
             )
         groups.append(
             PruningGroup(

@@ -2,17 +2,13 @@
 
 import keras
 import numpy as np
-from keras.src.models.functional import Functional
 
 from keras_progprune import registry
+from keras_progprune import structures as structures_lib
+from keras_progprune import walk
 from keras_progprune.wrapper import PruningWrapper
 from keras_progprune.wrapper import check_schedule
 from keras_progprune.wrapper import check_scope
-
-
-def _is_graph_model(model):
-    """Sequential and Functional models: the ones that can be cloned."""
-    return isinstance(model, (keras.Sequential, Functional))
 
 
 def _fresh(layer):
@@ -29,7 +25,7 @@ def _fresh(layer):
 
 
 def _all_layer_names(model):
-    return {l.name for l in model._flatten_layers(include_self=False, recursive=True)}
+    return {l.name for l in walk.sublayers(model)}
 
 
 def _refuse_subclassed(model):
@@ -56,11 +52,10 @@ def _call_accepting(layer, *args, **kwargs):
     """Calls `layer`, dropping keyword arguments its `call` doesn't take.
 
     A wrapper's call accepts `training` and `mask`; the plain layer that
-    replaces it may not.
+    replaces it may not. Operation nodes (`x + y`) are called as they are.
     """
-    params = getattr(layer, "call_signature_parameters", None)
-    if params is not None and "kwargs" not in params:
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    if walk.is_layer(layer):
+        kwargs = {k: v for k, v in kwargs.items() if walk.call_accepts(layer, k)}
     return layer(*args, **kwargs)
 
 
@@ -69,6 +64,8 @@ def _clone(model, clone_function):
     pairs = {}
 
     def record(layer):
+        if not walk.is_layer(layer):
+            return layer  # an operation node (`x + y`, keras.ops): stateless
         new = clone_function(layer)
         pairs[id(layer)] = (layer, new)
         return new
@@ -82,7 +79,8 @@ def _clone(model, clone_function):
 
 
 def prune_low_magnitude(
-    to_prune, pruning_schedule=None, *, scope="layer", exclude=()
+    to_prune, pruning_schedule=None, *, scope="layer", exclude=(),
+    structure="unstructured",
 ):
     """Wraps every prunable layer in `PruningWrapper`.
 
@@ -101,6 +99,10 @@ def prune_low_magnitude(
             so layers end at different sparsities (the paper's method).
             Defaults to `"layer"`.
         exclude: iterable of layer names to leave dense.
+        structure: the shape of the masks: `"unstructured"` (any weight),
+            `"n:m"` such as `"2:4"` (n of every m input channels kept, see
+            `structures.MByN`), or a `structures.Structure`. Defaults to
+            `"unstructured"`.
 
     Returns:
         The same kind of object as `to_prune`, with prunable layers wrapped.
@@ -109,7 +111,7 @@ def prune_low_magnitude(
         ValueError: for a subclassed model (wrap its layers with
             `PruningWrapper` instead), a layer that can't be pruned, a layer
             already wrapped, an `exclude` name not in the model, or a bad
-            `scope` or `pruning_schedule`.
+            `scope`, `pruning_schedule` or `structure`.
 
     Example:
 
@@ -121,13 +123,14 @@ def prune_low_magnitude(
     """
     check_scope(scope)
     schedule = check_schedule(pruning_schedule)
+    structure = structures_lib.get(structure)
     if isinstance(exclude, str):
         exclude = (exclude,)
     exclude = set(exclude)
 
     def wrap(layer):
         _check_not_wrapped(layer)
-        return PruningWrapper(layer, schedule, scope=scope)
+        return PruningWrapper(layer, schedule, scope=scope, structure=structure)
 
     if isinstance(to_prune, (list, tuple)):
         _check_exclude(exclude, {l.name for l in to_prune})
@@ -137,7 +140,7 @@ def prune_low_magnitude(
                 registry.get_prunable_weights(layer)  # raises with the fix
         return [layer if layer.name in exclude else wrap(layer) for layer in to_prune]
     if isinstance(to_prune, keras.Model):
-        if not _is_graph_model(to_prune):
+        if not walk.is_graph_model(to_prune):
             _refuse_subclassed(to_prune)
         _check_exclude(exclude, _all_layer_names(to_prune))
         return _prune_model(to_prune, wrap, exclude)
@@ -166,7 +169,7 @@ def _check_exclude(exclude, names):
 def _prune_model(model, wrap, exclude):
     def clone_layer(layer):
         if isinstance(layer, keras.Model):
-            if not _is_graph_model(layer):
+            if not walk.is_graph_model(layer):
                 _refuse_subclassed(layer)
             return _prune_model(layer, wrap, exclude)
         if layer.name in exclude:
@@ -229,7 +232,7 @@ def strip_pruning(model):
         if model.built:
             layer.set_weights(_stripped_weights(model))
         return layer
-    if not isinstance(model, keras.Model) or not _is_graph_model(model):
+    if not isinstance(model, keras.Model) or not walk.is_graph_model(model):
         raise ValueError(
             "`strip_pruning` takes a Sequential or Functional model or a "
             f"PruningWrapper. Received: model={model!r}. For a subclassed "
@@ -299,11 +302,7 @@ def sparsity_report(model):
     8
     """
     layers = {}
-    candidates = (
-        [model]
-        if not isinstance(model, keras.Model)
-        else model._flatten_layers(include_self=False, recursive=True)
-    )
+    candidates = [model] if not isinstance(model, keras.Model) else walk.sublayers(model)
     seen = set()
     for layer in candidates:
         if id(layer) in seen or isinstance(layer, keras.Model):
@@ -316,7 +315,7 @@ def sparsity_report(model):
         else:
             continue
         # Layers inside a counted one (a wrapped Dense, MHA projections).
-        seen.update(id(sub) for sub in layer._flatten_layers(include_self=False))
+        seen.update(id(sub) for sub in walk.sublayers(layer))
         n = int(sum(np.prod(w.shape) for w in weights))
         z = int(sum(np.sum(np.asarray(w.numpy()) == 0) for w in weights))
         layers[name] = {"weights": n, "zeros": z, "sparsity": z / n if n else 0.0}

@@ -46,7 +46,8 @@ def _ops_for(step):
     return _PyOps if isinstance(step, int) else _TFOps
 
 
-def _check_sparsity(name, value):
+def check_sparsity(name, value):
+    """Raises unless `value` is a sparsity in [0, 1); the one such check."""
     if not 0.0 <= value < 1.0:
         raise ValueError(
             f"`{name}` must be in [0, 1). Received: {name}={value!r}. "
@@ -151,7 +152,7 @@ class ConstantSparsity(PruningSchedule):
     """
 
     def __init__(self, target_sparsity, begin_step, end_step=-1, frequency=100):
-        _check_sparsity("target_sparsity", target_sparsity)
+        check_sparsity("target_sparsity", target_sparsity)
         _check_steps(begin_step, end_step, frequency, end_required=False)
         self.target_sparsity = float(target_sparsity)
         self.begin_step = int(begin_step)
@@ -215,8 +216,8 @@ class PolynomialDecay(PruningSchedule):
         power=3,
         frequency=100,
     ):
-        _check_sparsity("initial_sparsity", initial_sparsity)
-        _check_sparsity("final_sparsity", final_sparsity)
+        check_sparsity("initial_sparsity", initial_sparsity)
+        check_sparsity("final_sparsity", final_sparsity)
         _check_steps(begin_step, end_step, frequency, end_required=True)
         self.initial_sparsity = float(initial_sparsity)
         self.final_sparsity = float(final_sparsity)
@@ -275,6 +276,55 @@ def linear_per_epoch(final_sparsity, epochs, steps_per_epoch, start_epoch=0):
         power=1,
         frequency=steps_per_epoch,
     )
+
+
+# The schedules the training script and the progressive method know by name.
+SCHEDULE_NAMES = ("polynomial", "linear", "constant")
+
+
+def check_schedule_name(name):
+    if name not in SCHEDULE_NAMES:
+        raise ValueError(
+            f"`schedule` must be one of {SCHEDULE_NAMES}. Received: schedule={name!r}.")
+
+
+def by_name(name, target_sparsity, epochs, steps_per_epoch, prune_start=0,
+            prune_end=None, frequency=100):
+    """A schedule from epoch-level settings, as the training script gives them.
+
+    Args:
+        name: one of `SCHEDULE_NAMES`: `"polynomial"` (cubic, Zhu & Gupta,
+            updated every `frequency` steps), `"linear"` (the paper's
+            per-epoch `s(e) = s_f * (e + 1) / E`) or `"constant"` (the
+            target from `prune_start` on, re-applied every epoch).
+        target_sparsity: float in [0, 1).
+        epochs: int, training length.
+        steps_per_epoch: int >= 1.
+        prune_start: int, epoch at which pruning starts. Defaults to 0.
+        prune_end: int or None, epoch at whose start the target is reached.
+            Defaults to the last epoch.
+        frequency: int, steps between updates for `"polynomial"`.
+
+    Raises:
+        ValueError: for an unknown name, or unless
+            `0 <= prune_start <= prune_end < epochs`.
+    """
+    check_schedule_name(name)
+    check_sparsity("target_sparsity", target_sparsity)
+    end = epochs - 1 if prune_end is None else int(prune_end)
+    if not 0 <= prune_start <= end < max(epochs, 1):
+        raise ValueError(
+            "Need 0 <= prune_start <= prune_end < epochs. Received: "
+            f"prune_start={prune_start}, prune_end={end}, epochs={epochs}."
+        )
+    begin = prune_start * steps_per_epoch
+    if name == "constant":
+        return ConstantSparsity(target_sparsity, begin, frequency=steps_per_epoch)
+    if name == "linear":
+        return linear_per_epoch(target_sparsity, end + 1, steps_per_epoch,
+                                start_epoch=prune_start)
+    return PolynomialDecay(0.0, target_sparsity, begin, end * steps_per_epoch,
+                           power=3, frequency=frequency)
 
 
 def deserialize(config):

@@ -1,9 +1,13 @@
 """`PruningWrapper`: the Keras layer that owns the pruning state of a layer."""
 
+import warnings
+
 import keras
 
 from keras_progprune import registry
 from keras_progprune import schedules as schedules_lib
+from keras_progprune import structures as structures_lib
+from keras_progprune import walk
 
 SCOPES = ("layer", "global")
 
@@ -15,6 +19,11 @@ _NO_CALLBACK = (
     "`set_model`, `on_train_begin` and `on_train_batch_begin` yourself), or "
     "call `keras_progprune.strip_pruning(model)` first to train a plain model."
 )
+
+
+def training_without_callback_error(layer_name):
+    """The error for training a pruned model without the callback."""
+    return ValueError(_NO_CALLBACK.format(name=layer_name))
 
 
 def check_scope(scope):
@@ -85,11 +94,15 @@ class PruningWrapper(keras.layers.Wrapper):
         scope: `"layer"` (this layer reaches the scheduled sparsity) or
             `"global"` (one threshold across all global-scope wrappers of
             the model; they must share one schedule). Defaults to `"layer"`.
+        structure: the mask's shape: `"unstructured"` (any weight),
+            `"n:m"` such as `"2:4"` (n kept in every m input channels, see
+            `structures.MByN`), or a `structures.Structure`. Saved in the
+            config. Defaults to `"unstructured"`.
         **kwargs: base `Layer` arguments such as `name`.
 
     Raises:
         ValueError: if `layer` is already a `PruningWrapper` or can't be
-            pruned, or on a bad `pruning_schedule` or `scope`.
+            pruned, or on a bad `pruning_schedule`, `scope` or `structure`.
 
     Example:
 
@@ -100,7 +113,8 @@ class PruningWrapper(keras.layers.Wrapper):
     ['pruning_mask_0', 'pruning_step']
     """
 
-    def __init__(self, layer, pruning_schedule=None, scope="layer", **kwargs):
+    def __init__(self, layer, pruning_schedule=None, scope="layer",
+                 structure="unstructured", **kwargs):
         if isinstance(layer, PruningWrapper):
             raise ValueError(
                 f"Layer {layer.layer.name!r} is already wrapped in a "
@@ -121,10 +135,11 @@ class PruningWrapper(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self.pruning_schedule = check_schedule(pruning_schedule)
         self.scope = scope
-        # Set by ProgressivePruningCallback while it drives training.
-        self._pruning_armed = False
-        # The callback driving training; asked for the step before saving.
-        self._pruning_step_source = None
+        self.structure = structures_lib.get(structure)
+        # Set through `arm`/`disarm` by whatever drives the masks (the
+        # callback during `fit`, a scoring pass).
+        self._armed = False
+        self._step_source = None
         self._pruned_weights = []
         self._pruning_masks = []
         self.supports_masking = getattr(layer, "supports_masking", False)
@@ -146,6 +161,13 @@ class PruningWrapper(keras.layers.Wrapper):
                 "build; nothing to prune. Leave it unwrapped, or return its "
                 "weight variables from `get_prunable_weights()`."
             )
+        misfits = [f"{w.name} ({self.structure.describe_misfit(tuple(w.shape))})"
+                   for w in weights if not self.structure.fits(tuple(w.shape))]
+        if misfits:
+            warnings.warn(
+                f"Layer {self.layer.name!r} can't carry structure {self.structure!r}: "
+                + "; ".join(misfits) + ". Those weights are left dense. Exclude the "
+                "layer, or give it a compatible shape.", stacklevel=2)
         masks = []
         for i, w in enumerate(weights):
             keep = self.add_weight(
@@ -178,18 +200,38 @@ class PruningWrapper(keras.layers.Wrapper):
         """The mask variables (1.0 kept, 0.0 pruned), one per pruned weight."""
         return list(self._pruning_masks)
 
+    @property
+    def armed(self):
+        """Whether something drives the masks, so training is allowed."""
+        return self._armed
+
+    def arm(self, step_source=None):
+        """Allows training-mode calls; done by whatever drives the masks.
+
+        Args:
+            step_source: optional object with `current_step()`, asked for the
+                step count whenever the wrapper is saved (the callback).
+        """
+        self._armed = True
+        self._step_source = step_source
+
+    def disarm(self):
+        """Training-mode calls raise again (the callback has finished)."""
+        self._armed = False
+        self._step_source = None
+
     def save_own_variables(self, store):
-        source = self._pruning_step_source
+        source = self._step_source
         if source is not None and source.current_step() is not None:
             self.pruning_step.assign(source.current_step())
         super().save_own_variables(store)
 
     def call(self, inputs, *args, training=None, mask=None, **kwargs):
-        if training and not self._pruning_armed:
-            raise ValueError(_NO_CALLBACK.format(name=self.layer.name))
-        if training is not None and self.layer._call_has_training_arg:
+        if training and not self._armed:
+            raise training_without_callback_error(self.layer.name)
+        if training is not None and walk.call_accepts(self.layer, "training"):
             kwargs["training"] = training
-        if mask is not None and self.layer._call_has_mask_arg:
+        if mask is not None and walk.call_accepts(self.layer, "mask"):
             kwargs["mask"] = mask
         return self.layer(inputs, *args, **kwargs)
 
@@ -218,6 +260,7 @@ class PruningWrapper(keras.layers.Wrapper):
                 self.pruning_schedule
             ),
             "scope": self.scope,
+            "structure": keras.saving.serialize_keras_object(self.structure),
         }
         return {**super().get_config(), **config}
 
@@ -230,4 +273,6 @@ class PruningWrapper(keras.layers.Wrapper):
         schedule = keras.saving.deserialize_keras_object(
             config.pop("pruning_schedule"), custom_objects=custom_objects
         )
-        return cls(layer, pruning_schedule=schedule, **config)
+        # Files written before structures existed hold no key: unstructured.
+        structure = structures_lib.get(config.pop("structure", None))
+        return cls(layer, pruning_schedule=schedule, structure=structure, **config)

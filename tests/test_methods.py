@@ -117,7 +117,7 @@ def test_random_mask_is_exact_and_seeded():
         model = _wrapped([L.Dense(30), L.Dense(20)], 40)
         method = methods.Random(sparsity, scope="layer", seed=seed)
         groups = engine.build_groups(engine.collect_wrappers(model))
-        method.set_masks(None, model, groups)
+        method.set_masks(model, groups, methods.ScoringInputs(seed=0))
         return [m.numpy() for w in engine.collect_wrappers(model) for m in w.masks]
 
     a, b, c = mask(1), mask(1), mask(2)

@@ -9,12 +9,15 @@ from keras_progprune.methods.at_init import Grasp
 from keras_progprune.methods.at_init import Random
 from keras_progprune.methods.at_init import Snip
 from keras_progprune.methods.at_init import SynFlow
+from keras_progprune.methods.at_init import prune_at_init
 from keras_progprune.methods.base import PruningMethod
+from keras_progprune.methods.base import ScoringInputs
 from keras_progprune.methods.base import ScoringMethod
 from keras_progprune.methods.base import available_methods
 from keras_progprune.methods.base import get_method
 from keras_progprune.methods.base import register_method
 from keras_progprune.methods.lottery import Lottery
+from keras_progprune.methods.lottery import lottery_ticket
 from keras_progprune.methods.progressive import Dense
 from keras_progprune.methods.progressive import Progressive
 
@@ -27,5 +30,5 @@ register_method("synflow", SynFlow)
 register_method("lottery", Lottery)
 
 __all__ = ["Dense", "Grasp", "Lottery", "Progressive", "PruningMethod", "Random",
-           "ScoringMethod", "Snip", "SynFlow", "available_methods", "get_method",
-           "register_method"]
+           "ScoringInputs", "ScoringMethod", "Snip", "SynFlow", "available_methods", "get_method",
+           "lottery_ticket", "prune_at_init", "register_method"]

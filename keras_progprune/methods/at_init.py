@@ -1,7 +1,65 @@
-"""Methods that fix the mask at initialization: random, SNIP, GraSP, SynFlow."""
+"""Methods that fix the mask at initialization: random, SNIP, GraSP, SynFlow.
+
+Each is usable without the experiment runner, through `prune_at_init`.
+"""
 
 from keras_progprune.methods import scores as scores_lib
 from keras_progprune.methods.base import ScoringMethod
+from keras_progprune.methods.base import get_method
+
+
+def prune_at_init(model, method, target_sparsity, *, data=None, loss=None,
+                  scope=None, seed=0, **options):
+    """Prunes `model` once, before training, with a scoring method.
+
+    Wraps every prunable layer, scores the weights with `method` and fixes
+    masks at `target_sparsity`. Train the result with a plain `model.fit`
+    and `ProgressivePruningCallback()` (which keeps the pruned weights at
+    zero; the masks no longer change), then `strip_pruning`.
+
+    Args:
+        model: a Sequential or Functional model (not modified).
+        method: `"snip"`, `"grasp"`, `"synflow"`, `"random"`, or the name of
+            a registered `ScoringMethod`.
+        target_sparsity: float in [0, 1).
+        data: for SNIP and GraSP: a `tf.data.Dataset` or iterable of
+            `(x, y)` batches; the first `batches` of them are used
+            (default 1). Ignored by SynFlow and random.
+        loss: for SNIP and GraSP: a Keras loss, its name, or a function of
+            `(y_true, y_pred)` on the model's outputs.
+        scope: `"global"` or `"layer"`. Defaults to the method's own
+            (global for SNIP, GraSP, SynFlow; layer for random).
+        seed: int, for random masks. Defaults to 0.
+        **options: the method's options (SNIP/GraSP `batches`, GraSP
+            `temperature`, SynFlow `rounds`, random `seed`).
+
+    Returns:
+        The wrapped model with fixed masks.
+
+    Raises:
+        ValueError: for an unknown method, a method that does not prune at
+            initialization, a missing `data`/`loss`, or a bad option.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_progprune as kp
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> x, y = np.ones((16, 8), "float32"), np.zeros((16,), "int32")
+    >>> pruned = kp.prune_at_init(model, "snip", 0.75, data=[(x, y)],
+    ...     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> kp.sparsity_report(pruned)["total"]["sparsity"]
+    0.75
+    """
+    cls = get_method(method)
+    if not issubclass(cls, ScoringMethod):
+        raise ValueError(
+            f"Method {method!r} does not prune at initialization. Received: "
+            f"method={method!r}. Use 'snip', 'grasp', 'synflow' or 'random' here; "
+            "for progressive pruning wrap with `prune_low_magnitude` and train with "
+            "`ProgressivePruningCallback`, for the lottery ticket call "
+            "`lottery_ticket`.")
+    return cls(target_sparsity, scope=scope, **options).prune_at_init(
+        model, data=data, loss=loss, seed=seed)
 
 
 class Random(ScoringMethod):
@@ -18,22 +76,21 @@ class Random(ScoringMethod):
         super().__init__(target_sparsity, scope)
         self.seed = seed
 
-    def scores(self, trainer, model, weights):
-        seed = self.seed if self.seed is not None else trainer.config.seed
+    def scores(self, model, weights, inputs):
+        seed = self.seed if self.seed is not None else inputs.seed
         return scores_lib.random_scores(weights, seed)
 
 
 class _DataScoring(ScoringMethod):
     """A method scored on `batches` training batches at initialization."""
 
+    needs_data = True
+
     def __init__(self, target_sparsity, scope=None, batches=1):
         super().__init__(target_sparsity, scope)
         if int(batches) < 1:
             raise ValueError(f"`batches` must be >= 1. Received: batches={batches!r}.")
         self.batches = int(batches)
-
-    def _data(self, trainer):
-        return list(trainer.scoring_batches(self.batches))
 
 
 class Snip(_DataScoring):
@@ -46,8 +103,8 @@ class Snip(_DataScoring):
 
     name = "snip"
 
-    def scores(self, trainer, model, weights):
-        return scores_lib.snip_scores(model, trainer.loss_fn(), self._data(trainer), weights)
+    def scores(self, model, weights, inputs):
+        return scores_lib.snip_scores(model, inputs.loss, inputs.batches, weights)
 
 
 class Grasp(_DataScoring):
@@ -68,9 +125,9 @@ class Grasp(_DataScoring):
                 f"`temperature` must be > 0. Received: temperature={temperature!r}.")
         self.temperature = float(temperature)
 
-    def scores(self, trainer, model, weights):
-        return scores_lib.grasp_scores(model, trainer.loss_fn(), self._data(trainer),
-                                       weights, self.temperature)
+    def scores(self, model, weights, inputs):
+        return scores_lib.grasp_scores(model, inputs.loss, inputs.batches, weights,
+                                       self.temperature)
 
 
 class SynFlow(ScoringMethod):
@@ -96,7 +153,7 @@ class SynFlow(ScoringMethod):
         density = 1.0 - self.target_sparsity
         return [1.0 - density ** (r / self.rounds) for r in range(1, self.rounds + 1)]
 
-    def set_masks(self, trainer, model, groups):
+    def set_masks(self, model, groups, inputs):
         shape = model.input_shape[1:]
         for sparsity in self.round_sparsities():
             for group in groups:

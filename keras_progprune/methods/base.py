@@ -1,21 +1,29 @@
 """The method interface and the registry of methods by name."""
 
+import dataclasses
+import itertools
+
+import keras
 import tensorflow as tf
 
-import keras_progprune as kp
 from keras_progprune import engine
+from keras_progprune import prune as prune_lib
+from keras_progprune.callbacks import ProgressivePruningCallback
+from keras_progprune import schedules
 from keras_progprune.wrapper import SCOPES
 
 _METHODS = {}
 
 
 class PruningMethod:
-    """A way of producing a sparse model, run by `experiment.Trainer`.
+    """A way of producing a sparse model.
 
     Subclasses set `name`, may set `default_scope`/`scopes`, and implement
-    `train(trainer)`, which builds, prunes and trains a model through the
-    trainer (so every method shares one recipe) and returns
-    `(model, extra_results)`.
+    `train(trainer)`, which the experiment runner calls: it builds, prunes
+    and trains a model through the trainer (so every method shares one
+    recipe) and returns `(model, extra_results)`. Each method also has a
+    public entry point that needs no trainer (`prune_at_init`,
+    `lottery_ticket`, or `prune_low_magnitude` with the callback).
 
     Args:
         target_sparsity: float in [0, 1).
@@ -28,11 +36,7 @@ class PruningMethod:
     scopes = SCOPES
 
     def __init__(self, target_sparsity, scope=None, **options):
-        if not 0.0 <= target_sparsity < 1.0:
-            raise ValueError(
-                "`target_sparsity` must be in [0, 1). Received: "
-                f"target_sparsity={target_sparsity!r}."
-            )
+        schedules.check_sparsity("target_sparsity", target_sparsity)
         scope = scope or self.default_scope
         if scope not in self.scopes:
             raise ValueError(
@@ -50,41 +54,75 @@ class PruningMethod:
         raise NotImplementedError
 
 
+@dataclasses.dataclass
+class ScoringInputs:
+    """What a scoring method may read: data batches, a loss, a seed."""
+
+    batches: list = None
+    loss: object = None
+    seed: int = 0
+
+
 class ScoringMethod(PruningMethod):
     """A method that scores weights once, at initialization, then trains.
 
-    Subclasses override only `scores(trainer, model, weights)`, returning
+    Subclasses override only `scores(model, weights, inputs)`, returning
     one score tensor per weight in `weights`; the highest scores are kept.
     Masks, the exact top-k, the wrappers, training, strip and export are
-    shared.
+    shared. Methods that read data set `needs_data = True`.
     """
 
-    def scores(self, trainer, model, weights):
+    needs_data = False
+    batches = 1
+
+    def scores(self, model, weights, inputs):
         raise NotImplementedError
 
-    def set_masks(self, trainer, model, groups):
+    def set_masks(self, model, groups, inputs):
         """Scores every wrapped weight once, then masks each group."""
         weights = [w for group in groups for w in group.weights]
-        scores = self.scores(trainer, model, weights)
+        scores = self.scores(model, weights, inputs)
         by_id = {id(w): tf.cast(s, tf.float32) for w, s in zip(weights, scores)}
         for group in groups:
             group.update(self.target_sparsity,
                          scores=[by_id[id(w)] for w in group.weights],
                          intersect=False)
 
-    def prune_at_init(self, trainer, model):
+    def _inputs(self, data, loss, seed):
+        if not self.needs_data:
+            return ScoringInputs(seed=seed)
+        if data is None or loss is None:
+            raise ValueError(
+                f"Method {self.name!r} scores weights on training data: pass `data` "
+                "(a tf.data.Dataset or any iterable of (x, y) batches, e.g. "
+                "`train_ds.take(1)`) and `loss` (a Keras loss, its name, or a "
+                f"function of (y_true, y_pred)). Received: data={data!r}, loss={loss!r}.")
+        batches = list(itertools.islice(iter(data), self.batches))
+        if not batches:
+            raise ValueError(
+                f"Method {self.name!r} needs at least one batch of data; `data` was "
+                "empty. Pass e.g. `train_ds.take(1)`.")
+        if isinstance(loss, str):
+            loss = keras.losses.get(loss)
+        return ScoringInputs(batches=batches, loss=loss, seed=seed)
+
+    def prune_at_init(self, model, data=None, loss=None, seed=0):
         """Wraps `model` and fixes its masks; returns the wrapped model."""
+        inputs = self._inputs(data, loss, seed)
         # The callback re-applies the magnitude top-k at step 0 only: a
         # no-op, since exactly k weights are active and inactive ones rank
         # below every active one. The mask is fixed from then on.
-        schedule = kp.ConstantSparsity(self.target_sparsity, 0, end_step=0)
-        pruned = kp.prune_low_magnitude(model, schedule, scope=self.scope)
-        self.set_masks(trainer, pruned, engine.build_groups(engine.collect_wrappers(pruned)))
+        schedule = schedules.ConstantSparsity(self.target_sparsity, 0, end_step=0)
+        pruned = prune_lib.prune_low_magnitude(model, schedule, scope=self.scope)
+        groups = engine.build_groups(engine.collect_wrappers(pruned))
+        self.set_masks(pruned, groups, inputs)
         return pruned
 
     def train(self, trainer):
-        model = self.prune_at_init(trainer, trainer.build_model())
-        history = trainer.fit(model, [kp.ProgressivePruningCallback()])
+        model = self.prune_at_init(
+            trainer.build_model(), data=trainer.scoring_batches(self.batches),
+            loss=trainer.loss_fn(), seed=trainer.config.seed)
+        history = trainer.fit(model, [ProgressivePruningCallback()])
         return model, {"history": history}
 
 

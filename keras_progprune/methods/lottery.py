@@ -1,17 +1,19 @@
 """Lottery ticket: iterative magnitude pruning with rewinding (IMP).
 
-A procedure around the trainer, not a scoring rule: train, prune a fraction
-of the surviving weights by magnitude, rewind the survivors to their values
-at step k, retrain; repeat until the target. It reuses the wrappers, the
-exact top-k and the trainer of every other method.
+A procedure around the user's own training routine, not a scoring rule:
+train, prune a fraction of the surviving weights by magnitude, rewind the
+survivors to their values at step k, retrain; repeat until the target. It
+reuses the wrappers and the exact top-k of every other method.
 """
 
 import math
 
 import keras
 
-import keras_progprune as kp
 from keras_progprune import engine
+from keras_progprune import prune as prune_lib
+from keras_progprune import schedules
+from keras_progprune.callbacks import ProgressivePruningCallback
 from keras_progprune.methods.base import PruningMethod
 
 
@@ -45,19 +47,20 @@ def round_sparsities(target, rate, milestones=()):
     return out
 
 
-class _Snapshot(keras.callbacks.Callback):
-    """Copies the model's variables at the start of training step `step`."""
+class _RoundRecorder(keras.callbacks.Callback):
+    """Counts a round's training steps; in round 0, copies the model's
+    variables at the start of step `snapshot_step`."""
 
-    def __init__(self, step):
+    def __init__(self, snapshot_step=None):
         super().__init__()
-        self.step = step
+        self.snapshot_step = snapshot_step
         self.values = None
-        self._seen = 0
+        self.steps = 0
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self._seen == self.step and self.values is None:
+        if self.steps == self.snapshot_step and self.values is None:
             self.values = [v.numpy().copy() for v in self.model.weights]
-        self._seen += 1
+        self.steps += 1
 
 
 class Lottery(PruningMethod):
@@ -67,18 +70,16 @@ class Lottery(PruningMethod):
     the surviving weights by magnitude (globally or per layer), rewinds all
     weights to their values at step `rewind_step` of round 0 (0 = the
     original initialization, the original lottery ticket), and retrains
-    with the same recipe. The last round lands exactly on the target.
+    with the same routine. The last round lands exactly on the target.
 
     Options:
         rate: float in (0, 1), fraction of remaining weights pruned per
             round. Defaults to 0.2.
         rewind_step: int >= 0, the step whose weights survivors return to.
             Must be inside round 0. Defaults to 0.
-        milestones: comma-separated sparsities also landed on exactly; the
-            per-round table then covers them too. Defaults to none.
-
-    The result records, per round, the sparsity, the final-epoch test
-    accuracy and the training steps; `steps` is their total (the cost).
+        milestones: sparsities (a list, or comma-separated text) also
+            landed on exactly; the per-round table then covers them too.
+            Defaults to none.
     """
 
     name = "lottery"
@@ -107,6 +108,42 @@ class Lottery(PruningMethod):
             for w, m in zip(wrapper.pruned_weights, wrapper.masks):
                 w.assign(w * m)
 
+    def run(self, model, train_round, evaluate=None, on_round=None):
+        """Runs every round on `model`; see `lottery_ticket`."""
+        # Sparsity 0 at step 0 keeps every weight: masks change only between
+        # rounds, set below.
+        schedule = schedules.ConstantSparsity(0.0, 0, end_step=0)
+        pruned = prune_lib.prune_low_magnitude(model, schedule, scope=self.scope)
+        groups = engine.build_groups(engine.collect_wrappers(pruned))
+        snapshot = None
+        rounds = []
+        for r, sparsity in enumerate([0.0] + self.sparsities):
+            if r > 0:
+                for group in groups:
+                    group.update(sparsity, intersect=True)
+                self._rewind(pruned, snapshot.values)
+            recorder = _RoundRecorder(self.rewind_step if r == 0 else None)
+            result = train_round(pruned, [ProgressivePruningCallback(), recorder])
+            if r == 0:
+                if recorder.values is None:
+                    raise ValueError(
+                        f"`rewind_step` must be inside the first training round, which "
+                        f"ran {recorder.steps} steps. Received: rewind_step="
+                        f"{self.rewind_step}. Pass a step below {recorder.steps}.")
+                snapshot = recorder
+            record = {
+                "round": r,
+                "target_sparsity": sparsity,
+                "sparsity": prune_lib.sparsity_report(pruned)["total"]["sparsity"],
+                "steps": recorder.steps,
+                "score": evaluate(pruned) if evaluate is not None else None,
+                "result": result,
+            }
+            rounds.append(record)
+            if on_round is not None:
+                on_round(record)
+        return pruned, rounds
+
     def train(self, trainer):
         per_round = trainer.epochs * trainer.steps_per_epoch
         if self.rewind_step >= per_round:
@@ -115,34 +152,81 @@ class Lottery(PruningMethod):
                 f"steps. Received: rewind_step={self.rewind_step}. Pass a step "
                 f"below {per_round}."
             )
-        # Sparsity 0 at step 0 keeps every weight: masks change only between
-        # rounds, set below.
-        schedule = kp.ConstantSparsity(0.0, 0, end_step=0)
-        model = kp.prune_low_magnitude(trainer.build_model(), schedule, scope=self.scope)
-        groups = engine.build_groups(engine.collect_wrappers(model))
-        snapshot = _Snapshot(self.rewind_step)
-        rounds = []
-        for r, sparsity in enumerate([0.0] + self.sparsities):
-            if r > 0:
-                for group in groups:
-                    group.update(sparsity, intersect=True)
-                self._rewind(model, snapshot.values)
-            before = trainer.steps_trained
-            extra = [snapshot] if r == 0 else []
-            history = trainer.fit(model, [kp.ProgressivePruningCallback()] + extra)
-            report = kp.sparsity_report(model)
-            rounds.append({
-                "round": r,
-                "target_sparsity": sparsity,
-                "sparsity": report["total"]["sparsity"],
-                "test_accuracy": trainer.evaluate(model),
-                "val_accuracy": (history.get("val_accuracy") or [None])[-1],
-                "steps": trainer.steps_trained - before,
-            })
-            print(f"lottery round {r}: sparsity {rounds[-1]['sparsity']:.4f} "
-                  f"test accuracy {rounds[-1]['test_accuracy']:.4f}", flush=True)
-        return model, {"history": history, "rounds": rounds,
+
+        def report(record):
+            print(f"lottery round {record['round']}: sparsity {record['sparsity']:.4f} "
+                  f"test accuracy {record['score']:.4f}", flush=True)
+
+        model, records = self.run(trainer.build_model(), trainer.fit,
+                                  evaluate=trainer.evaluate, on_round=report)
+        rounds = [{
+            "round": rec["round"],
+            "target_sparsity": rec["target_sparsity"],
+            "sparsity": rec["sparsity"],
+            "test_accuracy": rec["score"],
+            "val_accuracy": (rec["result"].get("val_accuracy") or [None])[-1],
+            "steps": rec["steps"],
+        } for rec in records]
+        return model, {"history": records[-1]["result"], "rounds": rounds,
                        "rounds_planned": len(self.sparsities)}
+
+
+def lottery_ticket(model, train_round, target_sparsity, *, rate=0.2, rewind_step=0,
+                   scope="global", milestones=(), evaluate=None):
+    """Finds a lottery ticket by iterative magnitude pruning with rewinding.
+
+    Round 0 trains the dense model with `train_round`. Each later round
+    prunes `rate` of the surviving weights by magnitude, rewinds every
+    weight to its value at step `rewind_step` of round 0, and trains again
+    with `train_round`, until `target_sparsity`. Each round is one full
+    training: this is the expensive baseline that progressive pruning
+    replaces.
+
+    Args:
+        model: a Sequential or Functional model (not modified).
+        train_round: a function `train_round(model, callbacks)` that trains
+            the wrapped model for one round and passes `callbacks` to its
+            `model.fit` (they keep the pruned weights at zero and record the
+            rewind point). Compile inside it for a fresh optimizer each
+            round, as in the paper. Its return value is kept per round.
+        target_sparsity: float in [0, 1).
+        rate: float in (0, 1), the fraction of surviving weights pruned per
+            round. Defaults to 0.2 (20%, as in the papers).
+        rewind_step: int >= 0, the training step of round 0 whose weights
+            the survivors return to; 0 is the original initialization.
+            Defaults to 0.
+        scope: `"global"` (one threshold, as OpenLTH) or `"layer"`.
+            Defaults to `"global"`.
+        milestones: sparsities below the target that a round also lands on
+            exactly. Defaults to none.
+        evaluate: optional function `evaluate(model) -> float`, called after
+            each round; its value is recorded as the round's `score`.
+
+    Returns:
+        `(pruned_model, rounds)`: the wrapped model after the last round
+        (strip it with `strip_pruning`) and one dict per round with
+        `round`, `target_sparsity`, `sparsity`, `steps`, `score` and
+        `result` (what `train_round` returned).
+
+    Raises:
+        ValueError: for a bad `rate`, `scope` or `target_sparsity`, or a
+            `rewind_step` beyond round 0.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_progprune as kp
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> x, y = np.ones((16, 8), "float32"), np.zeros((16, 4), "float32")
+    >>> def train_round(m, callbacks):
+    ...     m.compile("adam", "mse")
+    ...     return m.fit(x, y, epochs=1, callbacks=callbacks, verbose=0)
+    >>> pruned, rounds = kp.lottery_ticket(model, train_round, 0.5, rate=0.3)
+    >>> [round(r["sparsity"], 3) for r in rounds]
+    [0.0, 0.312, 0.5]
+    """
+    method = Lottery(target_sparsity, scope=scope, rate=rate, rewind_step=rewind_step,
+                     milestones=list(milestones))
+    return method.run(model, train_round, evaluate=evaluate)
 
 
 def rounds_needed(target, rate):

@@ -29,9 +29,10 @@ class _ScoringPass:
 
     def __enter__(self):
         self.wrappers = engine.collect_wrappers(self.model)
-        self.armed = [w._pruning_armed for w in self.wrappers]
+        self.armed = [w.armed for w in self.wrappers]
         for w in self.wrappers:
-            w._pruning_armed = True
+            if not w.armed:
+                w.arm()
         self.saved = [(v, v.numpy()) for v in self.model.non_trainable_variables]
         return self
 
@@ -39,7 +40,8 @@ class _ScoringPass:
         for v, value in self.saved:
             v.assign(value)
         for w, armed in zip(self.wrappers, self.armed):
-            w._pruning_armed = armed
+            if not armed:
+                w.disarm()
         return False
 
 

@@ -1,0 +1,113 @@
+"""The run configuration, its validation, and the method it names."""
+
+import dataclasses
+import hashlib
+import inspect
+import json
+
+from keras_progprune import data as data_lib
+from keras_progprune import methods as methods_lib
+from keras_progprune import models as models_lib
+from keras_progprune import schedules
+from keras_progprune import structures
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything that defines a run. Saved as `config.json`."""
+
+    model: str = "lenet_300_100"
+    dataset: str = "mnist"
+    method: str = "progressive"
+    target_sparsity: float = 0.95
+    scope: str = ""  # "" = the method's default
+    schedule: str = "polynomial"
+    prune_start: int = 0
+    prune_end: int = -1  # -1 = two thirds of the way through training
+    frequency: int = 100
+    structure: str = "unstructured"  # or "n:m", e.g. "2:4"
+    epochs: int = 20
+    batch_size: int = 60
+    optimizer: str = "adam"
+    lr: float = 1.2e-3
+    lr_schedule: str = "cosine"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augment: bool = False
+    seed: int = 0
+    data_dir: str = ""
+    validation_size: int = 5000
+    train_examples: int = 0  # 0 = all; a smoke test uses a few
+    eval_examples: int = 0
+    output_dir: str = ""
+    verbose: str = "auto"
+    # Method options (issue: baselines): see each method's docstring.
+    method_options: dict = dataclasses.field(default_factory=dict)
+
+    def digest(self):
+        keys = {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("output_dir", "verbose", "data_dir")}
+        if keys["structure"] == "unstructured":  # digests of older runs stay valid
+            del keys["structure"]
+        return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}.")
+
+
+def validate(config):
+    """Raises a `ValueError` naming the first bad field of `config`."""
+    if config.model not in models_lib.MODELS:
+        models_lib.get_model(config.model)  # raises with the valid names
+    data_lib.info(config.dataset)
+    methods_lib.get_method(config.method)
+    _check_choice("optimizer", config.optimizer, ("sgd", "adam", "adamw"))
+    _check_choice("lr_schedule", config.lr_schedule, ("constant", "cosine", "step"))
+    schedules.check_schedule_name(config.schedule)
+    _check_choice("scope", config.scope, ("", "layer", "global"))
+    structures.get(config.structure)
+    if config.structure != "unstructured" and config.method not in ("progressive", "dense"):
+        raise ValueError(
+            f"`structure` applies to the progressive method only. Received: "
+            f"structure={config.structure!r} with method={config.method!r}. Use "
+            "method='progressive', or structure='unstructured'.")
+    if config.epochs < 1:
+        raise ValueError(f"`epochs` must be >= 1. Received: epochs={config.epochs}.")
+    schedules.check_sparsity("target_sparsity", config.target_sparsity)
+
+
+def make_method(config):
+    """The `PruningMethod` that `config` names, with its options.
+
+    The progressive method takes its schedule from the config's pruning
+    fields (`prune_end=-1` means two thirds of training); every method also
+    takes `config.method_options`.
+
+    Raises:
+        ValueError: for an option the method doesn't accept.
+    """
+    options = dict(config.method_options)
+    method_cls = methods_lib.get_method(config.method)
+    if method_cls is methods_lib.Progressive:
+        options.setdefault("schedule", config.schedule)
+        options.setdefault("prune_start", config.prune_start)
+        options.setdefault("frequency", config.frequency)
+        options.setdefault("structure", config.structure)
+        if config.prune_end >= 0:
+            options.setdefault("prune_end", config.prune_end)
+        else:
+            options.setdefault("prune_end", max(config.prune_start, (2 * config.epochs) // 3))
+    accepted = set(inspect.signature(method_cls.__init__).parameters) - {
+        "self", "target_sparsity", "scope"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for method {config.method!r}. Received: "
+            f"method_options={config.method_options}. Accepted: {sorted(accepted)}."
+        )
+    return method_cls(config.target_sparsity, scope=config.scope or None, **options)
+
+

@@ -1,0 +1,97 @@
+"""What a finished run writes: served accuracy, plots, tables."""
+
+import csv
+
+import numpy as np
+import tensorflow as tf
+
+
+def served_accuracy(export_dir, test_ds):
+    """Test accuracy through the exported SavedModel's `serve` endpoint."""
+    served = tf.saved_model.load(export_dir)
+    correct = total = 0
+    for images, labels in test_ds:
+        logits = served.serve(images)
+        correct += int(tf.reduce_sum(tf.cast(
+            tf.argmax(logits, -1, output_type=tf.int32) == labels, tf.int32)))
+        total += int(labels.shape[0])
+    return correct / max(total, 1)
+
+
+def plot_history(csv_path, png_path, title):
+    """PNG of train/validation accuracy and sparsity against epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    epochs = list(range(1, len(rows) + 1))  # cumulative over lottery rounds
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("accuracy", "train accuracy"), ("val_accuracy", "validation accuracy")):
+        if key in rows[0]:
+            ax.plot(epochs, [float(r[key]) for r in rows], label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    if "sparsity" in rows[0]:
+        ax2 = ax.twinx()
+        ax2.plot(epochs, [float(r["sparsity"]) for r in rows], "k--", label="sparsity")
+        ax2.set_ylabel("sparsity")
+        ax2.set_ylim(0, 1)
+        ax2.legend(loc="center right")
+    ax.legend(loc="lower left")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return png_path
+
+
+def summary_table(results):
+    """The short table `make demo` ends with."""
+    rows = [
+        ("dense-equivalent parameters", f"{results['dense_parameters']:,}"),
+        ("remaining parameters", f"{results['remaining_parameters']:,}"),
+        ("sparsity (prunable weights)", f"{results['sparsity']['total']['sparsity']:.2%}"),
+        ("test accuracy (final epoch)", f"{results['test_accuracy']:.2%}"),
+        ("test accuracy (SavedModel)", f"{results['served_test_accuracy']:.2%}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k:<{width}}  {v:>12}" for k, v in rows)
+
+
+_ROUND_COLUMNS = ("round", "sparsity", "test_accuracy", "val_accuracy", "steps")
+
+
+def write_rounds(path, rounds):
+    """The lottery per-round table as CSV."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=_ROUND_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rounds)
+
+
+def rounds_table(rounds):
+    lines = ["round  sparsity  test acc  val acc   steps (cumulative)"]
+    total = 0
+    for r in rounds:
+        total += r["steps"]
+        val = f"{r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else "   -  "
+        lines.append(f"{r['round']:>5}  {r['sparsity']:>8.4f}  {r['test_accuracy']:>8.4f}  "
+                     f"{val}  {r['steps']:>7} ({total})")
+    return "\n".join(lines)
+
+
+def final_value(history, key):
+    if not history or key not in history or not history[key]:
+        return None
+    return float(history[key][-1])
+
+
+def jsonable(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)

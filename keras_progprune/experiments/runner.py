@@ -1,0 +1,125 @@
+"""One training run, end to end: config -> data -> method -> outputs.
+
+`examples/train.py` is a thin absl-flags front end to `run(Config(...))`.
+Every method trains through `Trainer.fit`, so all methods share one recipe
+(optimizer, learning-rate schedule, batch size, epochs) and write the same
+output files.
+"""
+
+import collections
+import dataclasses
+import json
+import os
+import time
+
+import keras
+
+from keras_progprune import engine
+from keras_progprune import prune as prune_lib
+from keras_progprune.experiments import outputs
+from keras_progprune.experiments.config import make_method
+from keras_progprune.experiments.config import validate
+from keras_progprune.experiments.trainer import Trainer
+
+
+def default_output_dir(config):
+    return os.path.join(
+        "runs",
+        f"{config.model}-{config.dataset}-{config.method}-"
+        f"s{config.target_sparsity:g}-{config.digest()}",
+    )
+
+
+def _prepare_output_dir(path, overwrite):
+    if os.path.exists(os.path.join(path, "results.json")) and not overwrite:
+        raise ValueError(
+            f"`output_dir` already holds a finished run: {path!r}. Pass "
+            "--overwrite to replace it, or choose another --output_dir."
+        )
+    os.makedirs(path, exist_ok=True)
+
+
+class TrainedRun(collections.namedtuple(
+        "TrainedRun", ["model", "extras", "trainer", "wall_time_s"])):
+    """What `train` returns: the trained model (wrapped, if pruned), the
+    method's extra results, the trainer (data, recipe, step count) and the
+    training wall time."""
+
+
+def train(config, log=True):
+    """Trains one model with `config.method`; writes nothing but logs.
+
+    Args:
+        config: a validated-on-call `Config`.
+        log: bool, write CSV/TensorBoard logs to `config.output_dir`.
+
+    Returns:
+        A `TrainedRun`.
+    """
+    validate(config)
+    keras.utils.set_random_seed(config.seed)
+    trainer = Trainer(config, log=log)
+    method = make_method(config)
+    start = time.time()
+    model, extras = method.train(trainer)
+    return TrainedRun(model, extras, trainer, time.time() - start)
+
+
+def strip_if_pruned(model):
+    """`strip_pruning(model)` if it holds wrappers, else `model` itself."""
+    return prune_lib.strip_pruning(model) if engine.collect_wrappers(model) else model
+
+
+def run(config, overwrite=False):
+    """Trains one model with `config.method` and writes every output file.
+
+    Writes to `config.output_dir`: `config.json`, `history.csv`,
+    `results.json`, `tensorboard/`, `history.png`, `model.keras` (stripped)
+    and `saved_model/` (stripped, SavedModel).
+
+    Returns:
+        The results dict (also in `results.json`).
+    """
+    validate(config)
+    if not config.output_dir:
+        config = dataclasses.replace(config, output_dir=default_output_dir(config))
+    _prepare_output_dir(config.output_dir, overwrite)
+    with open(os.path.join(config.output_dir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(config), f, indent=2, sort_keys=True)
+
+    model, extras, trainer, wall = train(config)
+    test_accuracy = trainer.evaluate(model)
+    plain = strip_if_pruned(model)
+    report = prune_lib.sparsity_report(plain)
+    plain.save(os.path.join(config.output_dir, "model.keras"))
+    export_dir = os.path.join(config.output_dir, "saved_model")
+    plain.export(export_dir, verbose=False)
+    served = outputs.served_accuracy(export_dir, trainer.test_ds)
+
+    dense_params = int(plain.count_params())
+    zeros = report["total"]["zeros"]
+    results = {
+        "config": dataclasses.asdict(config),
+        "method": config.method,
+        "test_accuracy": test_accuracy,
+        "served_test_accuracy": served,
+        "final_val_accuracy": outputs.final_value(extras.get("history"), "val_accuracy"),
+        "sparsity": dict(report),
+        "dense_parameters": dense_params,
+        "remaining_parameters": dense_params - zeros,
+        "wall_time_s": wall,
+        "steps": trainer.steps_trained,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        **{k: v for k, v in extras.items() if k != "history"},
+    }
+    if "rounds" in results:
+        outputs.write_rounds(os.path.join(config.output_dir, "rounds.csv"),
+                             results["rounds"])
+        print(outputs.rounds_table(results["rounds"]))
+    with open(os.path.join(config.output_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True, default=outputs.jsonable)
+    csv_path = os.path.join(config.output_dir, "history.csv")
+    if os.path.exists(csv_path):
+        outputs.plot_history(csv_path, os.path.join(config.output_dir, "history.png"),
+                             f"{config.model} / {config.dataset} / {config.method}")
+    return results

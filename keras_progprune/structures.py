@@ -1,0 +1,214 @@
+"""Mask structures: which patterns of weights are removed together.
+
+A structure is a small serializable value held by every `PruningWrapper`
+and saved in its config. The engine asks it for masks; adding a structure
+means adding one class here (and its tests), nothing in the wrapper or the
+callback.
+
+- `Unstructured()`: any weight can go; exact top-k of the scores over the
+  whole group (one layer, or every global-scope layer). The default.
+- `MByN(n, m)`: in every run of `m` consecutive weights along the
+  input-channel axis (axis -2 of the kernel: `in` of a Dense `[in, out]`,
+  of a Conv `[..., in, out]` and of a DepthwiseConv `[..., in, mult]`),
+  exactly the `n` highest scores are kept: the 2:4 pattern of NVIDIA's
+  sparse tensor cores, tfmot's `sparsity_m_by_n` layout.
+
+`select(scores, sparsity, active)` is pure TensorFlow: it traces inside the
+engine's compiled update and runs on CPU and GPU.
+
+>>> from keras_progprune import structures
+>>> structures.get("2:4")
+MByN(n=2, m=4)
+"""
+
+import re
+
+import keras
+import tensorflow as tf
+
+from keras_progprune import thresholds
+
+
+class Structure:
+    """Base class: turns scores into boolean keep-masks.
+
+    Subclasses implement `select` and `get_config`, and set:
+        intersects: bool, whether a weight pruned earlier must stay pruned
+            (the new mask is intersected with the old one).
+        uses_sparsity: bool, whether `select` follows the schedule's
+            sparsity (False: the structure fixes the fraction itself).
+    """
+
+    intersects = True
+    uses_sparsity = True
+
+    def select(self, scores, sparsity, active):
+        """Boolean keep-masks, one per score tensor.
+
+        Args:
+            scores: list of float tensors; higher scores are kept first.
+            sparsity: scalar float tensor in [0, 1), the scheduled fraction
+                to remove (ignored when `uses_sparsity` is False).
+            active: list of bool tensors (weights alive now), or None.
+
+        Returns:
+            A list of bool tensors shaped like `scores`.
+        """
+        raise NotImplementedError
+
+    def fits(self, shape):
+        """Whether a weight of `shape` can carry this structure."""
+        return True
+
+    def describe_misfit(self, shape):
+        return ""
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+@keras.saving.register_keras_serializable(package="keras_progprune")
+class Unstructured(Structure):
+    """Any weight can be pruned: exact top-k of the scores over the group.
+
+    The group keeps exactly `max(1, round(n * (1 - sparsity)))` weights;
+    ties are broken by flat index. A weight pruned earlier stays pruned.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from keras_progprune.structures import Unstructured
+    >>> [m.numpy().tolist() for m in Unstructured().select(
+    ...     [tf.constant([3.0, 1.0, 2.0, 0.5])], 0.5, None)]
+    [[True, False, True, False]]
+    """
+
+    def select(self, scores, sparsity, active):
+        size = sum(s.shape.num_elements() for s in scores)  # static shapes
+        k = thresholds.keep_count(size, sparsity)
+        return thresholds.top_k_masks(scores, k, active=active)
+
+
+_N_M = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+@keras.saving.register_keras_serializable(package="keras_progprune")
+class MByN(Structure):
+    """N:M sparsity: `n` kept in every `m` consecutive input channels.
+
+    Groups run along axis -2 of each weight (the input-channel axis of
+    Dense, Conv1D/2D/3D and DepthwiseConv kernels: tfmot's and NVIDIA ASP's
+    layout, the one LiteRT and TensorRT read). In each group the `n`
+    highest scores are kept (ties: the lower index). The fraction removed
+    is always `1 - n / m`: the schedule says *when* masks are recomputed,
+    not how many weights go.
+
+    A weight whose axis -2 is not a multiple of `m` (or of rank < 2) can't
+    carry the pattern; it is left dense, and `PruningWrapper` warns when it
+    is built. It is never given a wrong pattern.
+
+    Args:
+        n: int >= 1, weights kept per group.
+        m: int > n, group length.
+
+    Raises:
+        ValueError: unless `1 <= n < m`.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from keras_progprune.structures import MByN
+    >>> w = tf.constant([[4.0], [1.0], [3.0], [2.0]])   # Dense kernel [in=4, out=1]
+    >>> MByN(2, 4).select([w], 0.5, None)[0].numpy().ravel().tolist()
+    [True, False, True, False]
+    """
+
+    intersects = False
+    uses_sparsity = False
+
+    def __init__(self, n, m):
+        if isinstance(n, bool) or isinstance(m, bool) or int(n) != n or int(m) != m \
+                or not 1 <= int(n) < int(m):
+            raise ValueError(
+                f"N:M sparsity needs whole numbers with 1 <= n < m. Received: n={n!r}, "
+                f"m={m!r}. For 2 weights kept in every 4, pass structure='2:4'.")
+        self.n = int(n)
+        self.m = int(m)
+
+    def fits(self, shape):
+        return len(shape) >= 2 and shape[-2] is not None and shape[-2] % self.m == 0
+
+    def describe_misfit(self, shape):
+        if len(shape) < 2:
+            return f"it has rank {len(shape)}; N:M needs rank >= 2"
+        return (f"its input-channel axis (axis -2 of shape {tuple(shape)}) has "
+                f"{shape[-2]} entries, not a multiple of m={self.m}")
+
+    def select(self, scores, sparsity, active):
+        del sparsity, active  # every group keeps exactly n
+        return [self._select_one(s) if self.fits(tuple(s.shape)) else tf.ones_like(s, tf.bool)
+                for s in scores]
+
+    def _select_one(self, scores):
+        rank = len(scores.shape)
+        # Move axis -2 last, split it into runs of m, keep the n largest.
+        perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+        moved = tf.transpose(scores, perm)
+        groups = tf.reshape(moved, [-1, self.m])
+        top = tf.math.top_k(groups, k=self.n, sorted=False).indices
+        keep = tf.reduce_any(tf.one_hot(top, self.m, on_value=True, off_value=False,
+                                        dtype=tf.bool), axis=-2)
+        keep = tf.reshape(keep, tf.shape(moved))
+        return tf.transpose(keep, perm)  # the permutation is its own inverse
+
+    def get_config(self):
+        return {"n": self.n, "m": self.m}
+
+
+def get(identifier):
+    """A `Structure` from a name, an `"n:m"` string, a config dict or itself.
+
+    Args:
+        identifier: `None` or `"unstructured"` (`Unstructured()`), `"n:m"`
+            such as `"2:4"` (`MByN(n, m)`), a dict from
+            `keras.saving.serialize_keras_object`, or a `Structure`.
+
+    Raises:
+        ValueError: for anything else, listing the accepted forms.
+    """
+    if identifier is None:
+        return Unstructured()
+    if isinstance(identifier, Structure):
+        return identifier
+    if isinstance(identifier, dict):
+        return keras.saving.deserialize_keras_object(identifier)
+    if isinstance(identifier, str):
+        if identifier.strip().lower() == "unstructured":
+            return Unstructured()
+        match = _N_M.match(identifier)
+        if match:
+            n, m = int(match.group(1)), int(match.group(2))
+            if n >= m:
+                raise ValueError(
+                    f"`structure` {identifier!r} keeps n={n} of every m={m} weights, "
+                    f"but n must be below m. Did you mean '{m}:{n}'? Received: "
+                    f"structure={identifier!r}.")
+            return MByN(n, m)
+    raise ValueError(
+        "`structure` must be 'unstructured', an 'n:m' string with n < m such as "
+        "'2:4', or a keras_progprune.structures.Structure. "
+        f"Received: structure={identifier!r}.")
