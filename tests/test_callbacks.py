@@ -151,6 +151,32 @@ def test_fit_without_callback_after_a_fit_with_it_still_raises():
         _fit(model, callbacks=[keras.callbacks.History()])
 
 
+def test_second_fit_with_the_callback_reuses_the_compiled_step():
+    model = _compile(kp.prune_low_magnitude(mlp()))
+    _fit(model)
+    first = model.train_function.function  # held behind the callback check
+    _fit(model)
+    assert model.train_function.function is first  # no retrace
+    _fit(model, callbacks=[kp.ProgressivePruningCallback()])
+    assert model.train_function.function is first
+    # After a recompile Keras builds a new step; the check still holds.
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="ProgressivePruningCallback"):
+        _fit(model, callbacks=[keras.callbacks.History()])
+
+
+def test_wrapper_arm_and_disarm():
+    wrapper = kp.PruningWrapper(keras.layers.Dense(2))
+    x = keras.ops.ones((1, 3))
+    with pytest.raises(ValueError, match="ProgressivePruningCallback"):
+        wrapper(x, training=True)
+    wrapper.arm()
+    assert wrapper.armed
+    wrapper(x, training=True)
+    wrapper.disarm()
+    assert not wrapper.armed
+
+
 def test_callback_on_model_without_wrappers():
     with pytest.raises(ValueError, match=r"found no PruningWrapper in model 'mlp'\. Wrap it first"):
         _fit(_compile(mlp()))

@@ -2,7 +2,6 @@
 
 import dataclasses
 import hashlib
-import inspect
 import json
 
 from keras_progprune import data as data_lib
@@ -100,14 +99,8 @@ def make_method(config):
             options.setdefault("prune_end", config.prune_end)
         else:
             options.setdefault("prune_end", max(config.prune_start, (2 * config.epochs) // 3))
-    accepted = set(inspect.signature(method_cls.__init__).parameters) - {
-        "self", "target_sparsity", "scope"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ValueError(
-            f"Unknown option(s) {unknown} for method {config.method!r}. Received: "
-            f"method_options={config.method_options}. Accepted: {sorted(accepted)}."
-        )
-    return method_cls(config.target_sparsity, scope=config.scope or None, **options)
+    return methods_lib.make(config.method, config.target_sparsity,
+                            scope=config.scope or None, options=options,
+                            argument="method_options")
 
 

@@ -15,6 +15,7 @@ from keras_progprune.methods.base import ScoringInputs
 from keras_progprune.methods.base import ScoringMethod
 from keras_progprune.methods.base import available_methods
 from keras_progprune.methods.base import get_method
+from keras_progprune.methods.base import make
 from keras_progprune.methods.base import register_method
 from keras_progprune.methods.lottery import Lottery
 from keras_progprune.methods.lottery import lottery_ticket
@@ -31,4 +32,4 @@ register_method("lottery", Lottery)
 
 __all__ = ["Dense", "Grasp", "Lottery", "Progressive", "PruningMethod", "Random",
            "ScoringInputs", "ScoringMethod", "Snip", "SynFlow", "available_methods", "get_method",
-           "lottery_ticket", "prune_at_init", "register_method"]
+           "lottery_ticket", "make", "prune_at_init", "register_method"]

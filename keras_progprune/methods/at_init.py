@@ -6,6 +6,7 @@ Each is usable without the experiment runner, through `prune_at_init`.
 from keras_progprune.methods import scores as scores_lib
 from keras_progprune.methods.base import ScoringMethod
 from keras_progprune.methods.base import get_method
+from keras_progprune.methods.base import make
 
 
 def prune_at_init(model, method, target_sparsity, *, data=None, loss=None,
@@ -58,7 +59,7 @@ def prune_at_init(model, method, target_sparsity, *, data=None, loss=None,
             "for progressive pruning wrap with `prune_low_magnitude` and train with "
             "`ProgressivePruningCallback`, for the lottery ticket call "
             "`lottery_ticket`.")
-    return cls(target_sparsity, scope=scope, **options).prune_at_init(
+    return make(method, target_sparsity, scope=scope, options=options).prune_at_init(
         model, data=data, loss=loss, seed=seed)
 
 

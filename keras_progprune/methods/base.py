@@ -1,6 +1,7 @@
 """The method interface and the registry of methods by name."""
 
 import dataclasses
+import inspect
 import itertools
 
 import keras
@@ -160,6 +161,28 @@ def get_method(name):
             "`keras_progprune.methods.register_method(name, cls)`."
         )
     return _METHODS[name]
+
+
+def make(name, target_sparsity, scope=None, options=None, argument="options"):
+    """The method registered as `name`, built with the dict `options`.
+
+    `argument` names the options in the error message (the caller's own
+    argument name).
+
+    Raises:
+        ValueError: for an unknown name, or an option the method doesn't
+            take (the error lists the ones it does).
+    """
+    options = dict(options or {})
+    cls = get_method(name)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {
+        "self", "target_sparsity", "scope"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for method {name!r}. Received: "
+            f"{argument}={options}. Accepted: {sorted(accepted)}.")
+    return cls(target_sparsity, scope=scope, **options)
 
 
 def available_methods():

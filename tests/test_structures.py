@@ -1,0 +1,143 @@
+"""Mask structures: unstructured and N:M, through the whole engine."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_progprune as kp
+from keras_progprune import engine
+from keras_progprune import structures
+
+L = keras.layers
+
+
+def _groups(values, axis_len, m):
+    """Reshapes a kernel's mask into runs of m along axis -2."""
+    moved = np.moveaxis(values, -2, -1)
+    return moved.reshape(-1, m)
+
+
+@pytest.mark.parametrize("structure", [structures.Unstructured(), structures.MByN(2, 4),
+                                       structures.MByN(1, 8)])
+def test_config_round_trip_through_json(structure):
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(structure)))
+    again = keras.saving.deserialize_keras_object(config)
+    assert again == structure and again.get_config() == structure.get_config()
+    assert structures.get(config) == structure
+
+
+@pytest.mark.parametrize("text,expected", [
+    (None, structures.Unstructured()), ("unstructured", structures.Unstructured()),
+    ("2:4", structures.MByN(2, 4)), (" 1 : 8 ", structures.MByN(1, 8)),
+])
+def test_get_parses_names_and_n_m_strings(text, expected):
+    assert structures.get(text) == expected
+
+
+def test_bad_structures_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match=r"n must be below m\. Did you mean '2:4'\? "
+                                         r"Received: structure='4:2'"):
+        structures.get("4:2")
+    with pytest.raises(ValueError, match=r"`structure` must be 'unstructured', an 'n:m' "
+                                         r"string .* Received: structure='2-4'"):
+        structures.get("2-4")
+    with pytest.raises(ValueError, match=r"Received: structure=3"):
+        structures.get(3)
+    with pytest.raises(ValueError, match=r"1 <= n < m\. Received: n=0, m=4"):
+        structures.MByN(0, 4)
+    with pytest.raises(ValueError, match=r"Received: n=4, m=4"):
+        structures.MByN(4, 4)
+    with pytest.raises(ValueError, match=r"Received: structure='2:2'"):
+        kp.prune_low_magnitude(keras.Sequential([keras.Input((4,)), L.Dense(2)]),
+                               structure="2:2")
+
+
+def test_m_by_n_keeps_the_largest_in_every_group_along_axis_minus_2():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 3, 8, 5)).astype("float32")
+    (keep,) = structures.MByN(2, 4).select([tf.constant(np.abs(w))], 0.5, None)
+    keep = keep.numpy()
+    groups_w = _groups(np.abs(w), 8, 4)
+    groups_k = _groups(keep, 8, 4)
+    assert (groups_k.sum(axis=1) == 2).all()
+    for gw, gk in zip(groups_w, groups_k):
+        assert set(np.argsort(-gw)[:2]) == set(np.flatnonzero(gk))
+
+
+def test_m_by_n_leaves_a_misfit_weight_dense_with_a_warning():
+    layer = kp.PruningWrapper(L.Dense(3), kp.ConstantSparsity(0.5, 0), structure="2:4")
+    with pytest.warns(UserWarning, match=r"can't carry structure MByN\(n=2, m=4\).*"
+                                         r"axis -2 of shape \(6, 3\)\) has 6 entries, not a "
+                                         r"multiple of m=4.*left dense"):
+        layer.build((None, 6))
+    (group,) = engine.build_groups([layer])
+    group.update(0.5)
+    assert np.all(layer.masks[0].numpy() == 1)
+
+
+# Dense [in, out], Conv1D [k, in, out], Conv2D [h, w, in, out],
+# DepthwiseConv2D [h, w, in, multiplier]: the pattern runs along `in`.
+@pytest.mark.parametrize("make,shape", [
+    (lambda: L.Dense(6), (16,)),
+    (lambda: L.Conv1D(6, 3), (10, 8)),
+    (lambda: L.Conv2D(6, 3), (8, 8, 8)),
+    (lambda: L.DepthwiseConv2D(3), (8, 8, 8)),
+])
+def test_2_4_pattern_is_exact_after_adam_training_and_reload(make, shape, tmp_path):
+    inp = keras.Input(shape)
+    x = make()(inp)
+    out = L.Dense(4)(L.Flatten()(x))
+    model = kp.prune_low_magnitude(keras.Model(inp, out),
+                                   kp.ConstantSparsity(0.5, 0, frequency=2),
+                                   structure="2:4", exclude=[out._keras_history[0].name])
+    model.compile(keras.optimizers.Adam(0.05), "mse")
+    x_data = np.random.default_rng(0).standard_normal((16,) + shape).astype("float32")
+    model.fit(x_data, np.ones((16, 4)), batch_size=4, epochs=2, verbose=0,
+              callbacks=[kp.ProgressivePruningCallback()])
+    (wrapper,) = engine.collect_wrappers(model)
+    kernel = wrapper.pruned_weights[0].numpy()
+    groups = _groups(kernel != 0, None, 4)
+    assert (groups.sum(axis=1) <= 2).all() and (_groups(wrapper.masks[0].numpy(), None, 4)
+                                                .sum(axis=1) == 2).all()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    again = keras.saving.load_model(path)
+    (w2,) = engine.collect_wrappers(again)
+    assert w2.structure == structures.MByN(2, 4)
+    np.testing.assert_array_equal(w2.masks[0].numpy(), wrapper.masks[0].numpy())
+    np.testing.assert_allclose(again(x_data), model(x_data), atol=1e-5)
+
+
+def test_m_by_n_recomputes_from_current_magnitudes_without_intersecting():
+    wrapper = kp.PruningWrapper(L.Dense(1, use_bias=False), structure="2:4")
+    wrapper.build((None, 4))
+    kernel = wrapper.pruned_weights[0]
+    (group,) = engine.build_groups([wrapper])
+    kernel.assign([[4.0], [1.0], [3.0], [2.0]])
+    group.update(0.5)
+    np.testing.assert_array_equal(wrapper.masks[0].numpy().ravel(), [1, 0, 1, 0])
+    # Scores other than |w| (e.g. a method's) may pick other weights: the
+    # old mask doesn't restrict N:M, every group always keeps exactly n.
+    group.update(0.5, scores=[tf.constant([[0.0], [5.0], [0.0], [6.0]])])
+    np.testing.assert_array_equal(wrapper.masks[0].numpy().ravel(), [0, 1, 0, 1])
+
+
+def test_global_scope_needs_one_structure():
+    a = kp.PruningWrapper(L.Dense(4), scope="global", structure="2:4")
+    b = kp.PruningWrapper(L.Dense(4), scope="global")
+    a.build((None, 4))
+    b.build((None, 4))
+    with pytest.raises(ValueError, match=r"must share one structure, found 2"):
+        engine.build_groups([a, b])
+
+
+def test_unstructured_is_the_default_and_old_configs_load_as_it():
+    wrapper = kp.PruningWrapper(L.Dense(2))
+    assert wrapper.structure == structures.Unstructured()
+    config = keras.saving.serialize_keras_object(wrapper)
+    del config["config"]["structure"]  # a file written before structures existed
+    again = keras.saving.deserialize_keras_object(config)
+    assert again.structure == structures.Unstructured()
