@@ -6,8 +6,11 @@ to `model.fit`, then `strip_pruning` to get a plain sparse Keras model.
 
 from keras_progprune import structures
 from keras_progprune.callbacks import ProgressivePruningCallback
+from keras_progprune.litert import export_litert
 from keras_progprune.methods import lottery_ticket
 from keras_progprune.methods import prune_at_init
+from keras_progprune.patterns import PatternReport
+from keras_progprune.patterns import check_m_by_n
 from keras_progprune.prune import SparsityReport
 from keras_progprune.prune import prune_low_magnitude
 from keras_progprune.prune import sparsity_report
@@ -32,13 +35,16 @@ from keras_progprune import models  # noqa: E402,F401
 __all__ = [
     "ConstantSparsity",
     "MByN",
+    "PatternReport",
     "PolynomialDecay",
     "ProgressivePruningCallback",
     "PruningSchedule",
     "PruningWrapper",
     "SparsityReport",
     "Unstructured",
+    "check_m_by_n",
     "data",
+    "export_litert",
     "linear_per_epoch",
     "load_model",
     "lottery_ticket",
