@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[experiments,dev]"
+	$(PY) -m pip install --quiet -e ".[experiments,litert,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -119,6 +119,8 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
                 "`PruningWrapper` inside a subclassed model."
             )
         for wrapper in self._wrappers:
+            wrapper.check_not_quantized()
+        for wrapper in self._wrappers:
             # Allows training; a save in mid-epoch asks us for the step.
             wrapper.arm(step_source=self)
         if isinstance(self.model.train_function, _RequiresCallback):

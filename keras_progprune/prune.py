@@ -228,6 +228,7 @@ def strip_pruning(model):
     'Dense'
     """
     if isinstance(model, PruningWrapper):
+        model.check_not_quantized()
         layer = _fresh(model.layer)  # built like the wrapped layer
         if model.built:
             layer.set_weights(_stripped_weights(model))
@@ -244,6 +245,7 @@ def strip_pruning(model):
         if isinstance(layer, keras.Model):
             return strip_pruning(layer)
         if isinstance(layer, PruningWrapper):
+            layer.check_not_quantized()
             return _fresh(layer.layer)
         return _fresh(layer)
 

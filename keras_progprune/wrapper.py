@@ -200,6 +200,21 @@ class PruningWrapper(keras.layers.Wrapper):
         """The mask variables (1.0 kept, 0.0 pruned), one per pruned weight."""
         return list(self._pruning_masks)
 
+    def check_not_quantized(self):
+        """Raises if `model.quantize` has replaced the wrapped layer's weights.
+
+        Keras's `quantize` swaps a layer's float kernel for an int8 one; the
+        masks then bind to a variable the layer no longer uses.
+        """
+        mode = getattr(self.layer, "quantization_mode", None)
+        if mode:
+            raise ValueError(
+                f"Layer {self.layer.name!r} was quantized ({mode!r}) while wrapped for "
+                "pruning, so its masks no longer apply. Quantization-aware fine-tuning "
+                "of a wrapped model is not supported: call "
+                "`keras_progprune.strip_pruning(model)` first, then "
+                "`.quantize(...)` the stripped model.")
+
     @property
     def armed(self):
         """Whether something drives the masks, so training is allowed."""

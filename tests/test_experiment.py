@@ -115,3 +115,28 @@ def test_script_flags_end_to_end(tmp_path):
     bad = subprocess.run(cmd[:2] + ["--method=bogus", f"--output_dir={out}2"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "Unknown pruning method. Received: method='bogus'" in bad.stderr
+
+
+def test_run_with_a_2_4_structure_writes_small_files(tmp_path):
+    import keras
+
+    import keras_progprune as kp
+
+    results = experiment.run(_tiny(tmp_path, structure="2:4", target_sparsity=0.5))
+    out = results["config"]["output_dir"]
+    files = results["file_bytes"]
+    assert files["model.keras"] < files["dense.keras"]
+    assert os.path.exists(os.path.join(out, "model.tflite"))
+    model = keras.saving.load_model(os.path.join(out, "model.keras"))
+    assert not model.compiled  # saved without optimizer state
+    report = kp.check_m_by_n(model, 2, 4)
+    assert report["fc1/kernel"]["holds"] and report["fc2/kernel"]["holds"]
+    assert "(dense: " in experiment.summary_table(results)
+
+
+def test_structure_is_validated(tmp_path):
+    with pytest.raises(ValueError, match=r"Received: structure='4:2'"):
+        experiment.validate(experiment.Config(structure="4:2"))
+    with pytest.raises(ValueError, match=r"`structure` applies to the progressive method "
+                                         r"only\. Received: structure='2:4' with method='snip'"):
+        experiment.validate(experiment.Config(structure="2:4", method="snip"))

@@ -1,6 +1,8 @@
 """What a finished run writes: served accuracy, plots, tables."""
 
 import csv
+import os
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -50,6 +52,32 @@ def plot_history(csv_path, png_path, title):
     return png_path
 
 
+def _tree_bytes(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, f))
+               for root, _, files in os.walk(path) for f in files)
+
+
+def file_sizes(output_dir, dense_model):
+    """Bytes of the run's model files, and of a dense model's for scale.
+
+    The dense reference is `dense_model` (the same architecture, untrained:
+    size doesn't depend on the values) saved by plain `model.save` and
+    exported as a float `.tflite`.
+    """
+    from keras_progprune import litert
+
+    sizes = {name: _tree_bytes(os.path.join(output_dir, name))
+             for name in ("model.keras", "model.tflite", "saved_model")}
+    with tempfile.TemporaryDirectory() as tmp:
+        dense_model.save(os.path.join(tmp, "dense.keras"))
+        litert.export_litert(dense_model, os.path.join(tmp, "dense.tflite"), sparse=False)
+        sizes["dense.keras"] = _tree_bytes(os.path.join(tmp, "dense.keras"))
+        sizes["dense.tflite"] = _tree_bytes(os.path.join(tmp, "dense.tflite"))
+    return sizes
+
+
 def summary_table(results):
     """The short table `make demo` ends with."""
     rows = [
@@ -59,6 +87,11 @@ def summary_table(results):
         ("test accuracy (final epoch)", f"{results['test_accuracy']:.2%}"),
         ("test accuracy (SavedModel)", f"{results['served_test_accuracy']:.2%}"),
     ]
+    files = results.get("file_bytes")
+    if files:
+        for name, dense in (("model.keras", "dense.keras"), ("model.tflite", "dense.tflite")):
+            rows.append((f"{name} (dense: {files[dense] / 1e3:,.0f} KB)",
+                         f"{files[name] / 1e3:,.0f} KB ({files[dense] / files[name]:.1f}x)"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{k:<{width}}  {v:>12}" for k, v in rows)
 

@@ -15,7 +15,9 @@ import time
 import keras
 
 from keras_progprune import engine
+from keras_progprune import litert
 from keras_progprune import prune as prune_lib
+from keras_progprune import saving
 from keras_progprune.experiments import outputs
 from keras_progprune.experiments.config import make_method
 from keras_progprune.experiments.config import validate
@@ -74,8 +76,10 @@ def run(config, overwrite=False):
     """Trains one model with `config.method` and writes every output file.
 
     Writes to `config.output_dir`: `config.json`, `history.csv`,
-    `results.json`, `tensorboard/`, `history.png`, `model.keras` (stripped)
-    and `saved_model/` (stripped, SavedModel).
+    `results.json`, `tensorboard/`, `history.png`, `model.keras` (stripped,
+    compressed, no optimizer state), `model.tflite` (sparse LiteRT) and
+    `saved_model/` (stripped, SavedModel). `results.json` records their
+    sizes beside a dense model's of the same architecture.
 
     Returns:
         The results dict (also in `results.json`).
@@ -91,10 +95,14 @@ def run(config, overwrite=False):
     test_accuracy = trainer.evaluate(model)
     plain = strip_if_pruned(model)
     report = prune_lib.sparsity_report(plain)
-    plain.save(os.path.join(config.output_dir, "model.keras"))
+    # The deployment copies: compressed, no optimizer state; sparse LiteRT.
+    saving.save_model(plain, os.path.join(config.output_dir, "model.keras"),
+                      include_optimizer=False)
+    litert.export_litert(plain, os.path.join(config.output_dir, "model.tflite"))
     export_dir = os.path.join(config.output_dir, "saved_model")
     plain.export(export_dir, verbose=False)
     served = outputs.served_accuracy(export_dir, trainer.test_ds)
+    files = outputs.file_sizes(config.output_dir, trainer.build_model())
 
     dense_params = int(plain.count_params())
     zeros = report["total"]["zeros"]
@@ -110,6 +118,7 @@ def run(config, overwrite=False):
         "wall_time_s": wall,
         "steps": trainer.steps_trained,
         "steps_per_epoch": trainer.steps_per_epoch,
+        "file_bytes": files,
         **{k: v for k, v in extras.items() if k != "history"},
     }
     if "rounds" in results:
