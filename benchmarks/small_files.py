@@ -1,0 +1,172 @@
+"""File sizes, LiteRT latency and quantized accuracy of pruned LeNets (real MNIST).
+
+For LeNet-300-100 and LeNet-5: dense, 90/95/98% unstructured (global
+progressive) and 2:4, each trained with the short recipe below, then saved
+in every format a user ships:
+
+- `.keras` (plain `model.save`), `.keras` compressed (`kp.save_model(...,
+  include_optimizer=False)`), the SavedModel folder;
+- `.tflite` float, sparse, sparse + dynamic int8 (`kp.export_litert`);
+- Keras int8 (`quantize("int8")` then `kp.save_model`).
+
+Test accuracy: the Keras float model, the sparse+int8 `.tflite` (LiteRT
+interpreter) and the Keras int8 model. LiteRT latency: batch 1 and 32, median
+of repeated runs, XNNPACK on where it can prepare the file.
+
+    python -m benchmarks.small_files            # ~15 min on 2 cores
+    python -m benchmarks.small_files --quick    # 1 epoch, a smoke run
+
+Trained models are cached in /tmp/progprune_small_files, so a rerun only
+measures. Results: benchmarks/results/small_files.json.
+"""
+
+import os
+import statistics
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+import keras
+import numpy as np
+
+from benchmarks import common
+import keras_progprune as kp
+from keras_progprune import experiments
+from keras_progprune import litert
+
+FLAGS = flags.FLAGS
+flags.DEFINE_boolean("quick", False, "1 epoch per model, for a smoke run.")
+flags.DEFINE_string("cache", "/tmp/progprune_small_files", "Trained-model cache.")
+flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "data", "mnist"), "MNIST IDX folder.")
+
+# Short recipes (this table is about size; accuracy rows say which recipe).
+RECIPES = {"lenet_300_100": dict(epochs=6, batch_size=60, optimizer="adam", lr=1.2e-3,
+                                 lr_schedule="cosine"),
+           "lenet5": dict(epochs=4, batch_size=60, optimizer="adam", lr=1.2e-3,
+                          lr_schedule="cosine")}
+VARIANTS = [("dense", "dense", 0.0, "unstructured"),
+            ("90%", "progressive", 0.9, "unstructured"),
+            ("95%", "progressive", 0.95, "unstructured"),
+            ("98%", "progressive", 0.98, "unstructured"),
+            ("2:4", "progressive", 0.5, "2:4")]
+
+
+def _trained(model_name, label, method, sparsity, structure):
+    path = os.path.join(FLAGS.cache, f"{model_name}_{label.replace(':', 'of')}"
+                        f"{'_quick' if FLAGS.quick else ''}.keras")
+    if os.path.exists(path):
+        return keras.saving.load_model(path)
+    recipe = dict(RECIPES[model_name])
+    if FLAGS.quick:
+        recipe["epochs"] = 1
+    config = experiments.Config(
+        model=model_name, method=method, target_sparsity=sparsity, structure=structure,
+        scope="global", data_dir=FLAGS.data_dir, verbose="0", seed=0,
+        output_dir=os.path.join(FLAGS.cache, "run"), **recipe)
+    print(f"[small_files] training {model_name} {label}", flush=True)
+    model, _, _, _ = experiments.train(config, log=False)
+    plain = experiments.strip_if_pruned(model)
+    os.makedirs(FLAGS.cache, exist_ok=True)
+    kp.save_model(plain, path, include_optimizer=False)
+    return keras.saving.load_model(path)
+
+
+def _size(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+
+
+def _latency(path, x, batch, repeats):
+    runner, xnnpack = litert.interpreter(path, num_threads=2)
+    inp = runner.get_input_details()[0]
+    runner.resize_tensor_input(inp["index"], (batch,) + x.shape[1:])
+    runner.allocate_tensors()
+    runner.set_tensor(inp["index"], x[:batch])
+    runner.invoke()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner.invoke()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3, xnnpack
+
+
+def _accuracy(predict, x, y):
+    return float((np.asarray(predict(x)).argmax(-1) == y).mean())
+
+
+def measure(model, x, y, tmp):
+    files = {
+        "keras": os.path.join(tmp, "plain.keras"),
+        "keras_compressed": os.path.join(tmp, "small.keras"),
+        "saved_model": os.path.join(tmp, "saved_model"),
+        "tflite_float": os.path.join(tmp, "float.tflite"),
+        "tflite_sparse": os.path.join(tmp, "sparse.tflite"),
+        "tflite_sparse_int8": os.path.join(tmp, "sparse_int8.tflite"),
+        "keras_int8": os.path.join(tmp, "int8.keras"),
+    }
+    model.save(files["keras"])
+    kp.save_model(model, files["keras_compressed"], include_optimizer=False)
+    model.export(files["saved_model"], verbose=False)
+    kp.export_litert(model, files["tflite_float"], sparse=False)
+    kp.export_litert(model, files["tflite_sparse"])
+    kp.export_litert(model, files["tflite_sparse_int8"], quantize="dynamic_int8")
+    row = {"sizes": {k: _size(p) for k, p in files.items() if k != "keras_int8"},
+           "report": kp.sparsity_report(model)["total"]}
+    row["accuracy"] = {
+        "keras_float": _accuracy(lambda a: model.predict(a, batch_size=500, verbose=0), x, y),
+        "tflite_sparse": _accuracy(lambda a: litert.predict(files["tflite_sparse"], a), x, y),
+        "tflite_sparse_int8": _accuracy(
+            lambda a: litert.predict(files["tflite_sparse_int8"], a), x, y),
+    }
+    np.testing.assert_allclose(litert.predict(files["tflite_sparse"], x[:64]),
+                               model.predict(x[:64], verbose=0), atol=1e-4)
+    quantized = keras.models.clone_model(model)
+    quantized.set_weights(model.get_weights())
+    quantized.quantize("int8")
+    kp.save_model(quantized, files["keras_int8"], include_optimizer=False)
+    reloaded = keras.saving.load_model(files["keras_int8"])
+    row["sizes"]["keras_int8"] = _size(files["keras_int8"])
+    row["accuracy"]["keras_int8"] = _accuracy(
+        lambda a: reloaded.predict(a, batch_size=500, verbose=0), x, y)
+    row["latency_ms"] = {}
+    for name in ("tflite_float", "tflite_sparse", "tflite_sparse_int8"):
+        for batch in (1, 32):
+            ms, xnn = _latency(files[name], x, batch, 200 if batch == 1 else 50)
+            row["latency_ms"][f"{name}_b{batch}"] = ms
+            row["latency_ms"][f"{name}_xnnpack"] = xnn
+    return row
+
+
+def _holds(model):
+    report = kp.check_m_by_n(model, 2, 4)
+    return f"{sum(r['holds'] for r in report.values())}/{len(report)}"
+
+
+def main(argv):
+    del argv
+    test = kp.data.load("mnist", "test", 10000, data_dir=FLAGS.data_dir)
+    x, y = next(iter(test))
+    x, y = x.numpy(), y.numpy()
+    rows = {}
+    for model_name in RECIPES:
+        for label, method, sparsity, structure in VARIANTS:
+            keras.utils.set_random_seed(0)
+            model = _trained(model_name, label, method, sparsity, structure)
+            with tempfile.TemporaryDirectory() as tmp:
+                rows[f"{model_name}/{label}"] = {
+                    "model": model_name, "variant": label,
+                    "m_by_n_holds": _holds(model) if structure == "2:4" else None,
+                    **measure(model, x, y, tmp)}
+            print(f"[small_files] {model_name} {label}: {rows[f'{model_name}/{label}']['sizes']}",
+                  flush=True)
+    common.write_result("small_files_quick.json" if FLAGS.quick else "small_files.json", {
+        "provenance": common.provenance(common.command_line()),
+        "recipes": RECIPES, "quick": FLAGS.quick, "rows": rows})
+
+
+if __name__ == "__main__":
+    app.run(main)
