@@ -25,7 +25,7 @@ import keras_progprune as kp
 from keras_progprune import experiments
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("grid", "full", ["full", "quick"], "Which grid to run.")
+flags.DEFINE_enum("grid", "full", ["full", "nm", "quick"], "Which grid to run.")
 flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "data", "mnist"), "MNIST IDX folder.")
 flags.DEFINE_list("only_models", [], "Restrict to these models.")
@@ -49,6 +49,10 @@ METHODS = [
     ("grasp", "grasp", "global", {}),
     ("synflow", "synflow", "global", {}),
     ("random", "random", "layer", {}),
+    # N:M (2:4): the pattern is chosen after 2 dense epochs (ASP-style
+    # warm-up), then held; its sparsity is always 50%.
+    ("progressive_2of4", "progressive", "global",
+     {"schedule": "polynomial", "structure": "2:4", "prune_start": 2}),
 ]
 
 GRIDS = {
@@ -56,6 +60,14 @@ GRIDS = {
         "lenet_300_100": {"sparsities": [0.9, 0.95, 0.98, 0.99], "seeds": [0, 1]},
         "lenet5": {"sparsities": [0.95, 0.98, 0.99], "seeds": [0, 1],
                    "lottery_seeds": [0]},
+    },
+    # 2:4 against 50% unstructured (and the full grid's dense cells), under
+    # the full grid's recipes: `python -m benchmarks.grid --grid=nm`.
+    "nm": {
+        "lenet_300_100": {"sparsities": [0.5], "seeds": [0, 1],
+                          "methods": ["progressive_global", "progressive_2of4"]},
+        "lenet5": {"sparsities": [0.5], "seeds": [0, 1],
+                   "methods": ["progressive_global", "progressive_2of4"]},
     },
     "quick": {
         "lenet_300_100": {"sparsities": [0.9, 0.98], "seeds": [0],
@@ -65,7 +77,8 @@ GRIDS = {
 
 
 def cell_dir():
-    return os.path.join(common.RESULTS_DIR, "grid" if FLAGS.grid == "full" else "grid_quick")
+    # The N:M cells share the full grid's recipes, so they share its folder.
+    return os.path.join(common.RESULTS_DIR, "grid_quick" if FLAGS.grid == "quick" else "grid")
 
 
 def cell_path(model, label, sparsity, seed):
@@ -118,6 +131,8 @@ def run_grid():
             continue
         for label, method, scope, options in METHODS:
             if FLAGS.only_methods and label not in FLAGS.only_methods:
+                continue
+            if label not in spec.get("methods", [m[0] for m in METHODS if m[0] != "progressive_2of4"]):
                 continue
             seeds = spec.get(f"{label}_seeds", spec["seeds"])
             for seed in seeds:

@@ -22,7 +22,8 @@ flags.DEFINE_enum("grid", "full", ["full", "quick"], "Which grid's cells to repo
 flags.DEFINE_string("out", os.path.join(os.path.dirname(common.RESULTS_DIR), "..",
                                         "BENCHMARKS.md"), "Markdown file to write.")
 
-ORDER = ["dense", "progressive_global", "progressive_layer", "lottery", "snip", "grasp",
+ORDER = ["dense", "progressive_global", "progressive_layer", "progressive_2of4", "lottery",
+         "snip", "grasp",
          "synflow", "random"]
 GRID_COMMANDS = {"full": "make bench  (python -m benchmarks.grid --grid=full)",
                  "quick": "make bench-quick  (python -m benchmarks.grid --grid=quick)"}
@@ -133,7 +134,8 @@ def _verdicts(model, rows):
             if not mine:
                 continue
             worse = [m for (m, ss), st in rows.items()
-                     if ss == s and m not in ("dense", "progressive_global", "progressive_layer")
+                     if ss == s and m not in ("dense", "progressive_global", "progressive_layer",
+                                              "progressive_2of4")
                      and mine["mean"] + mine["std"] < st["mean"]]
             out.append(f"| {model} {s:.0%}: {variant} at least as accurate as every "
                        f"baseline (within one std) | {mine['mean']:.2%} ± {mine['std']:.2%}"
@@ -145,6 +147,14 @@ def _verdicts(model, rows):
             if best:
                 out.append(f"| {model} {s:.0%}: progressive >= {need:.1%} ({ref}) | "
                            f"{best['mean']:.2%} | {'yes' if best['mean'] >= need else 'no'} |")
+        nm, unstructured = rows.get(("progressive_2of4", s)), rows.get(("progressive_global", s))
+        if nm and unstructured:
+            dense_row = rows.get(("dense", 0.0))
+            out.append(f"| {model} 2:4 against 50% unstructured (no target; dense "
+                       f"{dense_row['mean']:.2%}) | " if dense_row else
+                       f"| {model} 2:4 against 50% unstructured (no target) | ")
+            out[-1] += (f"{nm['mean']:.2%} ± {nm['std']:.2%} vs {unstructured['mean']:.2%} ± "
+                        f"{unstructured['std']:.2%} | - |")
         lot, prog = rows.get(("lottery", s)), rows.get(("progressive_global", s))
         if s == 0.98 and lot and prog:
             ratio = prog["steps"] / lot["steps"]
@@ -224,6 +234,31 @@ def small_files_section():
               "LeNet-5 leaves its first conv (1 input channel) dense: N:M needs the input "
               "axis to be a multiple of 4. Channel-shrunk rows: not yet (channel pruning has "
               "not landed).", ""]
+    return lines
+
+
+def applications_section():
+    rows = _load(os.path.join("applications", "*.json"))
+    if not rows:
+        return []
+    lines = ["## 4. keras.applications, every family", "", _prov_line(rows[0]["provenance"]), "",
+             "`python -m benchmarks.applications`: one model per family, `weights=None`, the "
+             "smallest input, 10 classes; global PolynomialDecay to 50% -> 2 training steps -> "
+             "strip -> `.keras` round trip -> SavedModel `serve`. `ok` = ran and outputs "
+             "equal the pruned model's (max abs diff <= 1e-4 of the output scale).", "",
+             "| model | input | parameters | pruned fraction | prune | train | strip | "
+             ".keras round trip | serve | seconds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    passed = 0
+    for r in sorted(rows, key=lambda r: r["model"]):
+        checks = [r[k] for k in ("prune", "train", "strip", "keras_round_trip", "serve")]
+        passed += all(c == "ok" for c in checks)
+        frac = f"{r['pruned_fraction']:.1%}" if "pruned_fraction" in r else "-"
+        lines.append(f"| {r['model']} | {r['input']} | {r['parameters']:,} | {frac} | "
+                     + " | ".join(c.replace("|", "/") for c in checks)
+                     + f" | {r['seconds']:.0f} |")
+    lines += ["", f"Goal: every row passes. {passed} of {len(rows)} pass "
+              f"({'met' if passed == len(rows) else 'not met'}).", ""]
     return lines
 
 
@@ -341,6 +376,7 @@ def main(argv):
     lines += grid_section(FLAGS.grid)
     lines += speed_section()
     lines += small_files_section()
+    lines += applications_section()
     notes = os.path.join(common.RESULTS_DIR, "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as f:

@@ -67,7 +67,7 @@ class PruningGroup:
                 if intersect:
                     keep = tf.logical_and(keep, m != 0)
                 m.assign(tf.cast(keep, m.dtype))
-                w.assign(w * tf.cast(keep, w.dtype))
+                w.assign(tf.where(keep, w, tf.zeros_like(w)))  # +0.0, not -0.0
                 kept += tf.reduce_sum(tf.cast(keep, tf.int32))
             return kept
 

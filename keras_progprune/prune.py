@@ -1,5 +1,7 @@
 """The public verbs: `prune_low_magnitude`, `strip_pruning`, `sparsity_report`."""
 
+import inspect
+
 import keras
 import numpy as np
 
@@ -11,15 +13,55 @@ from keras_progprune.wrapper import check_schedule
 from keras_progprune.wrapper import check_scope
 
 
+def _unaccepted_keys(cls, config):
+    """Config keys the constructor of `cls` doesn't name (base Layer keys
+    count as named when it takes `**kwargs`)."""
+    params = inspect.signature(cls.__init__).parameters
+    base = set()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        base = set(keras.layers.Layer(name="base").get_config())
+    return sorted(k for k in config if k not in params and k not in base)
+
+
+def _from_config(layer):
+    """`type(layer).from_config(layer.get_config())`, tolerating one bug.
+
+    Some classes write config keys their constructor refuses (KerasHub's
+    `ViTPatchingAndEmbedding` writes the derived `num_patches` and
+    `num_positions`), so `from_config` raises, and so does loading a saved
+    model holding one. The copy is then built from the keys the constructor
+    names, and its own `get_config` leaves the others out, so it also saves
+    and reloads. The user's layer and its class are not touched.
+    """
+    cls = type(layer)
+    config = layer.get_config()
+    try:
+        new = cls.from_config(config)
+    except (TypeError, ValueError):  # Keras reports unknown kwargs as either
+        dropped = _unaccepted_keys(cls, config)
+        if not dropped:
+            raise
+        new = cls.from_config({k: v for k, v in config.items() if k not in dropped})
+    own = cls.get_config(new)  # what the class itself would save
+    dropped = _unaccepted_keys(cls, own)
+    if dropped:
+        try:
+            cls.from_config(own)
+        except (TypeError, ValueError):
+            new.get_config = lambda: {k: v for k, v in cls.get_config(new).items()
+                                      if k not in dropped}
+    return new
+
+
 def _fresh(layer):
     """A new layer of the same class and config, built like `layer` if it is.
 
     Building from the original's build config matters for layers that take
     several inputs (MultiHeadAttention): a wrapper can't infer their shapes.
     """
-    new = layer.__class__.from_config(layer.get_config())
+    new = _from_config(layer)
     build_config = layer.get_build_config() if layer.built else None
-    if build_config:
+    if build_config and not new.built:  # some classes build in from_config
         new.build_from_config(build_config)
     return new
 
@@ -136,13 +178,18 @@ def prune_low_magnitude(
         _check_exclude(exclude, {l.name for l in to_prune})
         for layer in to_prune:  # validate all before wrapping any
             _check_not_wrapped(layer)
-            if layer.name not in exclude and not registry.is_prunable(layer):
-                registry.get_prunable_weights(layer)  # raises with the fix
+        refused = [l for l in to_prune if l.name not in exclude and not registry.is_prunable(l)
+                   and not registry.maybe_composite(l)]
+        if refused:
+            raise registry.unprunable_error(refused, exclude)
         return [layer if layer.name in exclude else wrap(layer) for layer in to_prune]
     if isinstance(to_prune, keras.Model):
         if not walk.is_graph_model(to_prune):
             _refuse_subclassed(to_prune)
         _check_exclude(exclude, _all_layer_names(to_prune))
+        refused = _refused_layers(to_prune, exclude)
+        if refused:
+            raise registry.unprunable_error(refused, exclude)
         return _prune_model(to_prune, wrap, exclude)
     if isinstance(to_prune, keras.layers.Layer):
         _check_exclude(exclude, {to_prune.name})
@@ -164,6 +211,22 @@ def _check_exclude(exclude, names):
             f"Received: exclude={sorted(exclude)}. Layer names available: "
             f"{sorted(names)}."
         )
+
+
+def _refused_layers(model, exclude):
+    """Every layer of the graph (nested graphs included) that holds weight
+    matrices but can't be pruned and isn't excluded: all of them at once."""
+    refused = []
+    for layer in model.layers:
+        if layer.name in exclude:
+            continue
+        if isinstance(layer, keras.Model):
+            if not walk.is_graph_model(layer):
+                _refuse_subclassed(layer)
+            refused += _refused_layers(layer, exclude)
+        elif registry.has_unregistered_matrices(layer):
+            refused.append(layer)
+    return refused
 
 
 def _prune_model(model, wrap, exclude):
@@ -197,7 +260,9 @@ def _stripped_weights(wrapper):
     for w in wrapper.layer.weights:
         value = np.asarray(w.numpy())
         if id(w) in pruned:
-            value = value * np.asarray(pruned[id(w)].numpy(), value.dtype)
+            # +0.0, never -0.0 (w * 0 keeps w's sign): all-zero bytes compress best.
+            value = np.where(np.asarray(pruned[id(w)].numpy()) != 0, value,
+                             np.zeros((), value.dtype))
         values.append(value)
     return values
 

@@ -3,10 +3,14 @@
 A layer class maps to the names of the variables that are pruned. Biases
 and normalization parameters never appear here. Container layers that wrap
 other layers (`Bidirectional`, `TimeDistributed`) are looked through, and a
-custom layer opts in by defining `get_prunable_weights()`.
+custom layer opts in by defining `get_prunable_weights()`. A layer of
+unknown class built only of prunable layers (a transformer block) is
+prunable as a whole, through its sublayers.
 """
 
 import keras
+
+from keras_progprune import walk
 
 L = keras.layers
 
@@ -49,19 +53,65 @@ def _lookup(table, layer):
     return None
 
 
-def is_prunable(layer):
-    """Whether `layer` has weights this package knows how to prune.
-
-    True for the classes in `PRUNABLE_WEIGHTS` (and their subclasses), for
-    `TimeDistributed`/`Bidirectional` around such a layer, and for any layer
-    that defines `get_prunable_weights()`.
-    """
+def _directly_prunable(layer):
+    """Known by class, a container of known layers, or opted in."""
     if hasattr(layer, "get_prunable_weights"):
         return True
     inner = _lookup(_CONTAINERS, layer)
     if inner is not None:
         return all(is_prunable(sub) for sub in inner(layer))
     return _lookup(PRUNABLE_WEIGHTS, layer) is not None
+
+
+def _prunable_sublayers(layer):
+    """The outermost directly prunable layers nested inside `layer`."""
+    found, covered = [], set()
+    for sub in walk.sublayers(layer):
+        if id(sub) in covered or isinstance(sub, keras.Model):
+            continue
+        if _directly_prunable(sub):
+            found.append(sub)
+            covered.update(id(s) for s in walk.sublayers(sub))
+    return found
+
+
+def _matrices(layer):
+    return [w for w in layer.trainable_weights if len(w.shape) >= 2]
+
+
+def is_composite(layer):
+    """A built layer of unknown class made of prunable layers.
+
+    Such a layer (a KerasHub `TransformerEncoder`: attention and Dense
+    sublayers, LayerNormalization) is prunable as a whole: its prunable
+    weights are its sublayers'. Every weight matrix it holds must belong to
+    one of those sublayers; otherwise it is not composite (unknown weights
+    are refused, never silently left dense).
+    """
+    if _directly_prunable(layer) or isinstance(layer, keras.Model) or not layer.built:
+        return False
+    subs = _prunable_sublayers(layer)
+    if not subs:
+        return False
+    inside = {id(w) for sub in subs for w in sub.weights}
+    return all(id(w) in inside for w in _matrices(layer))
+
+
+def is_prunable(layer):
+    """Whether `layer` has weights this package knows how to prune.
+
+    True for the classes in `PRUNABLE_WEIGHTS` (and their subclasses), for
+    `TimeDistributed`/`Bidirectional` around such a layer, for any layer
+    that defines `get_prunable_weights()`, and for a built composite layer
+    whose weight matrices all sit in such layers (`is_composite`).
+    """
+    return _directly_prunable(layer) or is_composite(layer)
+
+
+def maybe_composite(layer):
+    """An unbuilt layer that might turn out composite once built: a class
+    from outside Keras (Keras's own layers are known leaves)."""
+    return not layer.built and not type(layer).__module__.startswith("keras.")
 
 
 def get_prunable_weights(layer):
@@ -82,15 +132,34 @@ def get_prunable_weights(layer):
     if inner is not None:
         return [w for sub in inner(layer) for w in get_prunable_weights(sub)]
     names = _lookup(PRUNABLE_WEIGHTS, layer)
-    if names is None:
-        raise ValueError(
-            f"Layer {layer.name!r} of type {type(layer).__name__} can't be "
-            "pruned. Prunable types: "
-            + ", ".join(sorted(c.__name__ for c in PRUNABLE_WEIGHTS))
-            + ". To prune a custom layer, define `get_prunable_weights()` on "
-            "it, returning the variables to prune."
-        )
-    return [w for w in layer.weights if w.name in names]
+    if names is not None:
+        return [w for w in layer.weights if w.name in names]
+    if is_composite(layer):
+        found, seen = [], set()
+        for sub in _prunable_sublayers(layer):
+            for w in get_prunable_weights(sub):
+                if id(w) not in seen:
+                    seen.add(id(w))
+                    found.append(w)
+        return found
+    raise unprunable_error([layer])
+
+
+def unprunable_error(layers, exclude=()):
+    """One `ValueError` naming every layer that can't be pruned, with the fix."""
+    types = ", ".join(sorted(c.__name__ for c in PRUNABLE_WEIGHTS))
+    names = sorted({layer.name for layer in layers} | set(exclude))
+    if len(layers) == 1:
+        (layer,) = layers
+        head = f"Layer {layer.name!r} of type {type(layer).__name__} can't be pruned."
+    else:
+        head = (f"{len(layers)} layers can't be pruned: "
+                + ", ".join(f"{l.name!r} ({type(l).__name__})" for l in layers) + ".")
+    return ValueError(
+        f"{head} Prunable types: {types}, and layers built only of those (such as "
+        "transformer blocks). To prune a custom layer, define "
+        "`get_prunable_weights()` on it, returning the variables to prune. To leave "
+        f"{'it' if len(layers) == 1 else 'them'} dense, pass `exclude={names!r}`.")
 
 
 def has_unregistered_matrices(layer):
@@ -99,6 +168,6 @@ def has_unregistered_matrices(layer):
     `prune_low_magnitude` refuses such layers rather than silently leaving
     a large weight matrix dense.
     """
-    if is_prunable(layer) or isinstance(layer, keras.Model):
+    if isinstance(layer, keras.Model) or is_prunable(layer):
         return False
-    return any(len(w.shape) >= 2 for w in layer.trainable_weights)
+    return bool(_matrices(layer))

@@ -67,7 +67,10 @@ class _KeepPruned:
     def __call__(self, w):
         if self.inner is not None:
             w = self.inner(w)
-        return w * keras.ops.cast(self.keep, w.dtype)
+        # where, not multiply: pruned weights become +0.0, never -0.0, so
+        # saved files hold all-zero bytes (which compress far better).
+        return keras.ops.where(keras.ops.not_equal(self.keep, 0), w,
+                               keras.ops.zeros_like(w))
 
 
 @keras.saving.register_keras_serializable(package="keras_progprune")
@@ -127,7 +130,7 @@ class PruningWrapper(keras.layers.Wrapper):
                 "`layer` must be a `keras.layers.Layer`. "
                 f"Received: layer={layer!r} of type {type(layer).__name__}."
             )
-        if not registry.is_prunable(layer):
+        if not registry.is_prunable(layer) and not registry.maybe_composite(layer):
             # Raises with the list of prunable types and the opt-in protocol.
             registry.get_prunable_weights(layer)
         check_scope(scope)

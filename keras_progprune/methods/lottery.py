@@ -9,6 +9,7 @@ reuses the wrappers and the exact top-k of every other method.
 import math
 
 import keras
+import tensorflow as tf
 
 from keras_progprune import engine
 from keras_progprune import prune as prune_lib
@@ -106,7 +107,7 @@ class Lottery(PruningMethod):
                 v.assign(value)
         for wrapper in wrappers:
             for w, m in zip(wrapper.pruned_weights, wrapper.masks):
-                w.assign(w * m)
+                w.assign(tf.where(m != 0, w, tf.zeros_like(w)))
 
     def run(self, model, train_round, evaluate=None, on_round=None):
         """Runs every round on `model`; see `lottery_ticket`."""
