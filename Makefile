@@ -35,8 +35,12 @@ bench-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(BENCH).grid --grid=full
+	$(BENCH).grid --grid=nm
 	$(BENCH).overhead --pairs=3 --epochs=5
 	$(BENCH).mask_update
+	$(BENCH).refit
+	$(BENCH).small_files
+	$(BENCH).applications
 	$(BENCH).tfmot_compare
 	$(BENCH).report --grid=full
 

@@ -32,15 +32,12 @@ from keras_progprune import thresholds
 class Structure:
     """Base class: turns scores into boolean keep-masks.
 
-    Subclasses implement `select` and `get_config`, and set:
-        intersects: bool, whether a weight pruned earlier must stay pruned
-            (the new mask is intersected with the old one).
-        uses_sparsity: bool, whether `select` follows the schedule's
-            sparsity (False: the structure fixes the fraction itself).
+    Subclasses implement `select` and `get_config`, and set `intersects`:
+    whether a weight pruned earlier must stay pruned (the new mask is
+    intersected with the old one).
     """
 
     intersects = True
-    uses_sparsity = True
 
     def select(self, scores, sparsity, active):
         """Boolean keep-masks, one per score tensor.
@@ -48,7 +45,7 @@ class Structure:
         Args:
             scores: list of float tensors; higher scores are kept first.
             sparsity: scalar float tensor in [0, 1), the scheduled fraction
-                to remove (ignored when `uses_sparsity` is False).
+                to remove (N:M ignores it: it always removes `1 - n/m`).
             active: list of bool tensors (weights alive now), or None.
 
         Returns:
@@ -138,7 +135,6 @@ class MByN(Structure):
     """
 
     intersects = False
-    uses_sparsity = False
 
     def __init__(self, n, m):
         if isinstance(n, bool) or isinstance(m, bool) or int(n) != n or int(m) != m \
