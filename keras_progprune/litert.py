@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from keras_progprune import engine
 from keras_progprune import prune as prune_lib
+from keras_progprune import saving
 
 QUANTIZATIONS = (None, "dynamic_int8", "float16")
 
@@ -100,6 +101,7 @@ def export_litert(model, path, *, sparse=True, quantize=None, sparse_blocks=Fals
                 data = unblock_sparse_weights(f.read())
             with open(tmp, "wb") as f:
                 f.write(data)
+        saving.default_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -28,6 +28,15 @@ COMPRESSIONS = {
 }
 
 
+def default_permissions(path):
+    """Gives `path` the mode a plain `open(path, "w")` would (0666 minus the
+    umask): temporary files are created 0600, and a model file is usually
+    read by another user (a server)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _without_optimizer(weights_h5):
     """The weights file's bytes with the top-level `optimizer` group left out."""
     out = io.BytesIO()
@@ -114,6 +123,7 @@ def save_model(model, filepath, include_optimizer=True, compression="bzip2"):
     try:
         model.save(raw[1], overwrite=True)
         _rewrite(raw[1], packed[1], include_optimizer, compression)
+        default_permissions(packed[1])
         os.replace(packed[1], filepath)
     finally:
         for _, tmp in (raw, packed):

@@ -75,6 +75,18 @@ def test_include_optimizer_false_leaves_out_the_optimizer_state(tmp_path):
     assert not deployed.compiled
 
 
+def test_saved_files_get_default_permissions_not_0600(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        model = kp.strip_pruning(_sparse_mlp(trained=False))
+        kp.save_model(model, tmp_path / "m.keras")
+        kp.export_litert(model, str(tmp_path / "m.tflite"))
+        for name in ("m.keras", "m.tflite"):
+            assert os.stat(tmp_path / name).st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)
+
+
 def test_save_model_errors(tmp_path):
     model = kp.strip_pruning(_sparse_mlp(trained=False))
     with pytest.raises(ValueError, match=r"`compression` must be one of \['bzip2', "
