@@ -12,6 +12,7 @@ machines, in dense and pruned runs alike.
 """
 
 
+import json
 import os
 
 from absl import app
@@ -34,6 +35,8 @@ flags.DEFINE_integer("batch_size", 60, "Batch size.")
 flags.DEFINE_integer("frequency", 100, "Mask update frequency in steps.")
 flags.DEFINE_list("models", ["lenet_300_100", "lenet5"], "Models to time.")
 flags.DEFINE_string("out", "overhead.json", "Result file under benchmarks/results.")
+flags.DEFINE_boolean("merge", False, "Keep the other models' rows already in --out "
+                     "(each row records the command that measured it).")
 
 
 def _fit_epoch_time(name, pruned, train):
@@ -62,6 +65,13 @@ def main(argv):
     del argv
     train = data.load("mnist", "train", FLAGS.batch_size, data_dir=DATA_DIR, shuffle_seed=0)
     result = {"provenance": common.provenance(common.command_line()), "models": {}}
+    path = os.path.join(common.RESULTS_DIR, FLAGS.out)
+    if FLAGS.merge and os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        for name, row in old["models"].items():
+            row.setdefault("command", old["provenance"]["command"])
+            result["models"][name] = row
     for name in FLAGS.models:
         pairs = []
         for i in range(FLAGS.pairs):
@@ -78,6 +88,7 @@ def main(argv):
             "median_pruned_s": float(np.median([p["pruned_s"] for p in pairs])),
             "batch_size": FLAGS.batch_size,
             "frequency": FLAGS.frequency,
+            "command": result["provenance"]["command"],
         }
         print(f"{name}: median ratio {ratio:.3f}")
     print("wrote", common.write_result(FLAGS.out, result))

@@ -286,6 +286,10 @@ def speed_section():
                          f"{m['median_dense_s']:.2f} | {m['median_pruned_s']:.2f} | "
                          f"{m['median_ratio']:.3f} | <= {goals.OVERHEAD_RATIO} "
                          f"({'met' if m['median_ratio'] <= goals.OVERHEAD_RATIO else 'not met'}) |")
+        commands = {m.get("command") for m in r["models"].values()} - {None}
+        if len(commands) > 1:
+            lines += ["", "Rows measured by separate commands: " + "; ".join(
+                f"{name}: `{m['command']}`" for name, m in r["models"].items()) + "."]
         lines.append("")
     tf = _load("tfmot_compare.json")
     if tf:

@@ -117,6 +117,15 @@ class PruningGroup:
         return kept
 
 
+def _require_one(wrappers, attribute, label, fix):
+    """Raises unless every wrapper has the same `attribute` (by repr)."""
+    values = {repr(getattr(w, attribute)): w.layer.name for w in wrappers}
+    if len(values) > 1:
+        raise ValueError(
+            f"Global-scope wrappers must share one {label}, found {len(values)}: "
+            + "; ".join(f"{v} (layer {n!r})" for v, n in values.items()) + f". {fix}")
+
+
 def build_groups(wrappers):
     """Groups wrappers by scope: one group per layer-scope wrapper, one for
     all global-scope wrappers.
@@ -132,24 +141,12 @@ def build_groups(wrappers):
     ]
     global_wrappers = [w for w in wrappers if w.scope == "global"]
     if global_wrappers:
-        schedules = {repr(w.pruning_schedule): w.layer.name for w in global_wrappers}
-        if len(schedules) > 1:
-            raise ValueError(
-                "Global-scope wrappers must share one pruning schedule, "
-                f"found {len(schedules)}: "
-                + "; ".join(f"{s} (layer {n!r})" for s, n in schedules.items())
-                + ". Pass one `pruning_schedule` to `prune_low_magnitude(..., "
-                "scope='global')`."
-            )
-        structures = {repr(w.structure): w.layer.name for w in global_wrappers}
-        if len(structures) > 1:
-            raise ValueError(
-                "Global-scope wrappers must share one structure, found "
-                f"{len(structures)}: "
-                + "; ".join(f"{s} (layer {n!r})" for s, n in structures.items())
-                + ". Pass one `structure` to `prune_low_magnitude(..., "
-                "scope='global')`, or use scope='layer'."
-            )
+        _require_one(global_wrappers, "pruning_schedule", "pruning schedule",
+                     "Pass one `pruning_schedule` to `prune_low_magnitude(..., "
+                     "scope='global')`.")
+        _require_one(global_wrappers, "structure", "structure",
+                     "Pass one `structure` to `prune_low_magnitude(..., "
+                     "scope='global')`, or use scope='layer'.")
         groups.append(
             PruningGroup(
                 global_wrappers, global_wrappers[0].pruning_schedule, "global scope"

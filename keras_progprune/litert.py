@@ -70,8 +70,10 @@ def export_litert(model, path, *, sparse=True, quantize=None, sparse_blocks=Fals
 
     Note:
         XNNPACK's sparse kernels are disabled on x86 CPUs with AVX, so on
-        x86 a sparse `.tflite` runs at dense speed (it is densified when
-        loaded); the gain there is size. Speed comes from channel pruning.
+        x86 a sparse `.tflite` is no faster than a dense one (measured here:
+        sometimes slower, BENCHMARKS.md section 3); the gain there is size.
+        Sparse speed-ups apply on ARM and WebAssembly. On x86, speed needs
+        fewer channels (channel pruning, not yet in this package).
     """
     path = os.fspath(path)
     if quantize not in QUANTIZATIONS:

@@ -9,10 +9,8 @@ import os
 import keras
 import numpy as np
 
-from keras_progprune import registry
+from keras_progprune import prune as prune_lib
 from keras_progprune import structures
-from keras_progprune import walk
-from keras_progprune.wrapper import PruningWrapper
 
 
 class PatternReport(dict):
@@ -50,19 +48,7 @@ def _check(values, n, m, axis):
 
 
 def _keras_weights(model):
-    layers = [model] if not isinstance(model, keras.Model) else walk.sublayers(model)
-    seen = set()
-    for layer in layers:
-        if id(layer) in seen or isinstance(layer, keras.Model):
-            continue
-        seen.add(id(layer))
-        if isinstance(layer, PruningWrapper):
-            weights = layer.pruned_weights
-        elif registry.is_prunable(layer) and layer.built:
-            weights = registry.get_prunable_weights(layer)
-        else:
-            continue
-        seen.update(id(sub) for sub in walk.sublayers(layer))
+    for _, weights in prune_lib.prunable_layers(model):
         for w in weights:
             yield w.path, keras.ops.convert_to_numpy(w)
 

@@ -325,6 +325,30 @@ def strip_pruning(model):
     return clone
 
 
+def prunable_layers(model):
+    """`(layer name, prunable weights)` for each prunable layer in `model`.
+
+    A `PruningWrapper` gives its wrapped layer's name and pruned weights; a
+    plain (or stripped) prunable layer its registry weights. Each layer is
+    listed once, and layers inside a listed one (a wrapped Dense, MHA's
+    projections) are not listed again.
+    """
+    candidates = [model] if not isinstance(model, keras.Model) else walk.sublayers(model)
+    seen = set()
+    for layer in candidates:
+        if id(layer) in seen or isinstance(layer, keras.Model):
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, PruningWrapper) and layer.built:
+            name, weights = layer.layer.name, layer.pruned_weights
+        elif registry.is_prunable(layer) and layer.built:
+            name, weights = layer.name, registry.get_prunable_weights(layer)
+        else:
+            continue
+        seen.update(id(sub) for sub in walk.sublayers(layer))
+        yield name, weights
+
+
 class SparsityReport(dict):
     """A dict of per-layer and total counts that prints as a table.
 
@@ -369,20 +393,7 @@ def sparsity_report(model):
     8
     """
     layers = {}
-    candidates = [model] if not isinstance(model, keras.Model) else walk.sublayers(model)
-    seen = set()
-    for layer in candidates:
-        if id(layer) in seen or isinstance(layer, keras.Model):
-            continue
-        seen.add(id(layer))
-        if isinstance(layer, PruningWrapper) and layer.built:
-            name, weights = layer.layer.name, layer.pruned_weights
-        elif registry.is_prunable(layer) and layer.built:
-            name, weights = layer.name, registry.get_prunable_weights(layer)
-        else:
-            continue
-        # Layers inside a counted one (a wrapped Dense, MHA projections).
-        seen.update(id(sub) for sub in walk.sublayers(layer))
+    for name, weights in prunable_layers(model):
         n = int(sum(np.prod(w.shape) for w in weights))
         z = int(sum(np.sum(np.asarray(w.numpy()) == 0) for w in weights))
         layers[name] = {"weights": n, "zeros": z, "sparsity": z / n if n else 0.0}
