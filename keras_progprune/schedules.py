@@ -9,6 +9,8 @@ Python ints (what the callback uses every batch, at no cost) and on tensors
 import keras
 import tensorflow as tf
 
+from keras_progprune.values import ConfigValue
+
 
 class _PyOps:
     """Python-number versions of the few operations a schedule needs."""
@@ -75,7 +77,7 @@ def _check_steps(begin_step, end_step, frequency, end_required):
         )
 
 
-class PruningSchedule:
+class PruningSchedule(ConfigValue):
     """Base class: maps a step to `(should_update, sparsity)`.
 
     Subclasses implement `_sparsity(step, ops)` and `get_config()`.
@@ -111,20 +113,6 @@ class PruningSchedule:
 
     def get_config(self):
         raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 @keras.saving.register_keras_serializable(package="keras_progprune")

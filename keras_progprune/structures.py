@@ -27,9 +27,10 @@ import keras
 import tensorflow as tf
 
 from keras_progprune import thresholds
+from keras_progprune.values import ConfigValue
 
 
-class Structure:
+class Structure(ConfigValue):
     """Base class: turns scores into boolean keep-masks.
 
     Subclasses implement `select` and `get_config`, and set `intersects`:
@@ -62,20 +63,6 @@ class Structure:
 
     def get_config(self):
         return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 @keras.saving.register_keras_serializable(package="keras_progprune")
