@@ -1,10 +1,12 @@
 """keras_progprune: progressive magnitude pruning for Keras 3.
 
 Wrap a model with `prune_low_magnitude`, add `ProgressivePruningCallback`
-to `model.fit`, then `strip_pruning` to get a plain sparse Keras model.
+to `model.fit`, then `strip_pruning` to get a plain sparse Keras model, or
+(with `structure="channel"`) `shrink` to get a smaller one.
 """
 
 from keras_progprune import structures
+from keras_progprune.channels.shrink import shrink
 from keras_progprune.callbacks import ProgressivePruningCallback
 from keras_progprune.litert import export_litert
 from keras_progprune.methods import lottery_ticket
@@ -21,6 +23,7 @@ from keras_progprune.schedules import ConstantSparsity
 from keras_progprune.schedules import PolynomialDecay
 from keras_progprune.schedules import PruningSchedule
 from keras_progprune.schedules import linear_per_epoch
+from keras_progprune.structures import Channel
 from keras_progprune.structures import MByN
 from keras_progprune.structures import Unstructured
 from keras_progprune.wrapper import PruningWrapper
@@ -33,6 +36,7 @@ from keras_progprune import methods  # noqa: E402,F401
 from keras_progprune import models  # noqa: E402,F401
 
 __all__ = [
+    "Channel",
     "ConstantSparsity",
     "MByN",
     "PatternReport",
@@ -53,6 +57,7 @@ __all__ = [
     "prune_at_init",
     "prune_low_magnitude",
     "save_model",
+    "shrink",
     "sparsity_report",
     "strip_pruning",
     "structures",

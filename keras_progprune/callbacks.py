@@ -135,7 +135,7 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
             return False
         stored = max(int(w.pruning_step.numpy()) for w in self._wrappers)
         self._step = stored + self._unstarted_batches
-        self._groups = engine.build_groups(self._wrappers)
+        self._groups = engine.build_groups(self._wrappers, self.model)
         return True
 
     def on_train_batch_begin(self, batch, logs=None):

@@ -126,15 +126,42 @@ def _require_one(wrappers, attribute, label, fix):
             + "; ".join(f"{v} (layer {n!r})" for v, n in values.items()) + f". {fix}")
 
 
-def build_groups(wrappers):
+def _channel_groups(wrappers, model):
+    """One `ChannelGroup` over every channel-structured wrapper of `model`."""
+    from keras_progprune.channels import engine as channel_engine  # noqa: PLC0415
+    from keras_progprune.channels import graph as channel_graph  # noqa: PLC0415
+
+    if model is None or not walk.is_graph_model(model):
+        name = getattr(model, "name", None)
+        raise ValueError(
+            "structure='channel' reads the coupled channels from the model's graph, "
+            f"so it needs a Sequential or Functional model; model {name!r} of type "
+            f"{type(model).__name__} is subclassed. Build the model with the Functional "
+            "API (keras.Input(...) -> layers -> keras.Model), or use "
+            "structure='unstructured' or '2:4', which work in any model.")
+    _require_one(wrappers, "pruning_schedule", "pruning schedule",
+                 "Pass one `pruning_schedule` to `prune_low_magnitude(..., "
+                 "structure='channel')`.")
+    _require_one(wrappers, "scope", "scope", "Pass one `scope` to "
+                 "`prune_low_magnitude(..., structure='channel')`.")
+    return [channel_engine.ChannelGroup(channel_graph.analyze(model), wrappers,
+                                        wrappers[0].pruning_schedule, wrappers[0].scope)]
+
+
+def build_groups(wrappers, model=None):
     """Groups wrappers by scope: one group per layer-scope wrapper, one for
-    all global-scope wrappers.
+    all global-scope wrappers, and one for all channel-structured wrappers
+    (their groups come from `model`'s graph).
 
     Raises:
         ValueError: if global-scope wrappers don't share one schedule and
-            one structure.
+            one structure, or channel-structured wrappers are not in a
+            Sequential or Functional `model`.
     """
-    groups = [
+    channel = [w for w in wrappers if w.structure.needs_graph]
+    wrappers = [w for w in wrappers if not w.structure.needs_graph]
+    groups = _channel_groups(channel, model) if channel else []
+    groups += [
         PruningGroup([w], w.pruning_schedule, f"layer {w.layer.name!r}")
         for w in wrappers
         if w.scope == "layer"

@@ -23,7 +23,7 @@ def _unaccepted_keys(cls, config):
     return sorted(k for k in config if k not in params and k not in base)
 
 
-def _from_config(layer):
+def _from_config(layer, overrides=None):
     """`type(layer).from_config(layer.get_config())`, tolerating one bug.
 
     Some classes write config keys their constructor refuses (KerasHub's
@@ -34,7 +34,7 @@ def _from_config(layer):
     and reloads. The user's layer and its class are not touched.
     """
     cls = type(layer)
-    config = layer.get_config()
+    config = {**layer.get_config(), **(overrides or {})}
     try:
         new = cls.from_config(config)
     except (TypeError, ValueError):  # Keras reports unknown kwargs as either
@@ -70,7 +70,15 @@ def _all_layer_names(model):
     return {l.name for l in walk.sublayers(model)}
 
 
-def _refuse_subclassed(model):
+def _refuse_subclassed(model, structure=None):
+    if structure is not None and structure.needs_graph:
+        raise ValueError(
+            f"structure='channel' can't prune the subclassed model {model.name!r} "
+            f"(class {type(model).__name__}): the coupled channels are read from the "
+            "model's graph, and a subclassed model has none that can be read. Pass a "
+            "Sequential or Functional model (keras.applications and KerasHub "
+            "backbones are Functional), or use structure='unstructured' or '2:4', "
+            "which work with `PruningWrapper` inside subclassed models.")
     raise ValueError(
         f"`prune_low_magnitude` can't wrap the subclassed model {model.name!r} "
         f"(class {type(model).__name__}): its layers are created in Python code "
@@ -178,19 +186,21 @@ def prune_low_magnitude(
         _check_exclude(exclude, {l.name for l in to_prune})
         for layer in to_prune:  # validate all before wrapping any
             _check_not_wrapped(layer)
-        refused = [l for l in to_prune if l.name not in exclude and not registry.is_prunable(l)
-                   and not registry.maybe_composite(l)]
-        if refused:
+        refused = [l for l in to_prune if l.name not in exclude and not structure.accepts(l)]
+        if refused and not structure.needs_graph:  # else the wrapper says why
             raise registry.unprunable_error(refused, exclude)
         return [layer if layer.name in exclude else wrap(layer) for layer in to_prune]
     if isinstance(to_prune, keras.Model):
         if not walk.is_graph_model(to_prune):
-            _refuse_subclassed(to_prune)
+            _refuse_subclassed(to_prune, structure)
         _check_exclude(exclude, _all_layer_names(to_prune))
+        if structure.needs_graph:
+            return _prune_model(to_prune, wrap, _channel_members(to_prune, exclude))
         refused = _refused_layers(to_prune, exclude)
         if refused:
             raise registry.unprunable_error(refused, exclude)
-        return _prune_model(to_prune, wrap, exclude)
+        return _prune_model(to_prune, wrap, lambda layer: layer.name not in exclude
+                            and registry.is_prunable(layer))
     if isinstance(to_prune, keras.layers.Layer):
         _check_exclude(exclude, {to_prune.name})
         if to_prune.name in exclude:
@@ -229,19 +239,33 @@ def _refused_layers(model, exclude):
     return refused
 
 
-def _prune_model(model, wrap, exclude):
+def _channel_members(model, exclude):
+    """Which layers a channel-structured prune wraps: the producers and
+    followers of every prunable channel group (nothing else changes)."""
+    from keras_progprune.channels import graph as channel_graph  # noqa: PLC0415
+
+    for layer in walk.sublayers(model):
+        _check_not_wrapped(layer)
+    graph = channel_graph.analyze(model)
+    members = set(graph.member_layers()) - set(exclude)
+    if not members:
+        reasons = "; ".join(f"{k!r}: {v}" for k, v in graph.frozen_reasons().items())
+        raise ValueError(
+            f"structure='channel' found no channel that can be removed in model "
+            f"{model.name!r} without changing its outputs. Channels by producing "
+            f"layer: {reasons}. Use structure='unstructured' for this model.")
+    return lambda layer: layer.name in members
+
+
+def _prune_model(model, wrap, chosen):
     def clone_layer(layer):
         if isinstance(layer, keras.Model):
             if not walk.is_graph_model(layer):
                 _refuse_subclassed(layer)
-            return _prune_model(layer, wrap, exclude)
-        if layer.name in exclude:
-            return _fresh(layer)
+            return _prune_model(layer, wrap, chosen)
         _check_not_wrapped(layer)
-        if registry.is_prunable(layer):
+        if chosen(layer):
             return wrap(_fresh(layer))
-        if registry.has_unregistered_matrices(layer):
-            registry.get_prunable_weights(layer)  # raises with the fix
         return _fresh(layer)
 
     clone, pairs = _clone(model, clone_layer)
@@ -352,23 +376,51 @@ def prunable_layers(model):
 class SparsityReport(dict):
     """A dict of per-layer and total counts that prints as a table.
 
-    Keys: `"layers"` (name -> `{"weights", "zeros", "sparsity"}`) and
-    `"total"` (the same three over all prunable weights).
+    Keys: `"layers"` (name -> `{"weights", "zeros", "sparsity"}`, plus
+    `"channels": {"kept", "total"}` for a Dense/conv layer of a
+    Sequential or Functional model: the output channels `shrink` would
+    keep), `"total"` (the first three over all prunable weights) and
+    `"macs"` (`{"dense", "shrunk"}`: multiply-accumulates per example as
+    built and after `shrink`; None for a subclassed model).
     """
 
     def __str__(self):
-        rows = [(name, r["weights"], r["zeros"], r["sparsity"])
+        rows = [(name, r["weights"], r["zeros"], r["sparsity"], r.get("channels"))
                 for name, r in self["layers"].items()]
         t = self["total"]
-        rows.append(("TOTAL", t["weights"], t["zeros"], t["sparsity"]))
+        rows.append(("TOTAL", t["weights"], t["zeros"], t["sparsity"], None))
         width = max([len("layer")] + [len(r[0]) for r in rows])
-        lines = [f"{'layer':<{width}}  {'weights':>10}  {'zeros':>10}  {'sparsity':>8}"]
+        lines = [f"{'layer':<{width}}  {'weights':>10}  {'zeros':>10}  {'sparsity':>8}"
+                 f"  {'channels':>11}"]
         lines.append("-" * len(lines[0]))
-        for i, (name, n, z, s) in enumerate(rows):
+        for i, (name, n, z, s, ch) in enumerate(rows):
             if i == len(rows) - 1:
                 lines.append("-" * len(lines[0]))
-            lines.append(f"{name:<{width}}  {n:>10,}  {z:>10,}  {s:>8.2%}")
+            kept = f"{ch['kept']}/{ch['total']}" if ch else ""
+            lines.append(f"{name:<{width}}  {n:>10,}  {z:>10,}  {s:>8.2%}  {kept:>11}")
+        macs = self.get("macs")
+        if macs:
+            lines.append(f"MACs per example: {macs['dense']:,} as built, "
+                         f"{macs['shrunk']:,} after shrink "
+                         f"({macs['shrunk'] / max(macs['dense'], 1):.1%})")
         return "\n".join(lines)
+
+
+def _channel_summary(model):
+    """`({layer name: {"kept", "total"}}, {"dense", "shrunk"} MACs)` from
+    the shrink plan, or `({}, None)` for a model without a readable graph."""
+    from keras_progprune.channels import macs as macs_lib  # noqa: PLC0415
+    from keras_progprune.channels import shrink as shrink_lib  # noqa: PLC0415
+
+    if not isinstance(model, keras.Model) or not walk.is_graph_model(model):
+        return {}, None
+    _, graph, _, keep = shrink_lib.plan(model)
+    channels = {}
+    for space in graph.spaces:
+        kept = len(keep[space.index]) if space.index in keep else space.size
+        for layer in space.producers:
+            channels[layer.name] = {"kept": int(kept), "total": space.size}
+    return channels, {"dense": macs_lib.count(graph), "shrunk": macs_lib.count(graph, keep)}
 
 
 def sparsity_report(model):
@@ -377,7 +429,13 @@ def sparsity_report(model):
     Works on pruned models (the weights of each `PruningWrapper`) and on
     plain or stripped ones (the weights the registry calls prunable), so a
     model can be checked after `strip_pruning` or after reloading a
-    SavedModel-exported copy.
+    SavedModel-exported copy. For Sequential and Functional models it also
+    gives each Dense/conv layer's output channels that `shrink` would keep,
+    and the MACs per example before and after `shrink`.
+
+    A pruned model's sparsity counts the weights its wrappers mask: with
+    `structure="channel"` these include biases and BatchNormalization
+    gamma and beta.
 
     Args:
         model: a `keras.Model` or a layer.
@@ -393,14 +451,18 @@ def sparsity_report(model):
     8
     """
     layers = {}
+    channels, macs = _channel_summary(model)
     for name, weights in prunable_layers(model):
         n = int(sum(np.prod(w.shape) for w in weights))
         z = int(sum(np.sum(np.asarray(w.numpy()) == 0) for w in weights))
         layers[name] = {"weights": n, "zeros": z, "sparsity": z / n if n else 0.0}
+        if name in channels:
+            layers[name]["channels"] = channels[name]
     total_n = sum(r["weights"] for r in layers.values())
     total_z = sum(r["zeros"] for r in layers.values())
     return SparsityReport(
         layers=layers,
+        macs=macs,
         total={
             "weights": total_n,
             "zeros": total_z,

@@ -12,6 +12,9 @@ callback.
   of a Conv `[..., in, out]` and of a DepthwiseConv `[..., in, mult]`),
   exactly the `n` highest scores are kept: the 2:4 pattern of NVIDIA's
   sparse tensor cores, tfmot's `sparsity_m_by_n` layout.
+- `Channel()`: whole output channels and what is coupled to them; the
+  groups come from the model's graph (`channels/`), and `shrink` removes
+  them physically.
 
 `select(scores, sparsity, active)` is pure TensorFlow: it traces inside the
 engine's compiled update and runs on CPU and GPU.
@@ -26,7 +29,9 @@ import re
 import keras
 import tensorflow as tf
 
+from keras_progprune import registry
 from keras_progprune import thresholds
+from keras_progprune.channels import kinds as channel_kinds
 from keras_progprune.values import ConfigValue
 
 
@@ -39,6 +44,9 @@ class Structure(ConfigValue):
     """
 
     intersects = True
+    # True when masks are chosen over the model's graph (channel groups),
+    # not by `select` over one weight list.
+    needs_graph = False
 
     def select(self, scores, sparsity, active):
         """Boolean keep-masks, one per score tensor.
@@ -57,6 +65,14 @@ class Structure(ConfigValue):
     def fits(self, shape):
         """Whether a weight of `shape` can carry this structure."""
         return True
+
+    def accepts(self, layer):
+        """Whether a `PruningWrapper` with this structure can hold `layer`."""
+        return registry.is_prunable(layer) or registry.maybe_composite(layer)
+
+    def prunable_weights(self, layer):
+        """The variables of a built `layer` that get masks."""
+        return registry.get_prunable_weights(layer)
 
     def describe_misfit(self, shape):
         return ""
@@ -85,6 +101,41 @@ class Unstructured(Structure):
         size = sum(s.shape.num_elements() for s in scores)  # static shapes
         k = thresholds.keep_count(size, sparsity)
         return thresholds.top_k_masks(scores, k, active=active)
+
+
+@keras.saving.register_keras_serializable(package="keras_progprune")
+class Channel(Structure):
+    """Whole output channels (units, filters), with everything coupled to them.
+
+    A channel's mask covers its producer's kernel slice and bias entry, and
+    the gamma and beta of a BatchNormalization (and the depthwise kernel and
+    bias) that follow it, so a pruned channel outputs exactly 0. Channels
+    that must go together (both inputs of a residual `Add`) form one group;
+    `keras_progprune.channels.graph` finds the groups from the model's
+    graph, and `keras_progprune.shrink` removes the pruned channels.
+
+    The schedule's sparsity is the fraction of channel groups removed. A
+    group's score is the mean of the squares of every weight its mask
+    covers (the sum of squares divided by their count, so that groups of
+    different sizes compare); see `keras_progprune.channels.engine`.
+
+    Wrappers with this structure must sit in a Sequential or Functional
+    model: the groups are read from the graph.
+    """
+
+    needs_graph = True
+
+    def select(self, scores, sparsity, active):
+        raise ValueError(
+            "Channel masks are chosen over coupled groups read from the model's "
+            "graph, not per weight list. Let `ProgressivePruningCallback` drive "
+            "them, or use keras_progprune.channels.engine.ChannelGroup.")
+
+    def accepts(self, layer):
+        return channel_kinds.carries_channels(layer)
+
+    def prunable_weights(self, layer):
+        return [w for w, _ in channel_kinds.channel_weights(layer)]
 
 
 _N_M = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
@@ -166,7 +217,8 @@ def get(identifier):
     """A `Structure` from a name, an `"n:m"` string, a config dict or itself.
 
     Args:
-        identifier: `None` or `"unstructured"` (`Unstructured()`), `"n:m"`
+        identifier: `None` or `"unstructured"` (`Unstructured()`),
+            `"channel"` (`Channel()`), `"n:m"`
             such as `"2:4"` (`MByN(n, m)`), a dict from
             `keras.saving.serialize_keras_object`, or a `Structure`.
 
@@ -182,6 +234,8 @@ def get(identifier):
     if isinstance(identifier, str):
         if identifier.strip().lower() == "unstructured":
             return Unstructured()
+        if identifier.strip().lower() == "channel":
+            return Channel()
         match = _N_M.match(identifier)
         if match:
             n, m = int(match.group(1)), int(match.group(2))
@@ -192,6 +246,6 @@ def get(identifier):
                     f"structure={identifier!r}.")
             return MByN(n, m)
     raise ValueError(
-        "`structure` must be 'unstructured', an 'n:m' string with n < m such as "
+        "`structure` must be 'unstructured', 'channel', an 'n:m' string with n < m such as "
         "'2:4', or a keras_progprune.structures.Structure. "
         f"Received: structure={identifier!r}.")

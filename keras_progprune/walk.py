@@ -50,3 +50,49 @@ def call_accepts(layer, argument):
     params = inspect.signature(layer.call).parameters.values()
     return any(p.name == argument or p.kind is inspect.Parameter.VAR_KEYWORD
                for p in params)
+
+
+class GraphNode:
+    """One call in a model's graph: `operation(*args)` -> `outputs`.
+
+    Attributes:
+        operation: the Layer or operation object that was called.
+        inputs: the KerasTensors among its arguments, in argument order.
+        constants: the other positional arguments (`2.0` in `x * 2.0`).
+        outputs: the KerasTensors it returned.
+    """
+
+    def __init__(self, operation, inputs, constants, outputs):
+        self.operation = operation
+        self.inputs = list(inputs)
+        self.constants = list(constants)
+        self.outputs = list(outputs)
+
+
+def graph_nodes(model):
+    """Every call in a Sequential or Functional graph, producers first.
+
+    Returns:
+        `(inputs, nodes, outputs)`: the model's input KerasTensors, a list of
+        `GraphNode` in an order where each node comes after the nodes that
+        produce its inputs, and the model's output KerasTensors.
+    """
+    # Keras has no public API for a graph's call events. A Functional model
+    # keeps them by depth (`_nodes_by_depth`: the outputs at depth 0), and a
+    # Sequential model builds such a Functional graph (`_functional`) once
+    # its input shape is known. Read here only, like `_flatten_layers` above.
+    function = model._functional if isinstance(model, keras.Sequential) else model
+    if function is None:
+        raise ValueError(
+            f"Model {model.name!r} has no graph yet: it was built without an input "
+            "shape. Start it with `keras.Input(shape)`, or call it once on data.")
+    nodes = []
+    for depth in sorted(function._nodes_by_depth, reverse=True):
+        for node in function._nodes_by_depth[depth]:
+            if isinstance(node.operation, keras.layers.InputLayer):
+                continue
+            constants = [a for a in node.arguments.args
+                         if not isinstance(a, keras.KerasTensor)]
+            nodes.append(GraphNode(node.operation, node.arguments.keras_tensors,
+                                   constants, node.outputs))
+    return list(function.inputs), nodes, list(function.outputs)

@@ -99,8 +99,10 @@ class PruningWrapper(keras.layers.Wrapper):
             the model; they must share one schedule). Defaults to `"layer"`.
         structure: the mask's shape: `"unstructured"` (any weight),
             `"n:m"` such as `"2:4"` (n kept in every m input channels, see
-            `structures.MByN`), or a `structures.Structure`. Saved in the
-            config. Defaults to `"unstructured"`.
+            `structures.MByN`), `"channel"` (whole output channels, see
+            `structures.Channel`; the model must be Sequential or
+            Functional), or a `structures.Structure`. Saved in the config.
+            Defaults to `"unstructured"`.
         **kwargs: base `Layer` arguments such as `name`.
 
     Raises:
@@ -130,7 +132,15 @@ class PruningWrapper(keras.layers.Wrapper):
                 "`layer` must be a `keras.layers.Layer`. "
                 f"Received: layer={layer!r} of type {type(layer).__name__}."
             )
-        if not registry.is_prunable(layer) and not registry.maybe_composite(layer):
+        structure = structures_lib.get(structure)
+        if not structure.accepts(layer):
+            if isinstance(structure, structures_lib.Channel):
+                raise ValueError(
+                    f"Layer {layer.name!r} of type {type(layer).__name__} has no output "
+                    "channels to prune: structure='channel' takes Dense, Conv1D/2D/3D, "
+                    "their Transpose and Separable forms, DepthwiseConv and "
+                    f"BatchNormalization. Received: layer={layer.name!r}, "
+                    "structure='channel'. Leave the layer unwrapped.")
             # Raises with the list of prunable types and the opt-in protocol.
             registry.get_prunable_weights(layer)
         check_scope(scope)
@@ -138,7 +148,7 @@ class PruningWrapper(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self.pruning_schedule = check_schedule(pruning_schedule)
         self.scope = scope
-        self.structure = structures_lib.get(structure)
+        self.structure = structure
         # Set through `arm`/`disarm` by whatever drives the masks (the
         # callback during `fit`, a scoring pass).
         self._armed = False
@@ -157,7 +167,7 @@ class PruningWrapper(keras.layers.Wrapper):
                     f"({e}). Build it before wrapping, e.g. "
                     "`layer.build(query_shape, value_shape)`, or wrap a built layer."
                 ) from e
-        weights = registry.get_prunable_weights(self.layer)
+        weights = self.structure.prunable_weights(self.layer)
         if not weights:
             raise ValueError(
                 f"Layer {self.layer.name!r} has no prunable weights after "

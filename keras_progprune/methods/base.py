@@ -115,7 +115,7 @@ class ScoringMethod(PruningMethod):
         # below every active one. The mask is fixed from then on.
         schedule = schedules.ConstantSparsity(self.target_sparsity, 0, end_step=0)
         pruned = prune_lib.prune_low_magnitude(model, schedule, scope=self.scope)
-        groups = engine.build_groups(engine.collect_wrappers(pruned))
+        groups = engine.build_groups(engine.collect_wrappers(pruned), pruned)
         self.set_masks(pruned, groups, inputs)
         return pruned
 

@@ -115,7 +115,7 @@ class Lottery(PruningMethod):
         # rounds, set below.
         schedule = schedules.ConstantSparsity(0.0, 0, end_step=0)
         pruned = prune_lib.prune_low_magnitude(model, schedule, scope=self.scope)
-        groups = engine.build_groups(engine.collect_wrappers(pruned))
+        groups = engine.build_groups(engine.collect_wrappers(pruned), pruned)
         snapshot = None
         rounds = []
         for r, sparsity in enumerate([0.0] + self.sparsities):

@@ -1,0 +1,381 @@
+"""`shrink`: rebuild a model without the channels that contribute nothing.
+
+1. Strip the wrappers (masks baked in as zeros) and group the channels
+   (`graph.analyze`).
+2. Find each tensor's *constant* channels: channels whose value doesn't
+   depend on the input (a producer whose kernel slice is all zero outputs
+   act(bias); BatchNormalization, activations, pooling and merges carry the
+   constant on). Zero is the common constant.
+3. A channel of a space can go when, at every layer that reads it, it is
+   zero, or that layer's weights for it are zero, or it is a constant that
+   the reader's bias can absorb exactly (a Dense, or a "valid" convolution:
+   no zero padding changes the constant at the borders).
+4. Rebuild with smaller layers (units, filters, Reshape targets) and sliced
+   weights; absorbed constants are added to the readers' biases.
+
+Every decision is exact, so the shrunk model computes what the masked one
+did, up to float rounding.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+
+from keras_progprune import walk
+from keras_progprune.channels import graph as graph_lib
+from keras_progprune.channels import kinds
+
+L = keras.layers
+_SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
+_TRANSPOSED = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
+_DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
+
+
+def _np(variable):
+    return np.asarray(keras.ops.convert_to_numpy(variable), np.float64)
+
+
+def _kernel_axes(layer):
+    """(input axis, output axis) of a producer's main kernel."""
+    if isinstance(layer, _TRANSPOSED):
+        return -1, -2
+    if isinstance(layer, L.Dense):
+        return 0, 1
+    return -2, -1
+
+
+def _main_kernel(layer):
+    return layer.pointwise_kernel if isinstance(layer, _SEPARABLE) else layer.kernel
+
+
+def _zero_along(array, axis):
+    """Per index of `axis`: whether the whole slice is zero."""
+    axis = axis % array.ndim
+    others = tuple(a for a in range(array.ndim) if a != axis)
+    return np.all(array == 0, axis=others)
+
+
+def _apply(function, values):
+    """`function` on the finite entries of a 1-D array; NaN stays NaN."""
+    out = np.full_like(values, np.nan)
+    finite = np.isfinite(values)
+    if finite.any():
+        result = keras.ops.convert_to_numpy(function(
+            keras.ops.convert_to_tensor(values[finite][None, :].astype("float32"))))
+        out[finite] = np.asarray(result, np.float64).ravel()
+    return out
+
+
+def _activation(layer, values):
+    activation = getattr(layer, "activation", None)
+    return values if activation is None else _apply(activation, values)
+
+
+def _producer_values(layer, size):
+    zero = _zero_along(_np(_main_kernel(layer)), _kernel_axes(layer)[1])
+    bias = _np(layer.bias) if getattr(layer, "bias", None) is not None else np.zeros(size)
+    return _activation(layer, np.where(zero, bias, np.nan))
+
+
+def _follower_values(layer, v):
+    if isinstance(layer, L.BatchNormalization):
+        gamma = _np(layer.gamma) if layer.gamma is not None else np.ones_like(v)
+        beta = _np(layer.beta) if layer.beta is not None else np.zeros_like(v)
+        scale = gamma / np.sqrt(_np(layer.moving_variance) + layer.epsilon)
+        out = scale * (v - _np(layer.moving_mean)) + beta
+        return np.where(gamma == 0, beta, out)
+    zero = _zero_along(_np(layer.kernel), -2) | (v == 0)
+    bias = _np(layer.bias) if layer.bias is not None else np.zeros_like(v)
+    return _activation(layer, np.where(zero, bias, np.nan))
+
+
+def _pass_values(node, layer, kind, v):
+    if isinstance(layer, (L.Activation, L.ReLU, L.LeakyReLU, L.ELU)):
+        return _apply(layer, v)
+    if isinstance(layer, L.Rescaling):
+        return v * float(layer.scale) + float(layer.offset)
+    if isinstance(layer, (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)):
+        return np.where(v == 0, 0.0, np.nan)
+    if not walk.is_layer(layer):  # an op node: only exact zeros are followed
+        return np.where((v == 0) & (kind.zero_reason is None), 0.0, np.nan)
+    return v
+
+
+def _merge_values(node, layer, values):
+    full = max(len(v) for v in values)
+    wide = [v for v in values if len(v) == full]
+    name = type(layer).__name__
+    if name == "Multiply":
+        out = np.prod(wide, axis=0) if len(wide) == len(values) else np.full(full, np.nan)
+        return np.where(np.any([v == 0 for v in wide], axis=0), 0.0, out)
+    if len(wide) != len(values):
+        return np.full(full, np.nan)
+    if name == "Add":
+        return np.sum(wide, axis=0)
+    if name == "Subtract":
+        return wide[0] - wide[1]
+    if name == "Average":
+        return np.mean(wide, axis=0)
+    if name == "Maximum":
+        return np.max(wide, axis=0)
+    if name == "Minimum":
+        return np.min(wide, axis=0)
+    return np.full(full, np.nan)
+
+
+def constant_channels(graph):
+    """`{id(tensor): per-channel constant}`: NaN where a channel depends on
+    the input. A Flattened tensor keeps its pre-Flatten channels."""
+    values = {}
+    for tensor in graph.inputs:
+        values[id(tensor)] = np.full(_width(graph, tensor), np.nan)
+    for node in graph.nodes:
+        layer = graph_lib._base(node.operation)
+        kind = graph.kinds.get(id(node))
+        out = node.outputs[0] if node.outputs else None
+        if out is None or graph.desc(out) is None:
+            continue
+        width = _width(graph, out)
+        ins = [values.get(id(t)) for t in node.inputs]
+        if kind is None or kind.name == kinds.UNKNOWN or any(v is None for v in ins):
+            result = np.full(width, np.nan)
+        elif kind.name == kinds.PRODUCER:
+            result = _producer_values(layer, width)
+        elif kind.name == kinds.FOLLOWER:
+            result = _follower_values(layer, ins[0])
+        elif kind.name == kinds.PASS:
+            result = _pass_values(node, layer, kind, ins[0])
+        elif kind.name == kinds.MERGE:
+            result = _merge_values(node, layer, ins)
+        elif kind.name == kinds.CONCAT:
+            result = np.concatenate(ins)
+        else:  # FLATTEN, RESHAPE: the same channels
+            result = ins[0]
+        for tensor in node.outputs:
+            values[id(tensor)] = result
+    return values
+
+
+def _width(graph, tensor):
+    desc = graph.desc(tensor)
+    return sum(graph.space(i).size for i, _ in desc.segments)
+
+
+# -- which channels go ------------------------------------------------------
+def _reader_rows_zero(consumer, channels):
+    """Per channel: whether the reading layer's weights for it are all zero."""
+    layer = consumer.layer
+    out = []
+    for c in channels:
+        rows = consumer.rows([c])
+        if isinstance(layer, _SEPARABLE):
+            depthwise = np.take(_np(layer.depthwise_kernel), rows, axis=-2)
+            out.append(bool(np.all(depthwise == 0)))
+        else:
+            kernel = _np(_main_kernel(layer))
+            out.append(bool(np.all(np.take(kernel, rows, axis=_kernel_axes(layer)[0]) == 0)))
+    return np.array(out, bool)
+
+
+def _absorbs_constants(layer):
+    """A reader whose bias can take a constant input channel exactly."""
+    if getattr(layer, "bias", None) is None or isinstance(layer, _SEPARABLE + _TRANSPOSED):
+        return False
+    return isinstance(layer, L.Dense) or getattr(layer, "padding", None) == "valid"
+
+
+def removable(graph, values):
+    """`{space index: bool array}`: channels that can go, exactly."""
+    out = {}
+    for space in graph.shrinkable_spaces():
+        ok = np.ones(space.size, bool)
+        for consumer in space.consumers:
+            v = values[id(consumer.tensor)][consumer.offset:consumer.offset + space.size]
+            fine = (v == 0)
+            if _absorbs_constants(consumer.layer):
+                fine |= np.isfinite(v)
+            unsure = np.flatnonzero(~fine & ok)
+            if unsure.size:
+                fine[unsure] = _reader_rows_zero(consumer, unsure)
+            ok &= fine
+        if ok.all():
+            ok[0] = False  # keep one channel: a layer of width 0 can't be built
+        out[space.index] = ok
+    return out
+
+
+# -- rebuilding -----------------------------------------------------------
+def _kept_rows(graph, tensor, keep):
+    """Indices of a tensor's channels (Flatten rows included) that stay."""
+    desc = graph.desc(tensor)
+    parts, offset = [], 0
+    for index, _ in desc.segments:
+        space = graph.space(index)
+        kept = keep.get(space.index, np.arange(space.size))
+        parts.append(kept + offset)
+        offset += space.size
+    channels = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return (np.arange(desc.repeat)[:, None] * offset + channels[None, :]).ravel()
+
+
+def _fold(graph, node, layer, values, keep):
+    """The reader's bias plus what the removed constant channels gave it."""
+    bias = _np(layer.bias)
+    tensor = node.inputs[0]
+    v = values[id(tensor)]
+    desc = graph.desc(tensor)
+    total = len(v)
+    gone = np.ones(total * desc.repeat, bool)
+    gone[_kept_rows(graph, tensor, keep)] = False
+    constants = np.tile(np.nan_to_num(v), desc.repeat)
+    rows = np.flatnonzero(gone & (constants != 0))
+    if rows.size == 0:
+        return bias
+    kernel = _np(layer.kernel)
+    in_axis = _kernel_axes(layer)[0] % kernel.ndim
+    taken = np.take(kernel, rows, axis=in_axis)
+    # Sum over every axis but the output one, each row weighted by its value.
+    shape = [1] * kernel.ndim
+    shape[in_axis] = -1
+    contribution = (taken * constants[rows].reshape(shape))
+    return bias + contribution.reshape(-1, contribution.shape[-1]).sum(axis=0)
+
+
+def _new_layer(graph, node, values, keep):
+    """(config overrides, new weights in `layer.weights` order) for one node."""
+    layer = graph_lib._base(node.operation)
+    kind = graph.kinds.get(id(node))
+    weights = [_np(w) for w in layer.weights]
+    if kind is None or kind.name not in (kinds.PRODUCER, kinds.FOLLOWER, kinds.RESHAPE):
+        return {}, None
+    ids = [id(w) for w in layer.weights]
+
+    def put(variable, array):
+        weights[ids.index(id(variable))] = array
+
+    out_rows = _kept_rows(graph, node.outputs[0], keep)
+    in_rows = _kept_rows(graph, node.inputs[0], keep)
+    if kind.name == kinds.RESHAPE:
+        target = list(layer.target_shape)
+        target[-1] = len(out_rows)
+        return {"target_shape": tuple(target)}, None
+    if kind.name == kinds.FOLLOWER:
+        for w in layer.weights:
+            axis = -2 if (isinstance(layer, _DEPTHWISE) and w is layer.kernel) else 0
+            put(w, np.take(_np(w), in_rows, axis=axis))
+        return {}, weights
+    in_axis, out_axis = _kernel_axes(layer)
+    if getattr(layer, "bias", None) is not None:
+        bias = _fold(graph, node, layer, values, keep) if _absorbs_constants(layer) \
+            else _np(layer.bias)
+        put(layer.bias, bias[out_rows])
+    if isinstance(layer, _SEPARABLE):
+        m = layer.depth_multiplier
+        put(layer.depthwise_kernel, np.take(_np(layer.depthwise_kernel), in_rows, axis=-2))
+        pointwise_rows = (in_rows[:, None] * m + np.arange(m)[None, :]).ravel()
+        kernel = np.take(_np(layer.pointwise_kernel), pointwise_rows, axis=-2)
+        put(layer.pointwise_kernel, np.take(kernel, out_rows, axis=-1))
+    else:
+        kernel = np.take(_np(layer.kernel), in_rows, axis=in_axis)
+        put(layer.kernel, np.take(kernel, out_rows, axis=out_axis))
+    key = "units" if isinstance(layer, L.Dense) else "filters"
+    return {key: int(len(out_rows))}, weights
+
+
+def plan(model):
+    """`(plain model, graph, {space index: kept channel indices})`.
+
+    The plain model is `model` with wrappers stripped (or a copy).
+    """
+    from keras_progprune.prune import strip_pruning  # noqa: PLC0415 - cycle
+
+    plain = strip_pruning(model)
+    graph = graph_lib.analyze(plain)
+    values = constant_channels(graph)
+    keep = {index: np.flatnonzero(~gone) for index, gone in removable(graph, values).items()}
+    return plain, graph, values, keep
+
+
+def shrink(model):
+    """Returns a smaller plain Keras model without the channels that do nothing.
+
+    Removes every output channel (Dense unit, convolution filter) that is
+    all zero after pruning, or otherwise constant, together with what is
+    coupled to it: BatchNormalization entries, depthwise slices, the
+    matching channel of every input of a residual merge, and the input rows
+    of the layers that read it (Flatten -> Dense included). Works on models
+    pruned with `structure="channel"` and on unstructured ones (a Dense unit
+    whose incoming weights are all pruned is removed, its constant output
+    folded into the next layer's bias). The model's inputs and outputs keep
+    their shapes; channels behind a layer the grouping doesn't know stay.
+
+    The result has no wrappers and the original layer classes, so it saves
+    as `.keras` and exports as a SavedModel without this package. Its
+    outputs equal `model`'s up to float rounding.
+
+    Args:
+        model: a Sequential or Functional `keras.Model`, pruned or not.
+
+    Returns:
+        A new `keras.Model`; `model` is not modified.
+
+    Raises:
+        ValueError: if `model` is not a Sequential or Functional model.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_progprune as kp
+    >>> inputs = keras.Input((4,))
+    >>> hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+    >>> kernel, bias = model.layers[1].get_weights()
+    >>> kernel[:, 4:] = 0.0; bias[4:] = 0.0
+    >>> model.layers[1].set_weights([kernel, bias])
+    >>> kp.shrink(model).layers[1].units
+    4
+    """
+    if not isinstance(model, keras.Model) or not walk.is_graph_model(model):
+        kind = type(model).__name__
+        raise ValueError(
+            "`shrink` takes a Sequential or Functional keras.Model (pruned or not). "
+            f"Received: model={model!r} of type {kind}. "
+            + ("A subclassed model has no graph to rebuild: build it with the "
+               "Functional API." if isinstance(model, keras.Model) else
+               "Pass the model, not a layer or a file path (load a file with "
+               "keras.saving.load_model first)."))
+    plain, graph, values, keep = plan(model)
+    removed = sum(graph.space(i).size - len(k) for i, k in keep.items())
+    if removed == 0:
+        warnings.warn(
+            f"shrink found no channel of model {model.name!r} that can be removed "
+            "(none is all zero or constant, or each is needed by a layer the "
+            "grouping doesn't know); it returns a plain copy of the same size.",
+            stacklevel=2)
+        return plain
+    changes = {}
+    for node in graph.nodes:
+        if walk.is_layer(node.operation):
+            changes[id(node.operation)] = _new_layer(graph, node, values, keep)
+    return _rebuild(plain, changes)
+
+
+def _rebuild(plain, changes):
+    from keras_progprune import prune  # noqa: PLC0415 - cycle
+
+    def clone_layer(layer):
+        if isinstance(layer, keras.Model):
+            copy = keras.models.clone_model(layer)
+            copy.set_weights(layer.get_weights())
+            return copy
+        overrides, _ = changes.get(id(layer), ({}, None))
+        return prune._from_config(layer, overrides)
+
+    clone, pairs = prune._clone(plain, clone_layer)
+    for old, new in pairs.values():
+        if isinstance(old, keras.Model):
+            continue
+        _, weights = changes.get(id(old), ({}, None))
+        values = weights if weights is not None else old.get_weights()
+        new.set_weights([np.asarray(v, w.dtype) for v, w in zip(values, new.weights)])
+    return clone
