@@ -162,8 +162,12 @@ def test_sparsity_report_counts_and_prints_a_table():
     values[:2] = 0.0  # 2 rows of 4 -> 8 zeros of 20
     k.assign(values)
     report = kp.sparsity_report(pruned)
-    assert report["layers"]["fc0"] == {"weights": 20, "zeros": 8, "sparsity": 0.4}
+    assert report["layers"]["fc0"] == {"weights": 20, "zeros": 8, "sparsity": 0.4,
+                                       "channels": {"kept": 4, "total": 4}}
     assert report["total"]["weights"] == 20 + 12
+    # Zeroed input rows remove no output channel; MACs count fc0 (5*4) + out (4*3).
+    assert report["macs"] == {"dense": 32, "shrunk": 32}
     text = str(report)
-    assert "fc0" in text and "40.00%" in text and "TOTAL" in text
+    assert "fc0" in text and "40.00%" in text and "TOTAL" in text and "4/4" in text
+    assert "MACs per example: 32 as built, 32 after shrink" in text
     assert isinstance(report, dict)

@@ -41,7 +41,7 @@ def test_bad_structures_are_refused_with_the_fix():
     with pytest.raises(ValueError, match=r"n must be below m\. Did you mean '2:4'\? "
                                          r"Received: structure='4:2'"):
         structures.get("4:2")
-    with pytest.raises(ValueError, match=r"`structure` must be 'unstructured', an 'n:m' "
+    with pytest.raises(ValueError, match=r"`structure` must be 'unstructured', 'channel', an 'n:m' "
                                          r"string .* Received: structure='2-4'"):
         structures.get("2-4")
     with pytest.raises(ValueError, match=r"Received: structure=3"):

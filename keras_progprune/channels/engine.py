@@ -26,32 +26,7 @@ from keras_progprune import thresholds
 from keras_progprune.channels import kinds
 
 
-class _Entry:
-    """One masked weight's share of one space: `weight[..., offset:offset +
-    size, ...]` along `axis`."""
-
-    def __init__(self, weight, mask, axis, offset, size):
-        self.weight = weight
-        self.mask = mask
-        self.axis = axis % len(weight.shape)
-        self.offset = offset
-        self.size = size
-
-
-def channel_scores(entries, size):
-    """Mean square over every weight of each of `size` groups (float32)."""
-    total = tf.zeros([size], tf.float32)
-    count = 0
-    for e in entries:
-        w = tf.cast(e.weight, tf.float32)
-        others = [a for a in range(len(w.shape)) if a != e.axis]
-        per_channel = tf.reduce_sum(tf.square(w), axis=others)
-        total += per_channel[e.offset:e.offset + size]
-        count += int(np.prod(w.shape)) // int(w.shape[e.axis])
-    return total / float(max(count, 1))
-
-
-def relative_to_space(scores, alive):
+def relative_to_space(scores, alive, space_of, num_spaces):
     """Scores divided by their space's mean over the channels still alive.
 
     Raw mean squares differ between layers by their initialization scale
@@ -61,18 +36,49 @@ def relative_to_space(scores, alive):
     each space its own sparsity.
     """
     alive_f = tf.cast(alive, scores.dtype)
-    mean = tf.reduce_sum(scores * alive_f) / tf.maximum(tf.reduce_sum(alive_f), 1.0)
-    return scores / tf.maximum(mean, 1e-30)
+    total = tf.math.unsorted_segment_sum(scores * alive_f, space_of, num_spaces)
+    count = tf.math.unsorted_segment_sum(alive_f, space_of, num_spaces)
+    mean = total / tf.maximum(count, 1.0)
+    return scores / tf.maximum(tf.gather(mean, space_of), 1e-30)
 
 
-def keep_best(scores, alive):
-    """Raises the best alive score to +inf, so it is always kept."""
-    best = tf.argmax(tf.where(alive, scores, tf.fill(tf.shape(scores), -np.inf)))
-    return tf.tensor_scatter_nd_update(scores, [[best]], [np.inf])
+def keep_top(scores, alive, k):
+    """Bool mask of the `k` highest scores, alive ones first; ties keep the
+    lower index. Exact: one stable sort of a (short) channel vector."""
+    keys = tf.where(alive, scores, tf.fill(tf.shape(scores), -np.inf))
+    order = tf.argsort(keys, direction="DESCENDING", stable=True)
+    k = tf.cast(k, tf.int32)
+    return tf.scatter_nd(order[:k][:, None], tf.ones([k], tf.bool), tf.shape(scores))
+
+
+def keep_best(scores, alive, space_of, num_spaces):
+    """Raises each space's best alive score to +inf, so it is always kept."""
+    keys = tf.where(alive, scores, tf.fill(tf.shape(scores), -np.inf))
+    best = tf.gather(tf.math.unsorted_segment_max(keys, space_of, num_spaces), space_of)
+    return tf.where(tf.logical_and(alive, keys >= best), np.inf, scores)
+
+
+class _Masked:
+    """One masked variable: which group each index of its channel axis is
+    (-1: none, always kept)."""
+
+    def __init__(self, weight, mask, axis):
+        self.weight = weight
+        self.mask = mask
+        self.axis = axis % len(weight.shape)
+        self.group = np.full(int(weight.shape[self.axis]), -1, np.int64)
+
+    def per_channel(self, tensor, reduce):
+        others = [a for a in range(len(tensor.shape)) if a != self.axis]
+        return reduce(tensor, axis=others)
 
 
 class ChannelGroup:
     """Every channel-structured wrapper of one model, masked by group.
+
+    All groups are handled as one vector (group `g` = channel `c` of space
+    `s`), so the compiled update has a few operations per variable, not per
+    group.
 
     Args:
         graph: `channels.graph.ChannelGraph` of the (wrapped) model.
@@ -87,83 +93,101 @@ class ChannelGroup:
         self.name = f"channel groups ({scope} scope)"
         self.wrappers = list(wrappers)
         by_layer = {id(w.layer): w for w in self.wrappers}
-        self.spaces, self.entries = [], []
+        self.spaces, self._masked, producer_of = [], {}, []
+        start = 0
         for space in graph.prunable_spaces():
-            entries = self._entries(space, by_layer)
-            if entries:
-                self.spaces.append(space)
-                self.entries.append(entries)
-        self.size = int(sum(s.size for s in self.spaces))
-        self.kept = int(sum(self._alive_count(es, s.size)
-                            for s, es in zip(self.spaces, self.entries)))
+            members = self._members(space, by_layer)
+            if members is None:
+                continue
+            for (layer, offset, wrapper) in members:
+                axes = {id(w): axis for w, axis in kinds.channel_weights(layer)}
+                for w, m in zip(wrapper.pruned_weights, wrapper.masks):
+                    entry = self._masked.setdefault(id(w), _Masked(w, m, axes[id(w)]))
+                    entry.group[offset:offset + space.size] = np.arange(
+                        start, start + space.size)
+            producer_of.append(id(members[0][2].pruned_weights[0]))
+            self.spaces.append(space)
+            start += space.size
+        self.size = start
+        self._masked = list(self._masked.values())
+        sizes = [s.size for s in self.spaces]
+        self._space_of = np.repeat(np.arange(len(sizes)), sizes).astype(np.int32)
+        # Weights per group, for the mean square.
+        self._count = np.zeros(self.size)
+        for e in self._masked:
+            per_index = int(np.prod(e.weight.shape)) // len(e.group)
+            np.add.at(self._count, e.group[e.group >= 0], per_index)
+        # Where each group's liveness is read: its space's first producer kernel.
+        index = {id(e.weight): i for i, e in enumerate(self._masked)}
+        self._alive_from = [(index[w], s) for w, s in zip(producer_of, self.spaces)]
+        self.kept = int(np.sum(self._alive().numpy())) if self.size else 0
         self._compiled = tf.function(self._assign)
 
     @staticmethod
-    def _entries(space, by_layer):
-        """The space's masked weights, or [] if one member isn't wrapped (the
-        user excluded it): its channels then can't be zeroed, so the space
-        stays whole."""
+    def _members(space, by_layer):
+        """`[(layer, offset, wrapper)]`, or None if one member isn't wrapped
+        (the user excluded it): its channels then can't be zeroed, so the
+        space stays whole."""
         members = [(layer, 0) for layer in space.producers] + list(space.followers)
-        entries = []
+        out = []
         for layer, offset in members:
             wrapper = by_layer.get(id(layer))
             if wrapper is None:
-                return []
-            axes = dict((id(w), axis) for w, axis in kinds.channel_weights(layer))
-            for w, m in zip(wrapper.pruned_weights, wrapper.masks):
-                entries.append(_Entry(w, m, axes[id(w)], offset, space.size))
-        return entries
+                return None
+            out.append((layer, offset, wrapper))
+        return out
 
-    @staticmethod
-    def _alive(entries, size):
-        """Channels whose first mask (a producer's kernel) is not all zero."""
-        e = entries[0]
-        others = [a for a in range(len(e.mask.shape)) if a != e.axis]
-        return tf.reduce_max(tf.cast(e.mask, tf.float32), axis=others)[
-            e.offset:e.offset + size] > 0
+    def _alive(self):
+        parts = []
+        for i, space in self._alive_from:
+            e = self._masked[i]
+            live = e.per_channel(tf.cast(e.mask, tf.float32), tf.reduce_max) > 0
+            parts.append(live)  # a producer's kernel: offset 0, the whole space
+        return tf.concat(parts, 0)
 
-    def _alive_count(self, entries, size):
-        return int(tf.reduce_sum(tf.cast(self._alive(entries, size), tf.int32)))
+    def _scores(self):
+        """Mean square over each group's weights (float32)."""
+        flat_sq, flat_group = [], []
+        for e in self._masked:
+            flat_sq.append(e.per_channel(tf.square(tf.cast(e.weight, tf.float32)),
+                                         tf.reduce_sum))
+            flat_group.append(np.where(e.group >= 0, e.group, self.size))
+        sums = tf.math.unsorted_segment_sum(
+            tf.concat(flat_sq, 0), np.concatenate(flat_group), self.size + 1)[:self.size]
+        return sums / np.maximum(self._count, 1).astype(np.float32)
 
-    def _choose(self, sparsity, intersect):
-        scores, alive = [], []
-        for space, entries in zip(self.spaces, self.entries):
-            a = self._alive(entries, space.size) if intersect else tf.ones(
-                [space.size], tf.bool)
-            score = channel_scores(entries, space.size)
-            if self.scope == "global":
-                score = relative_to_space(score, a)
-            scores.append(keep_best(score, a))
-            alive.append(a)
+    def _choose(self, sparsity, alive):
+        n = len(self.spaces)
+        scores = self._scores()
         if self.scope == "global":
-            k = tf.maximum(thresholds.keep_count(self.size, sparsity), len(self.spaces))
-            return thresholds.top_k_masks(scores, k, active=alive)
-        return [thresholds.top_k_masks([s], thresholds.keep_count(space.size, sparsity),
-                                       active=[a])[0]
-                for s, a, space in zip(scores, alive, self.spaces)]
+            scores = relative_to_space(scores, alive, self._space_of, n)
+        scores = keep_best(scores, alive, self._space_of, n)
+        if self.scope == "global":
+            k = tf.maximum(thresholds.keep_count(self.size, sparsity), n)
+            return keep_top(scores, alive, k)
+        parts, start = [], 0
+        for space in self.spaces:
+            end = start + space.size
+            parts.append(keep_top(scores[start:end], alive[start:end],
+                                  thresholds.keep_count(space.size, sparsity)))
+            start = end
+        return tf.concat(parts, 0)
 
     def _assign(self, sparsity, intersect):
-        finite = thresholds.all_finite([e.weight for es in self.entries for e in es])
+        finite = thresholds.all_finite([e.weight for e in self._masked])
 
         def select_and_assign():
-            keeps = self._choose(sparsity, intersect)
-            if intersect:
-                keeps = [tf.logical_and(k, self._alive(es, s.size))
-                         for k, es, s in zip(keeps, self.entries, self.spaces)]
-            vectors = {}  # id(mask) -> (entry, per-channel keep along its axis)
-            for keep, entries in zip(keeps, self.entries):
-                for e in entries:
-                    _, vec = vectors.get(id(e.mask), (e, tf.ones(
-                        [e.mask.shape[e.axis]], tf.bool)))
-                    idx = tf.range(e.offset, e.offset + e.size)[:, None]
-                    vectors[id(e.mask)] = (e, tf.tensor_scatter_nd_update(vec, idx, keep))
-            for e, vec in vectors.values():
+            alive = self._alive() if intersect else tf.ones([self.size], tf.bool)
+            keep = tf.logical_and(self._choose(sparsity, alive), alive)
+            keep_all = tf.concat([keep, [True]], 0)  # index `size`: no group
+            for e in self._masked:
+                vec = tf.gather(keep_all, np.where(e.group >= 0, e.group, self.size))
                 shape = [1] * len(e.mask.shape)
                 shape[e.axis] = -1
                 full = tf.broadcast_to(tf.reshape(vec, shape), e.mask.shape)
                 e.mask.assign(tf.cast(full, e.mask.dtype))
                 e.weight.assign(tf.where(full, e.weight, tf.zeros_like(e.weight)))
-            return tf.add_n([tf.reduce_sum(tf.cast(k, tf.int32)) for k in keeps])
+            return tf.reduce_sum(tf.cast(keep, tf.int32))
 
         return tf.cond(finite, select_and_assign, lambda: tf.constant(-1, tf.int32))
 
