@@ -166,16 +166,12 @@ def _width(graph, tensor):
 def _reader_rows_zero(consumer, channels):
     """Per channel: whether the reading layer's weights for it are all zero."""
     layer = consumer.layer
-    out = []
-    for c in channels:
-        rows = consumer.rows([c])
-        if isinstance(layer, _SEPARABLE):
-            depthwise = np.take(_np(layer.depthwise_kernel), rows, axis=-2)
-            out.append(bool(np.all(depthwise == 0)))
-        else:
-            kernel = _np(_main_kernel(layer))
-            out.append(bool(np.all(np.take(kernel, rows, axis=_kernel_axes(layer)[0]) == 0)))
-    return np.array(out, bool)
+    if isinstance(layer, _SEPARABLE):
+        zero_rows = _zero_along(_np(layer.depthwise_kernel), -2)
+    else:
+        zero_rows = _zero_along(_np(_main_kernel(layer)), _kernel_axes(layer)[0])
+    rows = consumer.rows(channels).reshape(consumer.repeat, len(channels))
+    return np.all(zero_rows[rows], axis=0)
 
 
 def _absorbs_constants(layer):
