@@ -42,7 +42,8 @@ flags.DEFINE_enum("scope", "", ["", "layer", "global"],
 flags.DEFINE_enum("schedule", _DEFAULTS.schedule, list(schedules.SCHEDULE_NAMES),
                   "Sparsity schedule of the progressive method.")
 flags.DEFINE_string("structure", _DEFAULTS.structure,
-                    "Mask shape of the progressive method: unstructured, or n:m such "
+                    "Mask shape of the progressive method: unstructured, channel "
+                    "(whole channels; the saved model is shrunk), or n:m such "
                     "as 2:4 (n kept in every m input channels).")
 flags.DEFINE_integer("prune_start", _DEFAULTS.prune_start, "First pruning epoch.")
 flags.DEFINE_integer("prune_end", _DEFAULTS.prune_end,

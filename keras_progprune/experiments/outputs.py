@@ -87,6 +87,16 @@ def summary_table(results):
         ("test accuracy (final epoch)", f"{results['test_accuracy']:.2%}"),
         ("test accuracy (SavedModel)", f"{results['served_test_accuracy']:.2%}"),
     ]
+    channels = results.get("channels")
+    if channels:
+        for label, key, fmt in (("parameters", "parameters", "{:,.0f}"),
+                                ("MACs per example", "macs", "{:,.0f}"),
+                                ("CPU latency, batch 32", "latency_ms_batch32_cpu",
+                                 "{:.2f} ms")):
+            pair = channels[key]
+            dense, after = pair["dense"], pair["shrunk"]
+            rows.append((f"{label} (dense: {fmt.format(dense)})",
+                         f"{fmt.format(after)} ({dense / after:.2f}x)"))
     files = results.get("file_bytes")
     if files:
         for name, dense in (("model.keras", "dense.keras"), ("model.tflite", "dense.tflite")):

@@ -14,11 +14,15 @@ import time
 
 import keras
 
+from keras_progprune import data as data_lib
 from keras_progprune import engine
 from keras_progprune import litert
 from keras_progprune import prune as prune_lib
 from keras_progprune import saving
+from keras_progprune import structures
+from keras_progprune.channels import shrink as shrink_lib
 from keras_progprune.experiments import outputs
+from keras_progprune.experiments import timing
 from keras_progprune.experiments.config import make_method
 from keras_progprune.experiments.config import validate
 from keras_progprune.experiments.trainer import Trainer
@@ -79,7 +83,10 @@ def run(config, overwrite=False):
     `results.json`, `tensorboard/`, `history.png`, `model.keras` (stripped,
     compressed, no optimizer state), `model.tflite` (sparse LiteRT) and
     `saved_model/` (stripped, SavedModel). `results.json` records their
-    sizes beside a dense model's of the same architecture.
+    sizes beside a dense model's of the same architecture. With
+    `structure="channel"` the three files hold the shrunk model, and
+    `results.json["channels"]` gives parameters, MACs per example and
+    batch-32 CPU latency, dense against shrunk.
 
     Returns:
         The results dict (also in `results.json`).
@@ -93,8 +100,14 @@ def run(config, overwrite=False):
 
     model, extras, trainer, wall = train(config)
     test_accuracy = trainer.evaluate(model)
-    plain = strip_if_pruned(model)
-    report = prune_lib.sparsity_report(plain)
+    channel = structures.get(config.structure).needs_graph
+    if channel:
+        # The deployed model is the shrunk one; the report reads the masks.
+        report = prune_lib.sparsity_report(model)
+        plain = shrink_lib.shrink(model)
+    else:
+        plain = strip_if_pruned(model)
+        report = prune_lib.sparsity_report(plain)
     # The deployment copies: compressed, no optimizer state; sparse LiteRT.
     saving.save_model(plain, os.path.join(config.output_dir, "model.keras"),
                       include_optimizer=False)
@@ -104,7 +117,8 @@ def run(config, overwrite=False):
     served = outputs.served_accuracy(export_dir, trainer.test_ds)
     files = outputs.file_sizes(config.output_dir, trainer.build_model())
 
-    dense_params = int(plain.count_params())
+    dense_model = trainer.build_model()
+    dense_params = int(dense_model.count_params())
     zeros = report["total"]["zeros"]
     results = {
         "config": dataclasses.asdict(config),
@@ -114,13 +128,22 @@ def run(config, overwrite=False):
         "final_val_accuracy": outputs.final_value(extras.get("history"), "val_accuracy"),
         "sparsity": dict(report),
         "dense_parameters": dense_params,
-        "remaining_parameters": dense_params - zeros,
+        "remaining_parameters": (int(plain.count_params()) if channel
+                                 else dense_params - zeros),
         "wall_time_s": wall,
         "steps": trainer.steps_trained,
         "steps_per_epoch": trainer.steps_per_epoch,
         "file_bytes": files,
         **{k: v for k, v in extras.items() if k != "history"},
     }
+    if channel:
+        latency = timing.latency_ms({"dense": dense_model, "shrunk": plain},
+                                    data_lib.info(config.dataset)[0], batch_size=32)
+        results["channels"] = {
+            "parameters": {"dense": dense_params, "shrunk": int(plain.count_params())},
+            "macs": report["macs"],
+            "latency_ms_batch32_cpu": latency,
+        }
     if "rounds" in results:
         outputs.write_rounds(os.path.join(config.output_dir, "rounds.csv"),
                              results["rounds"])
