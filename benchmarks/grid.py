@@ -9,6 +9,7 @@ training steps of the chain up to that round as its cost.
 
     python -m benchmarks.grid --grid=full    # make bench
     python -m benchmarks.grid --grid=quick   # make bench-quick (minutes)
+    python -m benchmarks.grid --grid=channel # channel pruning vs scratch
 
 Test accuracy is the final epoch's; the recipe was chosen on the validation
 split (see BUILD_NOTES.md), never on the test set.
@@ -25,7 +26,7 @@ import keras_progprune as kp
 from keras_progprune import experiments
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("grid", "full", ["full", "nm", "quick"], "Which grid to run.")
+flags.DEFINE_enum("grid", "full", ["full", "nm", "channel", "quick"], "Which grid to run.")
 flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "data", "mnist"), "MNIST IDX folder.")
 flags.DEFINE_list("only_models", [], "Restrict to these models.")
@@ -53,7 +54,15 @@ METHODS = [
     # warm-up), then held; its sparsity is always 50%.
     ("progressive_2of4", "progressive", "global",
      {"schedule": "polynomial", "structure": "2:4", "prune_start": 2}),
+    # Channel pruning: the sparsity is the fraction of channels removed; the
+    # model is shrunk after training. `scratch_channel` trains the shrunk
+    # architecture of the same seed's progressive_channel cell from a fresh
+    # initialization, with the same recipe (Liu et al., 2019).
+    ("progressive_channel", "progressive", "global",
+     {"schedule": "polynomial", "structure": "channel"}),
+    ("scratch_channel", "dense", "global", {}),
 ]
+_OPT_IN = ("progressive_2of4", "progressive_channel", "scratch_channel")
 
 GRIDS = {
     "full": {
@@ -71,6 +80,14 @@ GRIDS = {
                           "methods": ["progressive_global", "progressive_2of4"]},
         "lenet5": {"sparsities": [0.5], "seeds": [0, 1],
                    "methods": ["progressive_global", "progressive_2of4"]},
+    },
+    # Channel pruning against dense and against training the shrunk
+    # architecture from scratch: `python -m benchmarks.grid --grid=channel`.
+    "channel": {
+        "lenet5": {"sparsities": [0.5, 0.75], "seeds": [0, 1],
+                   "methods": ["progressive_channel", "scratch_channel"]},
+        "lenet_300_100": {"sparsities": [0.5, 0.75], "seeds": [0, 1],
+                          "methods": ["progressive_channel", "scratch_channel"]},
     },
     "quick": {
         "lenet_300_100": {"sparsities": [0.9, 0.98], "seeds": [0],
@@ -105,8 +122,31 @@ def _recipe(config):
     return {k: getattr(config, k) for k in keys}
 
 
+def architecture_path(model, sparsity, seed):
+    """The shrunk architecture of a progressive_channel cell (Keras JSON)."""
+    return cell_path(model, "progressive_channel", sparsity, seed)[:-5] + ".architecture.json"
+
+
+def _size_of(model):
+    return {"parameters": int(model.count_params()),
+            "macs": kp.sparsity_report(model)["macs"]["dense"]}
+
+
+def _shrink_cell(model, trainer, model_name, sparsity, seed):
+    """Shrinks a channel-pruned cell's model and saves its architecture."""
+    small = kp.shrink(model)
+    os.makedirs(cell_dir(), exist_ok=True)
+    with open(architecture_path(model_name, sparsity, seed), "w") as f:
+        f.write(small.to_json())
+    report = kp.sparsity_report(model)
+    return {"parameters": int(small.count_params()), "macs": report["macs"]["shrunk"],
+            "dense_macs": report["macs"]["dense"],
+            "shrunk_test_accuracy": trainer.evaluate(small)}
+
+
 def _run_cell(config):
-    """Trains one configuration; returns accuracy, cost and per-round data."""
+    """Trains one configuration; returns (accuracy, cost and per-round
+    data; the trained model; its trainer)."""
     os.makedirs(config.output_dir, exist_ok=True)
     model, extras, trainer, wall = experiments.train(config, log=False)
     return {
@@ -117,7 +157,7 @@ def _run_cell(config):
         "steps": trainer.steps_trained,
         "wall_time_s": wall,
         "rounds": extras.get("rounds"),
-    }
+    }, model, trainer
 
 
 def _save(path, payload):
@@ -136,7 +176,7 @@ def run_grid():
         for label, method, scope, options in METHODS:
             if FLAGS.only_methods and label not in FLAGS.only_methods:
                 continue
-            if label not in spec.get("methods", [m[0] for m in METHODS if m[0] != "progressive_2of4"]):
+            if label not in spec.get("methods", [m[0] for m in METHODS if m[0] not in _OPT_IN]):
                 continue
             seeds = spec.get(f"{label}_seeds", spec["seeds"])
             options = dict(options, **spec.get(f"{label}_options", {}))
@@ -144,14 +184,20 @@ def run_grid():
                 if method == "lottery":
                     _lottery_chain(model, spec, seed, scope, options, prov)
                     continue
-                sparsities = [0.0] if method == "dense" else spec["sparsities"]
+                sparsities = [0.0] if label == "dense" else spec["sparsities"]
                 for s in sparsities:
                     path = cell_path(model, label, s, seed)
                     if os.path.exists(path):
                         continue
                     print(f"[grid] {model} {label} s={s} seed={seed}", flush=True)
+                    if label == "scratch_channel":
+                        options = dict(options, architecture=architecture_path(model, s, seed))
                     config = _config(model, method, scope, s, seed, spec, options)
-                    result = _run_cell(config)
+                    result, trained, trainer = _run_cell(config)
+                    if label == "progressive_channel":
+                        result.update(_shrink_cell(trained, trainer, model, s, seed))
+                    if label == "scratch_channel":
+                        result.update(_size_of(trained))
                     _save(path, {"model": model, "method": label, "sparsity": s,
                                  "seed": seed, "recipe": _recipe(config), "grid": FLAGS.grid,
                                  "provenance": prov, **result})
@@ -165,7 +211,7 @@ def _lottery_chain(model, spec, seed, scope, options, prov):
     print(f"[grid] {model} lottery chain seed={seed}", flush=True)
     options = dict(options, milestones=",".join(str(s) for s in sparsities))
     config = _config(model, "lottery", scope, max(sparsities), seed, spec, options)
-    result = _run_cell(config)
+    result, _, _ = _run_cell(config)
     cumulative = 0
     by_target = {}
     for r in result["rounds"]:

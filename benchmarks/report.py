@@ -23,8 +23,8 @@ flags.DEFINE_string("out", os.path.join(os.path.dirname(common.RESULTS_DIR), "..
                                         "BENCHMARKS.md"), "Markdown file to write.")
 
 ORDER = ["dense", "progressive_global", "progressive_layer", "progressive_2of4", "lottery",
-         "snip", "grasp",
-         "synflow", "random"]
+         "snip", "grasp", "synflow", "random"]
+CHANNEL_METHODS = ("progressive_channel", "scratch_channel")  # their own section
 GRID_COMMANDS = {"full": "make bench  (python -m benchmarks.grid --grid=full)",
                  "quick": "make bench-quick  (python -m benchmarks.grid --grid=quick)"}
 
@@ -47,6 +47,7 @@ def _prov_line(prov):
 
 def _cells(grid):
     cells = _load(os.path.join("grid" if grid == "full" else "grid_quick", "*.json"))
+    cells = [c for c in cells if "method" in c]  # not the saved architectures
     table = collections.defaultdict(list)
     for c in cells:
         table[(c["model"], c["method"], c["sparsity"])].append(c)
@@ -135,7 +136,8 @@ def _verdicts(model, rows):
                 continue
             baselines = {m: st for (m, ss), st in rows.items()
                          if ss == s and m not in ("dense", "progressive_global",
-                                                  "progressive_layer", "progressive_2of4")}
+                                                  "progressive_layer", "progressive_2of4")
+                         + CHANNEL_METHODS}
             if not baselines:
                 continue  # e.g. the 50% cells, which compare 2:4 only
             worse = [m for m, st in baselines.items() if mine["mean"] + mine["std"] < st["mean"]]
@@ -269,6 +271,104 @@ def applications_section():
     return lines
 
 
+def shrink_section():
+    found = _load("shrink.json")
+    if not found:
+        return []
+    r = found[0]
+    lines = ["## 5. Channel pruning: smaller and faster models", "", _prov_line(r["provenance"]),
+             "", "`python -m benchmarks.shrink`: channel masks at 0/25/50/75% of every coupled "
+             "channel group (`scope=\"layer\"`), chosen by magnitude on a random "
+             "initialization (speed doesn't depend on the values), then `kp.shrink`. Each "
+             "shrunk model is checked against its masked model before timing. Latency: CPU, "
+             "`model(x)` in a `tf.function`, every variant of a model timed in one process in "
+             f"alternating order, median of {r['repeats']['1']} (batch 1) and "
+             f"{r['repeats']['32']} (batch 32) runs. Speed-up = dense latency / shrunk "
+             "latency; the MAC ratio beside it is the ideal.", "",
+             "| model | input | channels removed | parameters | MACs / example | .keras | "
+             "batch 1 (ms) | batch 32 (ms) | speed-up b1 | speed-up b32 | MAC ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    verdicts = []
+    for name, m in r["models"].items():
+        shape = "x".join(str(d) for d in m["input_shape"])
+        for label, row in m["rows"].items():
+            lines.append(
+                f"| {name} | {shape} | {label} | {row['parameters']:,} | {row['macs']:,} | "
+                f"{row['keras_bytes'] / 1e6:.1f} MB | {row['latency_ms_b1']:.1f} | "
+                f"{row['latency_ms_b32']:.1f} | {row['speedup_b1']:.2f}x | "
+                f"{row['speedup_b32']:.2f}x | {row['mac_ratio']:.2f}x |")
+        need = goals.SHRINK_SPEEDUP_AT_HALF.get(name)
+        if need and "50%" in m["rows"]:
+            got = m["rows"]["50%"]["speedup_b32"]
+            verdicts.append(f"| {name}: at 50% of channels, >= {need:.1f}x faster at batch 32 | "
+                            f"{got:.2f}x | {'yes' if got >= need else 'no'} |")
+    lines += ["", "| target | measured | met? |", "| --- | --- | --- |"] + verdicts
+    lines += ["", "GPU latency (resnet18, vgg19, dense against 50%): not measured: no GPU "
+              "was lent to this task.", ""]
+    return lines
+
+
+def channel_accuracy_section():
+    cells, table = _cells("full")
+    methods = ("progressive_channel", "scratch_channel")
+    if not any(c["method"] in methods for c in cells):
+        return []
+    lines = ["## 6. Channel pruning accuracy (real MNIST)", "",
+             "`python -m benchmarks.grid --grid=channel`, the full grid's recipes, 2 seeds. "
+             "`progressive_channel`: global progressive channel pruning (PolynomialDecay to "
+             "the target fraction of channels), then `kp.shrink`. `scratch_channel`: the "
+             "same seed's shrunk architecture trained from a fresh initialization with the "
+             "same recipe (Liu et al., 2019). Accuracy is the final epoch's, of the "
+             "wrapped model (the shrunk model's is in the cells, equal to it).", "",
+             "| model | channels removed | method | test accuracy, mean ± std | parameters | "
+             "MACs / example | MACs vs dense |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    verdicts = []
+    for model in ("lenet5", "lenet_300_100"):
+        dense_cells = table.get((model, "dense", 0.0))
+        dense = _stats(dense_cells) if dense_cells else None
+        dense_macs = None
+        for s in (0.5, 0.75):
+            for method in methods:
+                group = table.get((model, method, s))
+                if not group:
+                    continue
+                st = _stats(group)
+                params = np.mean([c["parameters"] for c in group])
+                macs = np.mean([c["macs"] for c in group])
+                dense_macs = dense_macs or next((c.get("dense_macs") for c in group
+                                                 if c.get("dense_macs")), None)
+                ratio = f"{macs / dense_macs:.1%}" if dense_macs else "-"
+                lines.append(f"| {model} | {s:.0%} | {method} | {st['mean']:.2%} ± "
+                             f"{st['std']:.2%} | {params:,.0f} | {macs:,.0f} | {ratio} |")
+        if dense:
+            lines.append(f"| {model} | 0% | dense | {dense['mean']:.2%} ± {dense['std']:.2%} "
+                         f"| - | {dense_macs or 0:,.0f} | 100% |")
+        half = table.get((model, "progressive_channel", 0.5))
+        if model == "lenet5" and half and dense and dense_macs:
+            st = _stats(half)
+            frac = np.mean([c["macs"] for c in half]) / dense_macs
+            ok = (dense["mean"] - st["mean"] <= goals.CHANNEL_LENET5_POINTS
+                  and frac < goals.CHANNEL_LENET5_MAC_FRACTION)
+            verdicts.append(
+                f"| lenet5 at 50% of channels: within {goals.CHANNEL_LENET5_POINTS:.1%} "
+                f"of dense ({dense['mean']:.2%}) with < "
+                f"{goals.CHANNEL_LENET5_MAC_FRACTION:.0%} of its MACs | {st['mean']:.2%}, "
+                f"{frac:.1%} of the MACs | {'yes' if ok else 'no'} |")
+    lines += ["", "| target | measured | met? |", "| --- | --- | --- |"] + verdicts + [""]
+    lat = _load("shrink_lenets.json")
+    if lat:
+        lines += ["Batch-32 CPU latency of the trained shrunk architectures "
+                  "(`python -m benchmarks.shrink --lenets`, median of alternating runs):", "",
+                  "| model | channels removed | seed | dense (ms) | shrunk (ms) | speed-up |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for row in lat[0]["rows"]:
+            lines.append(f"| {row['model']} | {row['sparsity']:.0%} | {row['seed']} | "
+                         f"{row['dense_ms']:.2f} | {row['shrunk_ms']:.2f} | "
+                         f"{row['dense_ms'] / row['shrunk_ms']:.2f}x |")
+        lines.append("")
+    return lines
+
+
 def speed_section():
     lines = ["## 2. The engine's speed", ""]
     ovh = _load("overhead.json")
@@ -388,6 +488,8 @@ def main(argv):
     lines += speed_section()
     lines += small_files_section()
     lines += applications_section()
+    lines += shrink_section()
+    lines += channel_accuracy_section()
     notes = os.path.join(common.RESULTS_DIR, "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as f:

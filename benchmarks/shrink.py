@@ -15,10 +15,12 @@ built at half width from scratch, the ceiling for 50% of channels.
 
     python -m benchmarks.shrink            # ~15 min on 2 cores, nothing else running
     python -m benchmarks.shrink --quick    # small inputs, 2 repeats: a smoke run
+    python -m benchmarks.shrink --only=vgg19   # rerun some models, keep the rest
 
 Results: benchmarks/results/shrink.json (`--quick`: shrink_quick.json).
 """
 
+import json
 import os
 import tempfile
 
@@ -122,6 +124,10 @@ def main(argv):
             shape = (32, 32, 3)
         results[name] = measure(name, build, shape, FLAGS.quick)
     out = "shrink_quick.json" if FLAGS.quick else "shrink.json"
+    previous = os.path.join(common.RESULTS_DIR, out)
+    if FLAGS.only and os.path.exists(previous):  # a partial rerun: keep the others
+        with open(previous) as f:
+            results = {**json.load(f)["models"], **results}
     path = common.write_result(out, {
         "provenance": common.provenance(common.command_line()),
         "fractions": list(FRACTIONS), "repeats": REPEATS, "scope": "layer",

@@ -45,6 +45,9 @@ flags.DEFINE_string("structure", _DEFAULTS.structure,
                     "Mask shape of the progressive method: unstructured, channel "
                     "(whole channels; the saved model is shrunk), or n:m such "
                     "as 2:4 (n kept in every m input channels).")
+flags.DEFINE_integer("shrink_every", _DEFAULTS.shrink_every,
+                     "With --structure=channel: shrink the model between phases of this "
+                     "many epochs, so training gets faster as it prunes; 0 = off.")
 flags.DEFINE_integer("prune_start", _DEFAULTS.prune_start, "First pruning epoch.")
 flags.DEFINE_integer("prune_end", _DEFAULTS.prune_end,
                      "Epoch at whose start the target is reached; -1 = 2/3 of training.")

@@ -19,6 +19,8 @@ from keras_progprune.prune import sparsity_report
 from keras_progprune.prune import strip_pruning
 from keras_progprune.saving import load_model
 from keras_progprune.saving import save_model
+from keras_progprune.shrinking import ShrinkingFitResult
+from keras_progprune.shrinking import fit_shrinking
 from keras_progprune.schedules import ConstantSparsity
 from keras_progprune.schedules import PolynomialDecay
 from keras_progprune.schedules import PruningSchedule
@@ -44,11 +46,13 @@ __all__ = [
     "ProgressivePruningCallback",
     "PruningSchedule",
     "PruningWrapper",
+    "ShrinkingFitResult",
     "SparsityReport",
     "Unstructured",
     "check_m_by_n",
     "data",
     "export_litert",
+    "fit_shrinking",
     "linear_per_epoch",
     "load_model",
     "lottery_ticket",

@@ -137,6 +137,11 @@ class Channel(Structure):
     def prunable_weights(self, layer):
         return [w for w, _ in channel_kinds.channel_weights(layer)]
 
+    def channel_count(self, layer):
+        """The number of channels `layer`'s masks cover."""
+        weight, axis = channel_kinds.channel_weights(layer)[0]
+        return int(weight.shape[axis])
+
 
 _N_M = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 

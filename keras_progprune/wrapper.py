@@ -103,6 +103,10 @@ class PruningWrapper(keras.layers.Wrapper):
             `structures.Channel`; the model must be Sequential or
             Functional), or a `structures.Structure`. Saved in the config.
             Defaults to `"unstructured"`.
+        initial_channels: with `structure="channel"`, the layer's output
+            channels before any shrink: the schedule's fraction is taken of
+            this count. Set when the wrapper is built; `fit_shrinking`
+            passes it on to the smaller layer. Defaults to None.
         **kwargs: base `Layer` arguments such as `name`.
 
     Raises:
@@ -119,7 +123,7 @@ class PruningWrapper(keras.layers.Wrapper):
     """
 
     def __init__(self, layer, pruning_schedule=None, scope="layer",
-                 structure="unstructured", **kwargs):
+                 structure="unstructured", initial_channels=None, **kwargs):
         if isinstance(layer, PruningWrapper):
             raise ValueError(
                 f"Layer {layer.layer.name!r} is already wrapped in a "
@@ -149,6 +153,10 @@ class PruningWrapper(keras.layers.Wrapper):
         self.pruning_schedule = check_schedule(pruning_schedule)
         self.scope = scope
         self.structure = structure
+        # Channel structure: output channels before any shrink, so that the
+        # schedule's fraction keeps meaning the same after `fit_shrinking`
+        # removed some (set when built; saved in the config).
+        self.initial_channels = None if initial_channels is None else int(initial_channels)
         # Set through `arm`/`disarm` by whatever drives the masks (the
         # callback during `fit`, a scoring pass).
         self._armed = False
@@ -201,6 +209,8 @@ class PruningWrapper(keras.layers.Wrapper):
         )
         self._pruned_weights = weights
         self._pruning_masks = masks
+        if self.structure.needs_graph and self.initial_channels is None:
+            self.initial_channels = self.structure.channel_count(self.layer)
         self.built = True
 
     @property
@@ -290,6 +300,8 @@ class PruningWrapper(keras.layers.Wrapper):
             "scope": self.scope,
             "structure": keras.saving.serialize_keras_object(self.structure),
         }
+        if self.initial_channels is not None:
+            config["initial_channels"] = self.initial_channels
         return {**super().get_config(), **config}
 
     @classmethod

@@ -3,7 +3,9 @@
 The channel counterpart of `keras_progprune.engine.PruningGroup`, with the
 same `update(sparsity)`, `size`, `kept` and `schedule`, so the callback
 drives both alike. `size` and `kept` count channel groups (one group = one
-channel index of one coupled space, see `graph.py`).
+channel index of one coupled space, see `graph.py`); `size` counts them as
+they were before any shrink (`PruningWrapper.initial_channels`), so after
+`fit_shrinking` removed some, the schedule's fraction means the same.
 
 Scores: a group's score is the mean square of every weight its masks cover
 (producers' kernel slices and bias entries, BatchNormalization gamma and
@@ -60,13 +62,23 @@ def keep_best(scores, alive, space_of, num_spaces):
 
 class _Masked:
     """One masked variable: which group each index of its channel axis is
-    (-1: none, always kept)."""
+    (-1: none, always kept), and for a kernel that reads pruned channels,
+    which group each of its input rows is."""
 
     def __init__(self, weight, mask, axis):
         self.weight = weight
         self.mask = mask
         self.axis = axis % len(weight.shape)
         self.group = np.full(int(weight.shape[self.axis]), -1, np.int64)
+        self.in_axis = None
+        self.in_group = None
+
+    def read_rows(self, axis, rows, groups):
+        """Marks input rows `rows` (along `axis`) as belonging to `groups`."""
+        if self.in_group is None:
+            self.in_axis = axis % len(self.weight.shape)
+            self.in_group = np.full(int(self.weight.shape[self.in_axis]), -1, np.int64)
+        self.in_group[rows] = groups
 
     def per_channel(self, tensor, reduce):
         others = [a for a in range(len(tensor.shape)) if a != self.axis]
@@ -93,7 +105,7 @@ class ChannelGroup:
         self.name = f"channel groups ({scope} scope)"
         self.wrappers = list(wrappers)
         by_layer = {id(w.layer): w for w in self.wrappers}
-        self.spaces, self._masked, producer_of = [], {}, []
+        self.spaces, self._masked, producer_of, self._initial = [], {}, [], []
         start = 0
         for space in graph.prunable_spaces():
             members = self._members(space, by_layer)
@@ -107,21 +119,47 @@ class ChannelGroup:
                         start, start + space.size)
             producer_of.append(id(members[0][2].pruned_weights[0]))
             self.spaces.append(space)
+            # The schedule's fraction is of the channels before any shrink.
+            self._initial.append(max(space.size, members[0][2].initial_channels or 0))
             start += space.size
-        self.size = start
+        for space, first in zip(self.spaces, np.cumsum([0] + [s.size for s in self.spaces])):
+            for consumer in space.consumers:
+                self._mask_reader(consumer, space, int(first), by_layer)
+        self.width = start  # channels present now
+        self.size = int(sum(self._initial))  # channels at the start: the 100%
         self._masked = list(self._masked.values())
         sizes = [s.size for s in self.spaces]
         self._space_of = np.repeat(np.arange(len(sizes)), sizes).astype(np.int32)
         # Weights per group, for the mean square.
-        self._count = np.zeros(self.size)
+        self._count = np.zeros(self.width)
         for e in self._masked:
             per_index = int(np.prod(e.weight.shape)) // len(e.group)
             np.add.at(self._count, e.group[e.group >= 0], per_index)
         # Where each group's liveness is read: its space's first producer kernel.
         index = {id(e.weight): i for i, e in enumerate(self._masked)}
         self._alive_from = [(index[w], s) for w, s in zip(producer_of, self.spaces)]
-        self.kept = int(np.sum(self._alive().numpy())) if self.size else 0
+        self.kept = int(np.sum(self._alive().numpy())) if self.width else 0
         self._compiled = tf.function(self._assign)
+
+    def _mask_reader(self, consumer, space, first, by_layer):
+        """A wrapped layer reading the space gets its input rows masked too,
+        so weights that read pruned channels are zero, as in the shrunk
+        model (and don't count in its output channels' scores)."""
+        wrapper = by_layer.get(id(consumer.layer))
+        if wrapper is None:
+            return
+        layer = consumer.layer
+        kernel, out_axis = kinds.channel_weights(layer)[0]
+        mask = wrapper.masks[[id(w) for w in wrapper.pruned_weights].index(id(kernel))]
+        entry = self._masked.setdefault(id(kernel), _Masked(kernel, mask, out_axis))
+        channels = np.arange(space.size)
+        rows = consumer.rows(channels)
+        groups = np.tile(first + channels, consumer.repeat)
+        multiplier = getattr(layer, "depth_multiplier", None)
+        if multiplier:  # a separable layer's pointwise rows: m per channel
+            rows = (rows[:, None] * multiplier + np.arange(multiplier)).ravel()
+            groups = np.repeat(groups, multiplier)
+        entry.read_rows(kinds.input_axis(layer), rows, groups)
 
     @staticmethod
     def _members(space, by_layer):
@@ -151,9 +189,9 @@ class ChannelGroup:
         for e in self._masked:
             flat_sq.append(e.per_channel(tf.square(tf.cast(e.weight, tf.float32)),
                                          tf.reduce_sum))
-            flat_group.append(np.where(e.group >= 0, e.group, self.size))
+            flat_group.append(np.where(e.group >= 0, e.group, self.width))
         sums = tf.math.unsorted_segment_sum(
-            tf.concat(flat_sq, 0), np.concatenate(flat_group), self.size + 1)[:self.size]
+            tf.concat(flat_sq, 0), np.concatenate(flat_group), self.width + 1)[:self.width]
         return sums / np.maximum(self._count, 1).astype(np.float32)
 
     def _choose(self, sparsity, alive):
@@ -163,28 +201,36 @@ class ChannelGroup:
             scores = relative_to_space(scores, alive, self._space_of, n)
         scores = keep_best(scores, alive, self._space_of, n)
         if self.scope == "global":
-            k = tf.maximum(thresholds.keep_count(self.size, sparsity), n)
+            k = tf.clip_by_value(thresholds.keep_count(self.size, sparsity), n, self.width)
             return keep_top(scores, alive, k)
         parts, start = [], 0
-        for space in self.spaces:
+        for space, initial in zip(self.spaces, self._initial):
             end = start + space.size
-            parts.append(keep_top(scores[start:end], alive[start:end],
-                                  thresholds.keep_count(space.size, sparsity)))
+            k = tf.minimum(thresholds.keep_count(initial, sparsity), space.size)
+            parts.append(keep_top(scores[start:end], alive[start:end], k))
             start = end
         return tf.concat(parts, 0)
+
+    def _along(self, keep_all, groups, axis, shape):
+        """The keep mask of `groups` (a group per index of `axis`),
+        broadcast to `shape`."""
+        vec = tf.gather(keep_all, np.where(groups >= 0, groups, self.width))
+        view = [1] * len(shape)
+        view[axis] = -1
+        return tf.broadcast_to(tf.reshape(vec, view), shape)
 
     def _assign(self, sparsity, intersect):
         finite = thresholds.all_finite([e.weight for e in self._masked])
 
         def select_and_assign():
-            alive = self._alive() if intersect else tf.ones([self.size], tf.bool)
+            alive = self._alive() if intersect else tf.ones([self.width], tf.bool)
             keep = tf.logical_and(self._choose(sparsity, alive), alive)
-            keep_all = tf.concat([keep, [True]], 0)  # index `size`: no group
+            keep_all = tf.concat([keep, [True]], 0)  # index `width`: no group
             for e in self._masked:
-                vec = tf.gather(keep_all, np.where(e.group >= 0, e.group, self.size))
-                shape = [1] * len(e.mask.shape)
-                shape[e.axis] = -1
-                full = tf.broadcast_to(tf.reshape(vec, shape), e.mask.shape)
+                full = self._along(keep_all, e.group, e.axis, e.mask.shape)
+                if e.in_group is not None:
+                    full = tf.logical_and(
+                        full, self._along(keep_all, e.in_group, e.in_axis, e.mask.shape))
                 e.mask.assign(tf.cast(full, e.mask.dtype))
                 e.weight.assign(tf.where(full, e.weight, tf.zeros_like(e.weight)))
             return tf.reduce_sum(tf.cast(keep, tf.int32))

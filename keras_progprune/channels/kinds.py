@@ -197,3 +197,13 @@ def carries_channels(layer):
     """Whether `layer` has weights a channel mask can zero (by class)."""
     return isinstance(layer, _SEPARABLE + _DEPTHWISE + _TRANSPOSED + _CONVS
                       + (L.Dense, L.BatchNormalization))
+
+
+def input_axis(layer):
+    """The axis of a producer's main kernel that runs over its input channels
+    (for a separable layer, of its pointwise kernel)."""
+    if isinstance(layer, _TRANSPOSED):
+        return -1  # kernel [..., out, in]
+    if isinstance(layer, L.Dense):
+        return 0
+    return -2

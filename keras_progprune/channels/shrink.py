@@ -238,45 +238,60 @@ def _fold(graph, node, layer, values, keep):
     return bias + contribution.reshape(-1, contribution.shape[-1]).sum(axis=0)
 
 
-def _new_layer(graph, node, values, keep):
-    """(config overrides, new weights in `layer.weights` order) for one node."""
+def _take(rows, axis):
+    return lambda array: np.take(array, rows, axis=axis)
+
+
+def slicers(graph, node, keep):
+    """How one node's layer changes: `(config overrides, {id(variable): f})`,
+    where `f` maps a value shaped like the variable (the weight, its mask,
+    an optimizer slot) to its shrunk value. Variables not listed keep their
+    shape."""
     layer = graph_lib._base(node.operation)
     kind = graph.kinds.get(id(node))
-    weights = [_np(w) for w in layer.weights]
     if kind is None or kind.name not in (kinds.PRODUCER, kinds.FOLLOWER, kinds.RESHAPE):
-        return {}, None
-    ids = [id(w) for w in layer.weights]
-
-    def put(variable, array):
-        weights[ids.index(id(variable))] = array
-
+        return {}, {}
     out_rows = _kept_rows(graph, node.outputs[0], keep)
     in_rows = _kept_rows(graph, node.inputs[0], keep)
     if kind.name == kinds.RESHAPE:
         target = list(layer.target_shape)
         target[-1] = len(out_rows)
-        return {"target_shape": tuple(target)}, None
+        return {"target_shape": tuple(target)}, {}
     if kind.name == kinds.FOLLOWER:
-        for w in layer.weights:
-            axis = -2 if (isinstance(layer, _DEPTHWISE) and w is layer.kernel) else 0
-            put(w, np.take(_np(w), in_rows, axis=axis))
-        return {}, weights
+        return {}, {id(w): _take(in_rows, -2 if (isinstance(layer, _DEPTHWISE)
+                                                 and w is layer.kernel) else 0)
+                    for w in layer.weights}
     in_axis, out_axis = _kernel_axes(layer)
+    out = {}
     if getattr(layer, "bias", None) is not None:
-        bias = _fold(graph, node, layer, values, keep) if _absorbs_constants(layer) \
-            else _np(layer.bias)
-        put(layer.bias, bias[out_rows])
+        out[id(layer.bias)] = _take(out_rows, 0)
     if isinstance(layer, _SEPARABLE):
         m = layer.depth_multiplier
-        put(layer.depthwise_kernel, np.take(_np(layer.depthwise_kernel), in_rows, axis=-2))
         pointwise_rows = (in_rows[:, None] * m + np.arange(m)[None, :]).ravel()
-        kernel = np.take(_np(layer.pointwise_kernel), pointwise_rows, axis=-2)
-        put(layer.pointwise_kernel, np.take(kernel, out_rows, axis=-1))
+        out[id(layer.depthwise_kernel)] = _take(in_rows, -2)
+        out[id(layer.pointwise_kernel)] = lambda a: np.take(
+            np.take(a, pointwise_rows, axis=-2), out_rows, axis=-1)
     else:
-        kernel = np.take(_np(layer.kernel), in_rows, axis=in_axis)
-        put(layer.kernel, np.take(kernel, out_rows, axis=out_axis))
+        out[id(layer.kernel)] = lambda a: np.take(
+            np.take(a, in_rows, axis=in_axis), out_rows, axis=out_axis)
     key = "units" if isinstance(layer, L.Dense) else "filters"
-    return {key: int(len(out_rows))}, weights
+    return {key: int(len(out_rows))}, out
+
+
+def _new_layer(graph, node, values, keep):
+    """(config overrides, new weights in `layer.weights` order) for one node."""
+    layer = graph_lib._base(node.operation)
+    overrides, cut = slicers(graph, node, keep)
+    if not cut:
+        return overrides, None
+    weights = []
+    for w in layer.weights:
+        value = _np(w)
+        if w is getattr(layer, "bias", None) and id(w) in cut and _absorbs_constants(layer) \
+                and graph.kinds[id(node)].name == kinds.PRODUCER:
+            value = _fold(graph, node, layer, values, keep)
+        weights.append(cut[id(w)](value) if id(w) in cut else value)
+    return overrides, weights
 
 
 def plan(model):

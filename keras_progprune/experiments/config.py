@@ -24,7 +24,8 @@ class Config:
     prune_start: int = 0
     prune_end: int = -1  # -1 = two thirds of the way through training
     frequency: int = 100
-    structure: str = "unstructured"  # or "n:m", e.g. "2:4"
+    structure: str = "unstructured"  # "channel", or "n:m", e.g. "2:4"
+    shrink_every: int = 0  # channel only: shrink between phases of N epochs
     epochs: int = 20
     batch_size: int = 60
     optimizer: str = "adam"
@@ -49,6 +50,8 @@ class Config:
                 if k not in ("output_dir", "verbose", "data_dir")}
         if keys["structure"] == "unstructured":  # digests of older runs stay valid
             del keys["structure"]
+        if not keys["shrink_every"]:
+            del keys["shrink_every"]
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -73,6 +76,12 @@ def validate(config):
             f"`structure` applies to the progressive method only. Received: "
             f"structure={config.structure!r} with method={config.method!r}. Use "
             "method='progressive', or structure='unstructured'.")
+    if config.shrink_every < 0 or (config.shrink_every and config.structure != "channel"):
+        raise ValueError(
+            "`shrink_every` (epochs per phase of a shrinking run) must be 0 (off) or a "
+            "positive number with structure='channel': only channel masks can shrink "
+            f"during training. Received: shrink_every={config.shrink_every}, "
+            f"structure={config.structure!r}.")
     if config.epochs < 1:
         raise ValueError(f"`epochs` must be >= 1. Received: epochs={config.epochs}.")
     schedules.check_sparsity("target_sparsity", config.target_sparsity)
@@ -95,6 +104,8 @@ def make_method(config):
         options.setdefault("prune_start", config.prune_start)
         options.setdefault("frequency", config.frequency)
         options.setdefault("structure", config.structure)
+        if config.shrink_every:
+            options.setdefault("shrink_every", config.shrink_every)
         if config.prune_end >= 0:
             options.setdefault("prune_end", config.prune_end)
         else:

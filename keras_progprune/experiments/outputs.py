@@ -80,14 +80,15 @@ def file_sizes(output_dir, dense_model):
 
 def summary_table(results):
     """The short table `make demo` ends with."""
+    channels = results.get("channels")
     rows = [
         ("dense-equivalent parameters", f"{results['dense_parameters']:,}"),
         ("remaining parameters", f"{results['remaining_parameters']:,}"),
+        ("channels removed", f"{channels['removed_fraction']:.2%}") if channels else
         ("sparsity (prunable weights)", f"{results['sparsity']['total']['sparsity']:.2%}"),
         ("test accuracy (final epoch)", f"{results['test_accuracy']:.2%}"),
         ("test accuracy (SavedModel)", f"{results['served_test_accuracy']:.2%}"),
     ]
-    channels = results.get("channels")
     if channels:
         for label, key, fmt in (("parameters", "parameters", "{:,.0f}"),
                                 ("MACs per example", "macs", "{:,.0f}"),

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 
 import keras
 
@@ -20,6 +21,8 @@ from keras_progprune import litert
 from keras_progprune import prune as prune_lib
 from keras_progprune import saving
 from keras_progprune import structures
+from keras_progprune.channels import graph as graph_lib
+from keras_progprune.channels import macs as macs_lib
 from keras_progprune.channels import shrink as shrink_lib
 from keras_progprune.experiments import outputs
 from keras_progprune.experiments import timing
@@ -104,7 +107,10 @@ def run(config, overwrite=False):
     if channel:
         # The deployed model is the shrunk one; the report reads the masks.
         report = prune_lib.sparsity_report(model)
-        plain = shrink_lib.shrink(model)
+        with warnings.catch_warnings():
+            # After `shrink_every` phases the model may have nothing left to remove.
+            warnings.filterwarnings("ignore", "shrink found no channel")
+            plain = shrink_lib.shrink(model)
     else:
         plain = strip_if_pruned(model)
         report = prune_lib.sparsity_report(plain)
@@ -131,6 +137,7 @@ def run(config, overwrite=False):
         "remaining_parameters": (int(plain.count_params()) if channel
                                  else dense_params - zeros),
         "wall_time_s": wall,
+        "epoch_wall_times_s": trainer.epoch_times,
         "steps": trainer.steps_trained,
         "steps_per_epoch": trainer.steps_per_epoch,
         "file_bytes": files,
@@ -140,8 +147,10 @@ def run(config, overwrite=False):
         latency = timing.latency_ms({"dense": dense_model, "shrunk": plain},
                                     data_lib.info(config.dataset)[0], batch_size=32)
         results["channels"] = {
+            "removed_fraction": extras.get("channel_sparsity"),
             "parameters": {"dense": dense_params, "shrunk": int(plain.count_params())},
-            "macs": report["macs"],
+            "macs": {"dense": macs_lib.count(graph_lib.analyze(dense_model)),
+                     "shrunk": macs_lib.count(graph_lib.analyze(plain))},
             "latency_ms_batch32_cpu": latency,
         }
     if "rounds" in results:

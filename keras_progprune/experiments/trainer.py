@@ -2,6 +2,7 @@
 
 import os
 import sys
+import time
 
 import keras
 import tensorflow as tf
@@ -50,6 +51,7 @@ class Trainer:
         self.pruning_log_dir = (os.path.join(c.output_dir, "tensorboard", "pruning")
                                 if log else None)
         self.steps_trained = 0
+        self.epoch_times = []  # wall seconds of every epoch trained, in order
         self.fits = 0
 
     def build_model(self):
@@ -112,8 +114,21 @@ class Trainer:
     def fit(self, model, callbacks, epochs=None, log=None):
         """Compiles `model` with the recipe and trains it for `epochs`.
 
-        Counts the steps trained (the cost of a method) across calls.
+        Counts the steps trained (the cost of a method) across calls, and
+        records each epoch's wall time in `epoch_times`.
         """
+        history = self._fit(model, callbacks, epochs, log)
+        return history.history
+
+    def fit_shrinking(self, model, callbacks, shrink_every, log=None):
+        """`fit`, through `keras_progprune.fit_shrinking`: returns
+        `(the final, shrunk model, history dict)`."""
+        result = self._fit(model, callbacks, None, log, shrink_every=shrink_every)
+        return result.model, result.history.history
+
+    def _fit(self, model, callbacks, epochs, log, shrink_every=0):
+        from keras_progprune import shrinking  # noqa: PLC0415 - only for channel runs
+
         epochs = epochs or self.epochs
         self.compile(model)
         keras.utils.set_random_seed(self.config.seed + self.fits)
@@ -132,11 +147,18 @@ class Trainer:
         if verbose == "auto":  # a live bar on a terminal, a line per epoch in logs
             verbose = 1 if sys.stdout.isatty() else 2
         verbose = int(verbose)
-        history = model.fit(train, validation_data=val, epochs=epochs,
-                            callbacks=list(callbacks) + extra, verbose=verbose,
-                            shuffle=False)  # the dataset shuffles itself
+        timer = _EpochTimer()
+        arguments = dict(validation_data=val, epochs=epochs, verbose=verbose,
+                         callbacks=list(callbacks) + extra + [timer],
+                         shuffle=False)  # the dataset shuffles itself
+        if shrink_every:
+            result = shrinking.fit_shrinking(model, train, shrink_every=shrink_every,
+                                             **arguments)
+        else:
+            result = model.fit(train, **arguments)
+        self.epoch_times += timer.times
         self.steps_trained += epochs * self.steps_per_epoch
-        return history.history
+        return result
 
     def evaluate(self, model):
         """Test accuracy of `model` (compiled here if needed)."""
@@ -150,3 +172,17 @@ class Trainer:
         return float(model.evaluate(ds, verbose=0, return_dict=True)["accuracy"])
 
 
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Records each epoch's wall time (validation included) in `.times`."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)

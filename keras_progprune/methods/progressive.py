@@ -1,7 +1,12 @@
 """The core engine's method, and the dense reference."""
 
+import os
+
+import keras
+
 from keras_progprune import prune as prune_lib
 from keras_progprune import schedules
+from keras_progprune import structures
 from keras_progprune.callbacks import ProgressivePruningCallback
 from keras_progprune.methods.base import PruningMethod
 
@@ -19,15 +24,19 @@ class Progressive(PruningMethod):
             Defaults to the last epoch.
         frequency: int, steps between mask updates for `"polynomial"`.
             Defaults to 100. (`linear` and `constant` update once per epoch.)
-        structure: the mask's shape (`"unstructured"`, `"n:m"`). Defaults
-            to `"unstructured"`.
+        structure: the mask's shape (`"unstructured"`, `"channel"`,
+            `"n:m"`). Defaults to `"unstructured"`.
+        shrink_every: int; with `structure="channel"`, train with
+            `fit_shrinking` in phases of this many epochs, shrinking the
+            model between them. 0 (the default): one masked `fit`.
     """
 
     name = "progressive"
     default_scope = "global"
 
     def __init__(self, target_sparsity, scope=None, schedule="polynomial",
-                 prune_start=0, prune_end=None, frequency=100, structure="unstructured"):
+                 prune_start=0, prune_end=None, frequency=100, structure="unstructured",
+                 shrink_every=0):
         super().__init__(target_sparsity, scope)
         schedules.check_schedule_name(schedule)
         self.schedule = schedule
@@ -35,6 +44,7 @@ class Progressive(PruningMethod):
         self.prune_end = prune_end
         self.frequency = int(frequency)
         self.structure = structure
+        self.shrink_every = int(shrink_every)
 
     def make_schedule(self, epochs, steps_per_epoch):
         return schedules.by_name(self.schedule, self.target_sparsity, epochs,
@@ -46,18 +56,42 @@ class Progressive(PruningMethod):
         model = prune_lib.prune_low_magnitude(trainer.build_model(), schedule,
                                               scope=self.scope, structure=self.structure)
         callback = ProgressivePruningCallback(log_dir=trainer.pruning_log_dir)
-        history = trainer.fit(model, [callback])
-        return model, {"history": history, "schedule": repr(schedule)}
+        if self.shrink_every:
+            model, history = trainer.fit_shrinking(model, [callback], self.shrink_every)
+        else:
+            history = trainer.fit(model, [callback])
+        extras = {"history": history, "schedule": repr(schedule)}
+        if structures.get(self.structure).needs_graph:
+            # Channels removed (of those at the start), from the masks' last update.
+            extras["channel_sparsity"] = callback.sparsity
+        return model, extras
 
 
 class Dense(PruningMethod):
-    """No pruning: the reference every method is compared with."""
+    """No pruning: the reference every method is compared with.
+
+    Options:
+        architecture: path to a Keras model JSON (`model.to_json()`), such
+            as a shrunk model's, to train from scratch instead of the
+            config's model: the baseline of "Rethinking the Value of
+            Network Pruning" (Liu et al., 2019). Defaults to None.
+    """
 
     name = "dense"
 
-    def __init__(self, target_sparsity=0.0, scope=None):
+    def __init__(self, target_sparsity=0.0, scope=None, architecture=None):
         super().__init__(target_sparsity, scope)
+        if architecture is not None and not os.path.isfile(architecture):
+            raise ValueError(
+                "`architecture` must be the path of a Keras model JSON file "
+                f"(`model.to_json()`). Received: architecture={architecture!r}, "
+                "which is not a file.")
+        self.architecture = architecture
 
     def train(self, trainer):
-        model = trainer.build_model()
+        if self.architecture:
+            with open(self.architecture) as f:
+                model = keras.models.model_from_json(f.read())  # fresh weights
+        else:
+            model = trainer.build_model()
         return model, {"history": trainer.fit(model, [])}
