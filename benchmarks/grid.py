@@ -58,7 +58,9 @@ METHODS = [
     # model is shrunk after training. `scratch_channel` trains the shrunk
     # architecture of the same seed's progressive_channel cell from a fresh
     # initialization, with the same recipe (Liu et al., 2019).
-    ("progressive_channel", "progressive", "global",
+    # Layer scope: "50% of channels" means half of every coupled group's
+    # channels, as in benchmarks/shrink.py.
+    ("progressive_channel", "progressive", "layer",
      {"schedule": "polynomial", "structure": "channel"}),
     ("scratch_channel", "dense", "global", {}),
 ]

@@ -315,8 +315,9 @@ def channel_accuracy_section():
         return []
     lines = ["## 6. Channel pruning accuracy (real MNIST)", "",
              "`python -m benchmarks.grid --grid=channel`, the full grid's recipes, 2 seeds. "
-             "`progressive_channel`: global progressive channel pruning (PolynomialDecay to "
-             "the target fraction of channels), then `kp.shrink`. `scratch_channel`: the "
+             "`progressive_channel`: progressive channel pruning, layer scope (every coupled "
+             "group loses the target fraction of its channels; PolynomialDecay), then "
+             "`kp.shrink`. `scratch_channel`: the "
              "same seed's shrunk architecture trained from a fresh initialization with the "
              "same recipe (Liu et al., 2019). Accuracy is the final epoch's, of the "
              "wrapped model (the shrunk model's is in the cells, equal to it).", "",
