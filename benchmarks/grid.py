@@ -63,8 +63,12 @@ METHODS = [
     ("progressive_channel", "progressive", "layer",
      {"schedule": "polynomial", "structure": "channel"}),
     ("scratch_channel", "dense", "global", {}),
+    # The same, shrinking the model after every epoch (`kp.fit_shrinking`).
+    ("progressive_channel_shrinking", "progressive", "layer",
+     {"schedule": "polynomial", "structure": "channel", "shrink_every": 1}),
 ]
-_OPT_IN = ("progressive_2of4", "progressive_channel", "scratch_channel")
+_OPT_IN = ("progressive_2of4", "progressive_channel", "scratch_channel",
+           "progressive_channel_shrinking")
 
 GRIDS = {
     "full": {
@@ -87,7 +91,8 @@ GRIDS = {
     # architecture from scratch: `python -m benchmarks.grid --grid=channel`.
     "channel": {
         "lenet5": {"sparsities": [0.5, 0.75], "seeds": [0, 1],
-                   "methods": ["progressive_channel", "scratch_channel"]},
+                   "methods": ["progressive_channel", "scratch_channel",
+                               "progressive_channel_shrinking"]},
         "lenet_300_100": {"sparsities": [0.5, 0.75], "seeds": [0, 1],
                           "methods": ["progressive_channel", "scratch_channel"]},
     },
@@ -158,6 +163,7 @@ def _run_cell(config):
         "sparsity_measured": kp.sparsity_report(model)["total"]["sparsity"],
         "steps": trainer.steps_trained,
         "wall_time_s": wall,
+        "epoch_wall_times_s": trainer.epoch_times,
         "rounds": extras.get("rounds"),
     }, model, trainer
 
@@ -198,6 +204,8 @@ def run_grid():
                     result, trained, trainer = _run_cell(config)
                     if label == "progressive_channel":
                         result.update(_shrink_cell(trained, trainer, model, s, seed))
+                    if label == "progressive_channel_shrinking":
+                        result.update(_size_of(kp.shrink(trained)))
                     if label == "scratch_channel":
                         result.update(_size_of(trained))
                     _save(path, {"model": model, "method": label, "sparsity": s,
