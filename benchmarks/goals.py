@@ -18,3 +18,5 @@ SHRINK_SPEEDUP_AT_HALF = {"resnet18": 2.0, "vgg19": 2.0, "MobileNetV2": 1.5}
 # than this fraction of dense MACs.
 CHANNEL_LENET5_POINTS = 0.003
 CHANNEL_LENET5_MAC_FRACTION = 0.5
+# Shrinking fit: total training time at 50% of channels, relative to dense.
+SHRINKING_FIT_TIME_RATIO = 0.6

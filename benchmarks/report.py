@@ -24,7 +24,8 @@ flags.DEFINE_string("out", os.path.join(os.path.dirname(common.RESULTS_DIR), "..
 
 ORDER = ["dense", "progressive_global", "progressive_layer", "progressive_2of4", "lottery",
          "snip", "grasp", "synflow", "random"]
-CHANNEL_METHODS = ("progressive_channel", "scratch_channel")  # their own section
+CHANNEL_METHODS = ("progressive_channel", "scratch_channel",
+                   "progressive_channel_shrinking")  # their own sections
 GRID_COMMANDS = {"full": "make bench  (python -m benchmarks.grid --grid=full)",
                  "quick": "make bench-quick  (python -m benchmarks.grid --grid=quick)"}
 
@@ -370,6 +371,63 @@ def channel_accuracy_section():
     return lines
 
 
+def shrinking_fit_section():
+    found = _load("shrinking_fit.json")
+    cells, table = _cells("full")
+    if not found:
+        return []
+    r = found[0]
+    lines = ["## 7. Training that gets faster as it prunes (`kp.fit_shrinking`)", "",
+             _prov_line(r["provenance"]), "",
+             "`python -m benchmarks.shrinking_fit`: mock CIFAR-shaped data (timing only), "
+             "batch 64, SGD with momentum; progressive channel pruning (layer scope, cubic "
+             "PolynomialDecay reaching the target at the start of epoch 4 of 12). `masked` "
+             "trains with `fit` (masks only); `shrinking` with `kp.fit_shrinking(..., "
+             "shrink_every=1)`. One run each, in one process; epoch times include the "
+             "first epoch's tracing, and a shrinking run retraces the smaller model after "
+             "every shrink that removed channels. Total = the whole call, shrinks included.",
+             "", "| model | run | epoch times (s) | total (s) | total vs dense | parameters "
+             "at the end |", "| --- | --- | --- | --- | --- | --- |"]
+    verdicts = []
+    for name, m in r["models"].items():
+        for label, run in m["runs"].items():
+            times = " ".join(f"{t:.1f}" for t in run["epoch_s"])
+            lines.append(f"| {name} | {label} | {times} | {run['total_s']:.0f} | "
+                         f"{run['total_vs_dense']:.2f}x | {run['final_parameters']:,} |")
+        half = m["runs"].get("shrinking 50%")
+        if half:
+            ok = half["total_vs_dense"] <= goals.SHRINKING_FIT_TIME_RATIO
+            verdicts.append(f"| {name}: shrinking to 50% of channels takes <= "
+                            f"{goals.SHRINKING_FIT_TIME_RATIO}x the dense training time | "
+                            f"{half['total_vs_dense']:.2f}x | {'yes' if ok else 'no'} |")
+        plot = os.path.join(common.RESULTS_DIR, f"shrinking_fit_{name}.png")
+        if os.path.exists(plot):
+            rel = os.path.relpath(plot, os.path.dirname(os.path.abspath(FLAGS.out)))
+            lines += ["", f"![{name} epoch time]({rel})", ""]
+    masked = {s: table.get(("lenet5", "progressive_channel", s)) for s in (0.5, 0.75)}
+    shrunk = {s: table.get(("lenet5", "progressive_channel_shrinking", s)) for s in (0.5, 0.75)}
+    rows = []
+    for s in (0.5, 0.75):
+        if masked[s] and shrunk[s]:
+            a, b = _stats(masked[s]), _stats(shrunk[s])
+            ta = np.mean([c["wall_time_s"] for c in masked[s]])
+            tb = np.mean([c["wall_time_s"] for c in shrunk[s]])
+            rows.append(f"| lenet5 | {s:.0%} | {a['mean']:.2%} ± {a['std']:.2%} | "
+                        f"{b['mean']:.2%} ± {b['std']:.2%} | {ta:.0f} / {tb:.0f} |")
+            ok = abs(a["mean"] - b["mean"]) <= max(a["std"], b["std"])
+            verdicts.append(f"| lenet5 {s:.0%}: shrinking run as accurate as the masked "
+                            f"run (within one std) | {b['mean']:.2%} vs {a['mean']:.2%} | "
+                            f"{'yes' if ok else 'no'} |")
+    if rows:
+        lines += ["", "Accuracy on real MNIST (`python -m benchmarks.grid --grid=channel`, "
+                  "the grid's LeNet-5 recipe, 2 seeds, `shrink_every=1`; wall times were "
+                  "taken beside other jobs, so only accuracy is compared):", "",
+                  "| model | channels removed | masked (`fit`) | shrinking | wall s, masked / "
+                  "shrinking |", "| --- | --- | --- | --- | --- |"] + rows
+    lines += ["", "| target | measured | met? |", "| --- | --- | --- |"] + verdicts + [""]
+    return lines
+
+
 def speed_section():
     lines = ["## 2. The engine's speed", ""]
     ovh = _load("overhead.json")
@@ -491,6 +549,7 @@ def main(argv):
     lines += applications_section()
     lines += shrink_section()
     lines += channel_accuracy_section()
+    lines += shrinking_fit_section()
     notes = os.path.join(common.RESULTS_DIR, "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as f:

@@ -140,3 +140,39 @@ def test_structure_is_validated(tmp_path):
     with pytest.raises(ValueError, match=r"`structure` applies to the progressive method "
                                          r"only\. Received: structure='2:4' with method='snip'"):
         experiment.validate(experiment.Config(structure="2:4", method="snip"))
+
+
+@pytest.mark.parametrize("shrink_every", [0, 1])
+def test_channel_run_exports_the_shrunk_model(tmp_path, shrink_every):
+    import keras
+    import numpy as np
+
+    results = experiment.run(_tiny(tmp_path, model="lenet5", structure="channel",
+                                   target_sparsity=0.5, shrink_every=shrink_every))
+    out = results["config"]["output_dir"]
+    channels = results["channels"]
+    assert channels["removed_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert channels["parameters"]["shrunk"] < channels["parameters"]["dense"] / 2
+    assert channels["macs"]["shrunk"] < channels["macs"]["dense"] / 2
+    assert set(channels["latency_ms_batch32_cpu"]) == {"dense", "shrunk"}
+    assert results["remaining_parameters"] == channels["parameters"]["shrunk"]
+    assert results["served_test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
+    assert len(results["epoch_wall_times_s"]) == 2
+    small = keras.saving.load_model(os.path.join(out, "model.keras"))
+    assert small.count_params() == channels["parameters"]["shrunk"]
+    assert small.get_layer("conv1").filters == 10
+    table = experiment.summary_table(results)
+    assert "channels removed" in table and "MACs per example (dense: 2,293,000)" in table
+    assert np.isfinite(results["test_accuracy"])
+
+
+def test_shrink_every_and_architecture_are_validated(tmp_path):
+    with pytest.raises(ValueError, match=r"`shrink_every` .* must be 0 \(off\) or a positive "
+                                         r"number with structure='channel'.*Received: "
+                                         r"shrink_every=2, structure='unstructured'"):
+        experiment.validate(experiment.Config(shrink_every=2))
+    from keras_progprune import methods
+
+    with pytest.raises(ValueError, match=r"`architecture` must be the path of a Keras model "
+                                         r"JSON file .* Received: architecture='nope.json'"):
+        methods.make("dense", 0.0, options={"architecture": "nope.json"})
