@@ -277,8 +277,14 @@ def shrink_section():
     if not found:
         return []
     r = found[0]
-    lines = ["## 5. Channel pruning: smaller and faster models", "", _prov_line(r["provenance"]),
-             "", "`python -m benchmarks.shrink`: channel masks at 0/25/50/75% of every coupled "
+    provs = {}
+    for name, m in r["models"].items():
+        prov = m.get("provenance", r["provenance"])
+        provs.setdefault((prov["command"], prov["date"]), (prov, []))[1].append(name)
+    lines = ["## 5. Channel pruning: smaller and faster models", ""]
+    for prov, names in provs.values():
+        lines += [f"{', '.join(names)}: " + _prov_line(prov), ""]
+    lines += ["`python -m benchmarks.shrink`: channel masks at 0/25/50/75% of every coupled "
              "channel group (`scope=\"layer\"`), chosen by magnitude on a random "
              "initialization (speed doesn't depend on the values), then `kp.shrink`. Each "
              "shrunk model is checked against its masked model before timing. Latency: CPU, "
@@ -388,7 +394,7 @@ def shrinking_fit_section():
              "every shrink that removed channels. Total = the whole call, shrinks included.",
              "", "| model | run | epoch times (s) | total (s) | total vs dense | parameters "
              "at the end |", "| --- | --- | --- | --- | --- | --- |"]
-    verdicts = []
+    verdicts, plots = [], []
     for name, m in r["models"].items():
         for label, run in m["runs"].items():
             times = " ".join(f"{t:.1f}" for t in run["epoch_s"])
@@ -403,7 +409,8 @@ def shrinking_fit_section():
         plot = os.path.join(common.RESULTS_DIR, f"shrinking_fit_{name}.png")
         if os.path.exists(plot):
             rel = os.path.relpath(plot, os.path.dirname(os.path.abspath(FLAGS.out)))
-            lines += ["", f"![{name} epoch time]({rel})", ""]
+            plots.append(f"![{name} epoch time]({rel})")
+    lines += [""] + [p for plot in plots for p in (plot, "")]
     masked = {s: table.get(("lenet5", "progressive_channel", s)) for s in (0.5, 0.75)}
     shrunk = {s: table.get(("lenet5", "progressive_channel_shrinking", s)) for s in (0.5, 0.75)}
     rows = []

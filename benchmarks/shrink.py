@@ -117,19 +117,23 @@ def measure(name, build, shape, quick):
 def main(argv):
     del argv
     results = {}
+    provenance = common.provenance(common.command_line())
     for name, (build, shape) in MODELS.items():
         if FLAGS.only and name not in FLAGS.only:
             continue
         if FLAGS.quick:
             shape = (32, 32, 3)
-        results[name] = measure(name, build, shape, FLAGS.quick)
+        results[name] = dict(measure(name, build, shape, FLAGS.quick), provenance=provenance)
     out = "shrink_quick.json" if FLAGS.quick else "shrink.json"
     previous = os.path.join(common.RESULTS_DIR, out)
     if FLAGS.only and os.path.exists(previous):  # a partial rerun: keep the others
         with open(previous) as f:
-            results = {**json.load(f)["models"], **results}
+            old = json.load(f)
+        for model in old["models"].values():  # each row keeps the run it came from
+            model.setdefault("provenance", old["provenance"])
+        results = {**old["models"], **results}
     path = common.write_result(out, {
-        "provenance": common.provenance(common.command_line()),
+        "provenance": provenance,
         "fractions": list(FRACTIONS), "repeats": REPEATS, "scope": "layer",
         "models": results})
     print("wrote", path)

@@ -379,7 +379,8 @@ class SparsityReport(dict):
     Keys: `"layers"` (name -> `{"weights", "zeros", "sparsity"}`, plus
     `"channels": {"kept", "total"}` for a Dense/conv layer of a
     Sequential or Functional model: the output channels `shrink` would
-    keep), `"total"` (the first three over all prunable weights) and
+    keep, and `"left_whole"`: why channel pruning can't remove any of
+    them, when it can't), `"total"` (the first three over all prunable weights) and
     `"macs"` (`{"dense", "shrunk"}`: multiply-accumulates per example as
     built and after `shrink`; None for a subclassed model).
     """
@@ -398,6 +399,11 @@ class SparsityReport(dict):
                 lines.append("-" * len(lines[0]))
             kept = f"{ch['kept']}/{ch['total']}" if ch else ""
             lines.append(f"{name:<{width}}  {n:>10,}  {z:>10,}  {s:>8.2%}  {kept:>11}")
+        whole = [(name, r["channels"]["left_whole"]) for name, r in self["layers"].items()
+                 if "left_whole" in r.get("channels", {})]
+        if whole:
+            lines.append("Channels that structure='channel' leaves whole: " + "; ".join(
+                f"{name} ({reason})" for name, reason in whole))
         macs = self.get("macs")
         if macs:
             lines.append(f"MACs per example: {macs['dense']:,} as built, "
@@ -414,12 +420,14 @@ def _channel_summary(model):
 
     if not isinstance(model, keras.Model) or not walk.is_graph_model(model):
         return {}, None
-    _, graph, _, keep = shrink_lib.plan(model)
+    graph, _, keep = shrink_lib.removable_channels(model)
     channels = {}
     for space in graph.spaces:
         kept = len(keep[space.index]) if space.index in keep else space.size
         for layer in space.producers:
             channels[layer.name] = {"kept": int(kept), "total": space.size}
+            if not space.prunable:  # why channel pruning leaves these whole
+                channels[layer.name]["left_whole"] = graph.frozen_reasons()[space.origin]
     return channels, {"dense": macs_lib.count(graph), "shrunk": macs_lib.count(graph, keep)}
 
 

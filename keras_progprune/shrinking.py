@@ -99,10 +99,7 @@ def _check(model, shrink_every, callbacks):
 def _slices(model):
     """`(graph, keep, {id(variable): slice function}, {id(layer): overrides},
     {id(layer): new weights})` for shrinking a channel-wrapped model."""
-    graph = graph_lib.analyze(model)
-    values = shrink_lib.constant_channels(graph)
-    keep = {index: np.flatnonzero(~gone)
-            for index, gone in shrink_lib.removable(graph, values).items()}
+    graph, values, keep = shrink_lib.removable_channels(model)
     cuts, overrides, weights = {}, {}, {}
     for node in graph.nodes:
         if not walk.is_layer(node.operation):

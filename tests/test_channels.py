@@ -206,7 +206,8 @@ def test_global_scope_counts_channels_and_layer_scope_each_space():
         report = kp.sparsity_report(pruned)["layers"]
         if scope == "layer":
             assert {k: report[k]["channels"]["kept"] for k in expected} == expected
-        assert report["logits"]["channels"] == {"kept": 10, "total": 10}
+        assert report["logits"]["channels"] == {"kept": 10, "total": 10,
+                                                "left_whole": "reaches a model output"}
 
 
 def test_unstructured_dead_units_are_removed_and_constants_folded():
@@ -287,6 +288,11 @@ def test_layer_norm_sigmoid_and_unknown_layers_leave_their_channels():
     pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0), structure="channel")
     wrapped = [w.layer.name for w in engine.collect_wrappers(pruned)]
     assert wrapped == ["d"]
+    report = kp.sparsity_report(pruned)
+    assert report["layers"]["d"]["channels"] == {"kept": 8, "total": 8}
+    assert report["layers"]["a"]["channels"]["left_whole"] == reasons["a"]
+    assert "Channels that structure='channel' leaves whole: a (LayerNormalization 'ln' " \
+        "normalizes across channels)" in str(report)
 
 
 def test_macs_count_lenet5():

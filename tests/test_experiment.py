@@ -147,7 +147,7 @@ def test_channel_run_exports_the_shrunk_model(tmp_path, shrink_every):
     import keras
     import numpy as np
 
-    results = experiment.run(_tiny(tmp_path, model="lenet5", structure="channel",
+    results = experiment.run(_tiny(tmp_path, model="lenet5", structure="channel", scope="layer",
                                    target_sparsity=0.5, shrink_every=shrink_every))
     out = results["config"]["output_dir"]
     channels = results["channels"]

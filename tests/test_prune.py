@@ -164,6 +164,7 @@ def test_sparsity_report_counts_and_prints_a_table():
     report = kp.sparsity_report(pruned)
     assert report["layers"]["fc0"] == {"weights": 20, "zeros": 8, "sparsity": 0.4,
                                        "channels": {"kept": 4, "total": 4}}
+    assert report["layers"]["head"]["channels"]["left_whole"] == "reaches a model output"
     assert report["total"]["weights"] == 20 + 12
     # Zeroed input rows remove no output channel; MACs count fc0 (5*4) + out (4*3).
     assert report["macs"] == {"dense": 32, "shrunk": 32}

@@ -294,6 +294,17 @@ def _new_layer(graph, node, values, keep):
     return overrides, weights
 
 
+def removable_channels(model):
+    """`(graph, constants, {space index: kept channel indices})` read from
+    `model` as it is (wrappers seen through, weights as they are): no copy,
+    so cheap enough for reports. `shrink` itself plans on the stripped copy,
+    where the masks are baked in."""
+    graph = graph_lib.analyze(model)
+    values = constant_channels(graph)
+    keep = {index: np.flatnonzero(~gone) for index, gone in removable(graph, values).items()}
+    return graph, values, keep
+
+
 def plan(model):
     """`(plain model, graph, {space index: kept channel indices})`.
 
@@ -302,10 +313,7 @@ def plan(model):
     from keras_progprune.prune import strip_pruning  # noqa: PLC0415 - cycle
 
     plain = strip_pruning(model)
-    graph = graph_lib.analyze(plain)
-    values = constant_channels(graph)
-    keep = {index: np.flatnonzero(~gone) for index, gone in removable(graph, values).items()}
-    return plain, graph, values, keep
+    return (plain,) + removable_channels(plain)
 
 
 def shrink(model):
