@@ -99,6 +99,8 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
         if not self._groups:
             return 0.0
         size = sum(g.size for g in self._groups)
+        if not size:  # e.g. every channel group left whole
+            return 0.0
         return 1.0 - sum(g.kept for g in self._groups) / size
 
     def on_train_begin(self, logs=None):

@@ -364,3 +364,17 @@ def test_channel_masks_refuse_non_finite_weights():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         structures.get("channel")
+
+
+def test_excluding_a_member_leaves_its_group_whole():
+    pruned = kp.prune_low_magnitude(_residual(), kp.ConstantSparsity(0.5, 0), scope="layer",
+                                    structure="channel", exclude=["bn_a"])
+    (group,) = engine.build_groups(engine.collect_wrappers(pruned), pruned)
+    assert group.spaces == [] and group.update(0.5) == 0
+    pruned.compile("sgd", "mse")
+    x, _ = images(4, (6, 6, 3))
+    history = pruned.fit(x, np.zeros((4, 3)), verbose=0,
+                         callbacks=[kp.ProgressivePruningCallback()])
+    assert history.history["sparsity"] == [0.0]
+    assert all(np.all(m.numpy() == 1) for w in engine.collect_wrappers(pruned)
+               for m in w.masks)
