@@ -97,8 +97,8 @@ def _check(model, shrink_every, callbacks):
 
 
 def _slices(model):
-    """`(graph, keep, {id(variable): slice function}, {id(layer): overrides},
-    {id(layer): new weights})` for shrinking a channel-wrapped model."""
+    """`(channels removed, {id(variable): slice function}, {id(layer): config
+    overrides}, {id(layer): new weights})` for shrinking a wrapped model."""
     graph, values, keep = shrink_lib.removable_channels(model)
     cuts, overrides, weights = {}, {}, {}
     for node in graph.nodes:
