@@ -16,6 +16,7 @@ built at half width from scratch, the ceiling for 50% of channels.
     python -m benchmarks.shrink            # ~15 min on 2 cores, nothing else running
     python -m benchmarks.shrink --quick    # small inputs, 2 repeats: a smoke run
     python -m benchmarks.shrink --only=vgg19   # rerun some models, keep the rest
+    python -m benchmarks.shrink --lenets   # the channel grid's shrunk LeNets, batch 32
 
 Results: benchmarks/results/shrink.json (`--quick`: shrink_quick.json).
 """
@@ -39,6 +40,7 @@ from keras_progprune.models import resnet as resnet_lib
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean("quick", False, "Small inputs and 2 repeats: a smoke run.")
 flags.DEFINE_list("only", [], "Restrict to these model names.")
+flags.DEFINE_boolean("lenets", False, "Time the channel grid's shrunk LeNets instead.")
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75)
 # name -> (builder, input shape); keras.applications at ImageNet size.
@@ -114,8 +116,35 @@ def measure(name, build, shape, quick):
     return {"input_shape": list(shape), "rows": rows}
 
 
+def lenet_latency():
+    """Batch-32 CPU latency of the channel grid's shrunk LeNets (seed 0)
+    against their dense models: `--lenets`."""
+    rows = []
+    for name in ("lenet5", "lenet_300_100"):
+        for sparsity in (0.5, 0.75):
+            # The file benchmarks.grid writes (`architecture_path`).
+            path = os.path.join(common.RESULTS_DIR, "grid", f"{name}__progressive_channel__"
+                                f"s{sparsity:g}__seed0.architecture.json")
+            if not os.path.exists(path):
+                continue
+            with open(path) as f:
+                small = keras.models.model_from_json(f.read())
+            dense = models.get_model(name, input_shape=(28, 28, 1), num_classes=10)
+            ms = timing.latency_ms({"dense": dense, "shrunk": small}, (28, 28, 1),
+                                   batch_size=32, repeats=30)
+            rows.append({"model": name, "sparsity": sparsity, "seed": 0,
+                         "dense_ms": ms["dense"], "shrunk_ms": ms["shrunk"]})
+            print(f"[shrink] {name} {sparsity:.0%}: {ms['dense'] / ms['shrunk']:.2f}x",
+                  flush=True)
+    path = common.write_result("shrink_lenets.json", {
+        "provenance": common.provenance(common.command_line()), "rows": rows})
+    print("wrote", path)
+
+
 def main(argv):
     del argv
+    if FLAGS.lenets:
+        return lenet_latency()
     results = {}
     provenance = common.provenance(common.command_line())
     for name, (build, shape) in MODELS.items():
