@@ -36,12 +36,16 @@ bench-quick: $(STAMP)
 bench: $(STAMP)
 	$(BENCH).grid --grid=full
 	$(BENCH).grid --grid=nm
+	$(BENCH).grid --grid=channel
 	$(BENCH).overhead --pairs=3 --epochs=5
 	$(BENCH).mask_update
 	$(BENCH).refit
 	$(BENCH).small_files
 	$(BENCH).applications
 	$(BENCH).tfmot_compare
+	$(BENCH).shrink
+	$(BENCH).shrink --lenets
+	$(BENCH).shrinking_fit
 	$(BENCH).report --grid=full
 
 bench-report: $(STAMP)
