@@ -131,7 +131,11 @@ def _channel_groups(wrappers, model):
     from keras_progprune.channels import engine as channel_engine  # noqa: PLC0415
     from keras_progprune.channels import graph as channel_graph  # noqa: PLC0415
 
-    if model is None or not walk.is_graph_model(model):
+    if model is None:
+        raise ValueError(
+            "Channel-structured wrappers are grouped from the model's graph: pass the "
+            "model, `build_groups(wrappers, model)`.")
+    if not walk.is_graph_model(model):
         name = getattr(model, "name", None)
         raise ValueError(
             "structure='channel' reads the coupled channels from the model's graph, "

@@ -335,9 +335,11 @@ def test_channel_errors_name_the_problem_and_the_fix():
         kp.shrink("model.keras")
     with pytest.raises(ValueError, match=r"A subclassed model has no graph to rebuild"):
         kp.shrink(Sub())
-    (group,) = engine.build_groups(engine.collect_wrappers(
-        kp.prune_low_magnitude(models.lenet5(), structure="channel")),
-        kp.prune_low_magnitude(models.lenet5(), structure="channel"))
+    pruned = kp.prune_low_magnitude(models.lenet5(), structure="channel")
+    with pytest.raises(ValueError, match=r"Channel-structured wrappers are grouped from the "
+                                         r"model's graph: pass the model"):
+        engine.build_groups(engine.collect_wrappers(pruned))
+    (group,) = engine.build_groups(engine.collect_wrappers(pruned), pruned)
     with pytest.raises(ValueError, match=r"custom `scores` are not supported with "
                                          r"structure='channel'"):
         group.update(0.5, scores=[np.ones(3)])
