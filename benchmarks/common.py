@@ -94,3 +94,9 @@ def epoch_timer():
             self.times.append(time.perf_counter() - self._t)
 
     return EpochTimer()
+
+
+def regenerate_report():
+    """Rewrites BENCHMARKS.md from every result file (`benchmarks.report`)."""
+    subprocess.run([sys.executable, "-m", "benchmarks.report"], check=True,
+                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -18,7 +18,8 @@ built at half width from scratch, the ceiling for 50% of channels.
     python -m benchmarks.shrink --only=vgg19   # rerun some models, keep the rest
     python -m benchmarks.shrink --lenets   # the channel grid's shrunk LeNets, batch 32
 
-Results: benchmarks/results/shrink.json (`--quick`: shrink_quick.json).
+Results: benchmarks/results/shrink.json (`--quick`: shrink_quick.json);
+BENCHMARKS.md is regenerated at the end (not after `--quick`).
 """
 
 import json
@@ -139,6 +140,7 @@ def lenet_latency():
     path = common.write_result("shrink_lenets.json", {
         "provenance": common.provenance(common.command_line()), "rows": rows})
     print("wrote", path)
+    common.regenerate_report()
 
 
 def main(argv):
@@ -166,6 +168,8 @@ def main(argv):
         "fractions": list(FRACTIONS), "repeats": REPEATS, "scope": "layer",
         "models": results})
     print("wrote", path)
+    if not FLAGS.quick:
+        common.regenerate_report()  # its BENCHMARKS.md section
 
 
 if __name__ == "__main__":
