@@ -525,9 +525,10 @@ def headline(grid, model="lenet_300_100", sparsity=0.98):
     for method in ORDER[1:]:
         if method in rows:
             st = rows[method]
-            lines.append(f"| {method} | {st['mean']:.2%} ± {st['std']:.2%} | {st['steps']:,.0f} |")
+            spread = "(1 seed)" if st["n"] == 1 else f"± {st['std']:.2%}"
+            lines.append(f"| {method} | {st['mean']:.2%} {spread} | {st['steps']:,.0f} |")
     plot = f"benchmarks/results/accuracy_{model}.png"
-    lines += ["", f"![accuracy against sparsity]({plot})"]
+    lines += ["", f"![{model} accuracy against sparsity]({plot})"]
     return "\n".join(lines)
 
 
@@ -563,7 +564,10 @@ def main(argv):
     with open(FLAGS.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("wrote", os.path.abspath(FLAGS.out))
-    text = headline(FLAGS.grid) if FLAGS.grid == "full" else None
+    text = None
+    if FLAGS.grid == "full":
+        parts = [headline(FLAGS.grid, model) for model in ("lenet_300_100", "lenet5")]
+        text = "\n\n".join(p for p in parts if p) or None
     readme = os.path.join(os.path.dirname(common.RESULTS_DIR), "..", "README.md")
     if text and update_readme(text, readme):
         print("updated the headline in", os.path.abspath(readme))
