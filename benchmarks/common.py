@@ -78,22 +78,20 @@ def command_line():
 
 
 def epoch_timer():
-    """A Keras callback that records each epoch's wall time in `.times`."""
-    import time
-
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.times = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self._t)
+    """A new Keras callback that records each epoch's wall time in `.times`."""
+    from keras_progprune.experiments.trainer import EpochTimer
 
     return EpochTimer()
+
+
+def finish(name, payload, report=True):
+    """Writes a result file and, unless `report` is false, regenerates
+    BENCHMARKS.md from every result file."""
+    path = write_result(name, payload)
+    print("wrote", path)
+    if report:
+        regenerate_report()
+    return path
 
 
 def regenerate_report():

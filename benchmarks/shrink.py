@@ -137,10 +137,8 @@ def lenet_latency():
                          "dense_ms": ms["dense"], "shrunk_ms": ms["shrunk"]})
             print(f"[shrink] {name} {sparsity:.0%}: {ms['dense'] / ms['shrunk']:.2f}x",
                   flush=True)
-    path = common.write_result("shrink_lenets.json", {
+    common.finish("shrink_lenets.json", {
         "provenance": common.provenance(common.command_line()), "rows": rows})
-    print("wrote", path)
-    common.regenerate_report()
 
 
 def main(argv):
@@ -163,13 +161,9 @@ def main(argv):
         for model in old["models"].values():  # each row keeps the run it came from
             model.setdefault("provenance", old["provenance"])
         results = {**old["models"], **results}
-    path = common.write_result(out, {
-        "provenance": provenance,
-        "fractions": list(FRACTIONS), "repeats": REPEATS, "scope": "layer",
-        "models": results})
-    print("wrote", path)
-    if not FLAGS.quick:
-        common.regenerate_report()  # its BENCHMARKS.md section
+    common.finish(out, {"provenance": provenance, "fractions": list(FRACTIONS),
+                        "repeats": REPEATS, "scope": "layer", "models": results},
+                  report=not FLAGS.quick)
 
 
 if __name__ == "__main__":

@@ -49,18 +49,6 @@ TARGETS = (0.5, 0.75)
 MODELS = {"resnet20": (models.resnet20, 2048), "vgg_like": (models.vgg_like, 1024)}
 
 
-class _EpochTimes(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
-
-
 def _compiled(model):
     model.compile(keras.optimizers.SGD(0.02, momentum=0.9),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -85,7 +73,7 @@ def run_model(name, build, examples, epochs):
 
     def timed(label, function):
         keras.utils.set_random_seed(0)
-        timer = _EpochTimes()
+        timer = common.epoch_timer()
         start = time.perf_counter()
         params = function(timer)
         total = time.perf_counter() - start
@@ -154,11 +142,8 @@ def main(argv):
             _plot(name, results[name], os.path.join(common.RESULTS_DIR,
                                                     f"shrinking_fit_{name}.png"))
     out = "shrinking_fit_quick.json" if FLAGS.quick else "shrinking_fit.json"
-    path = common.write_result(out, {"provenance": common.provenance(common.command_line()),
-                                     "models": results})
-    print("wrote", path)
-    if not FLAGS.quick:
-        common.regenerate_report()  # its BENCHMARKS.md section
+    common.finish(out, {"provenance": common.provenance(common.command_line()),
+                        "models": results}, report=not FLAGS.quick)
 
 
 if __name__ == "__main__":

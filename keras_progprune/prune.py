@@ -421,13 +421,14 @@ def _channel_summary(model):
     if not isinstance(model, keras.Model) or not walk.is_graph_model(model):
         return {}, None
     graph, _, keep = shrink_lib.removable_channels(model)
+    reasons = graph.frozen_reasons()
     channels = {}
     for space in graph.spaces:
         kept = len(keep[space.index]) if space.index in keep else space.size
         for layer in space.producers:
             channels[layer.name] = {"kept": int(kept), "total": space.size}
             if not space.prunable:  # why channel pruning leaves these whole
-                channels[layer.name]["left_whole"] = graph.frozen_reasons()[space.origin]
+                channels[layer.name]["left_whole"] = reasons[space.origin]
     return channels, {"dense": macs_lib.count(graph), "shrunk": macs_lib.count(graph, keep)}
 
 

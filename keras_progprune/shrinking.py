@@ -14,7 +14,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_progprune import engine
-from keras_progprune import prune as prune_lib
 from keras_progprune import walk
 from keras_progprune.callbacks import ProgressivePruningCallback
 from keras_progprune.channels import graph as graph_lib
@@ -105,27 +104,12 @@ def _slices(model):
         if not walk.is_layer(node.operation):
             continue
         layer = graph_lib._base(node.operation)
-        _, cut = shrink_lib.slicers(graph, node, keep)
+        overrides[id(layer)], new, cut = shrink_lib._new_layer(graph, node, values, keep)
         cuts.update(cut)
-        overrides[id(layer)], new = shrink_lib._new_layer(graph, node, values, keep)
         if new is not None:
             weights[id(layer)] = new
     removed = sum(graph.space(i).size - len(k) for i, k in keep.items())
     return removed, cuts, overrides, weights
-
-
-def _rebuilt(model, overrides):
-    """A same-structure copy of `model` with smaller layers and wrappers."""
-
-    def clone_layer(layer):
-        if isinstance(layer, PruningWrapper):
-            inner = prune_lib._from_config(layer.layer, overrides.get(id(layer.layer), {}))
-            return PruningWrapper(inner, layer.pruning_schedule, scope=layer.scope,
-                                  structure=layer.structure, name=layer.name,
-                                  initial_channels=layer.initial_channels)
-        return prune_lib._from_config(layer, overrides.get(id(layer), {}))
-
-    return prune_lib._clone(model, clone_layer)
 
 
 def _slot_owner(name, paths):
@@ -146,7 +130,7 @@ def shrink_in_training(model):
     removed, cuts, overrides, new_weights = _slices(model)
     if removed == 0:
         return model, 0
-    clone, pairs = _rebuilt(model, overrides)
+    clone, pairs = shrink_lib.rebuilt(model, overrides)
     for old, new in pairs.values():
         old_layer = old.layer if isinstance(old, PruningWrapper) else old
         new_layer = new.layer if isinstance(new, PruningWrapper) else new

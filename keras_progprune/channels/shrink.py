@@ -279,11 +279,12 @@ def slicers(graph, node, keep):
 
 
 def _new_layer(graph, node, values, keep):
-    """(config overrides, new weights in `layer.weights` order) for one node."""
+    """`(config overrides, new weights in `layer.weights` order or None,
+    slice functions)` for one node (see `slicers`)."""
     layer = graph_lib._base(node.operation)
     overrides, cut = slicers(graph, node, keep)
     if not cut:
-        return overrides, None
+        return overrides, None, cut
     weights = []
     for w in layer.weights:
         value = _np(w)
@@ -291,7 +292,7 @@ def _new_layer(graph, node, values, keep):
                 and graph.kinds[id(node)].name == kinds.PRODUCER:
             value = _fold(graph, node, layer, values, keep)
         weights.append(cut[id(w)](value) if id(w) in cut else value)
-    return overrides, weights
+    return overrides, weights, cut
 
 
 def removable_channels(model):
@@ -375,22 +376,35 @@ def shrink(model):
     changes = {}
     for node in graph.nodes:
         if walk.is_layer(node.operation):
-            changes[id(node.operation)] = _new_layer(graph, node, values, keep)
+            changes[id(node.operation)] = _new_layer(graph, node, values, keep)[:2]
     return _rebuild(plain, changes)
 
 
-def _rebuild(plain, changes):
+def rebuilt(model, overrides):
+    """`(clone, {id(old layer): (old, new)})`: `model` cloned with each layer
+    made again from its config plus `overrides[id(layer)]` (smaller units,
+    filters, Reshape targets); a `PruningWrapper` stays a wrapper around its
+    smaller layer, with the same settings. Weights are not copied."""
     from keras_progprune import prune  # noqa: PLC0415 - cycle
+    from keras_progprune.wrapper import PruningWrapper  # noqa: PLC0415 - cycle
 
     def clone_layer(layer):
         if isinstance(layer, keras.Model):
             copy = keras.models.clone_model(layer)
             copy.set_weights(layer.get_weights())
             return copy
-        overrides, _ = changes.get(id(layer), ({}, None))
-        return prune._from_config(layer, overrides)
+        if isinstance(layer, PruningWrapper):
+            inner = prune._from_config(layer.layer, overrides.get(id(layer.layer), {}))
+            return PruningWrapper(inner, layer.pruning_schedule, scope=layer.scope,
+                                  structure=layer.structure, name=layer.name,
+                                  initial_channels=layer.initial_channels)
+        return prune._from_config(layer, overrides.get(id(layer), {}))
 
-    clone, pairs = prune._clone(plain, clone_layer)
+    return prune._clone(model, clone_layer)
+
+
+def _rebuild(plain, changes):
+    clone, pairs = rebuilt(plain, {k: overrides for k, (overrides, _) in changes.items()})
     for old, new in pairs.values():
         if isinstance(old, keras.Model):
             continue

@@ -147,7 +147,7 @@ class Trainer:
         if verbose == "auto":  # a live bar on a terminal, a line per epoch in logs
             verbose = 1 if sys.stdout.isatty() else 2
         verbose = int(verbose)
-        timer = _EpochTimer()
+        timer = EpochTimer()
         arguments = dict(validation_data=val, epochs=epochs, verbose=verbose,
                          callbacks=list(callbacks) + extra + [timer],
                          shuffle=False)  # the dataset shuffles itself
@@ -174,8 +174,12 @@ class Trainer:
 
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    """Records each epoch's wall time (validation included) in `.times`."""
+class EpochTimer(keras.callbacks.Callback):
+    """Records each epoch's wall time (validation included) in `.times`.
+
+    The list grows across `fit` calls, so one timer can follow every phase
+    of a `fit_shrinking` run; make a new one per measurement.
+    """
 
     def __init__(self):
         super().__init__()
