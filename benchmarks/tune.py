@@ -1,0 +1,224 @@
+"""Choosing progressive pruning's settings on the validation split only.
+
+Each variant changes one thing about the grid's `progressive_global` cell
+(the schedule's end, the per-layer budget of the global threshold, the
+learning rate while pruning) and trains with the grid's recipe on the 55,000
+training images. Only the final epoch's *validation* accuracy (the last
+5,000 training images) is recorded: the test set is never evaluated here, so
+the grid's test numbers stay untouched by this choice.
+
+    python -m benchmarks.tune --model=lenet_300_100 --sparsities=0.9,0.98
+    python -m benchmarks.tune --model=lenet5 --sparsities=0.99
+
+Cells are cached under benchmarks/results/tune/ and skipped when present,
+like the grid's.
+"""
+
+import json
+import math
+import os
+import time
+
+from absl import app
+from absl import flags
+import keras
+import numpy as np
+
+from benchmarks import common
+from benchmarks import grid
+import keras_progprune as kp
+from keras_progprune import registry
+from keras_progprune import schedules
+from keras_progprune import experiments
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "lenet_300_100", "Grid model to tune on.")
+flags.DEFINE_list("sparsities", ["0.9", "0.98"], "Target sparsities.")
+flags.DEFINE_list("seeds", ["0", "1"], "Seeds.")
+flags.DEFINE_list("variants", [], "Restrict to these variants (default: all).")
+
+TUNE_DIR = os.path.join(common.RESULTS_DIR, "tune")
+
+
+def default_end(epochs):
+    """The grid's schedule end: two thirds of training (Config)."""
+    return (2 * epochs) // 3
+
+
+class HoldThenCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate held at `lr` until `hold_steps`, then a cosine decay
+    to 0 over the remaining steps: pruning happens at the full rate, and the
+    fine-tuning at the target gets a whole decay."""
+
+    def __init__(self, lr, hold_steps, total_steps):
+        self.lr = lr
+        self.hold_steps = hold_steps
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        import tensorflow as tf  # noqa: PLC0415
+
+        step = tf.cast(step, tf.float32)
+        span = float(max(self.total_steps - self.hold_steps, 1))
+        t = tf.clip_by_value((step - self.hold_steps) / span, 0.0, 1.0)
+        return self.lr * 0.5 * (1.0 + tf.cos(math.pi * t))
+
+    def get_config(self):
+        return {"lr": self.lr, "hold_steps": self.hold_steps,
+                "total_steps": self.total_steps}
+
+
+def erk_densities(shapes, sparsity):
+    """Erdos-Renyi-Kernel densities (RigL, Evci et al. 2020): each layer's
+    density is proportional to sum(shape) / prod(shape), scaled so the
+    total kept count matches `sparsity`; a layer that would exceed 1 stays
+    dense and the rest is rescaled."""
+    sizes = np.array([float(np.prod(s)) for s in shapes])
+    raw = np.array([float(np.sum(s)) / float(np.prod(s)) for s in shapes])
+    keep = (1.0 - sparsity) * sizes.sum()
+    dense = np.zeros(len(shapes), bool)
+    while True:
+        eps = (keep - sizes[dense].sum()) / (raw[~dense] * sizes[~dense]).sum()
+        over = (~dense) & (eps * raw > 1.0)
+        if not over.any():
+            break
+        dense |= over
+    return np.where(dense, 1.0, eps * raw)
+
+
+def _kernel_layers(model):
+    return [l for l in model.layers if registry.is_prunable(l)]
+
+
+def _per_layer(model, targets, trainer, end):
+    """Wraps each kernel layer with its own polynomial schedule to its target."""
+    def wrap(layer):
+        if layer.name not in targets:
+            return layer.__class__.from_config(layer.get_config())
+        schedule = schedules.by_name("polynomial", targets[layer.name], trainer.epochs,
+                                     trainer.steps_per_epoch, prune_end=end)
+        return kp.PruningWrapper(layer.__class__.from_config(layer.get_config()),
+                                 schedule, scope="layer")
+    clone = keras.models.clone_model(model, clone_function=wrap)
+    for new, old in zip(clone.layers, model.layers):
+        target = new.layer if isinstance(new, kp.PruningWrapper) else new
+        target.set_weights(old.get_weights())
+    return clone
+
+
+def _global(model, sparsity, trainer, end):
+    schedule = schedules.by_name("polynomial", sparsity, trainer.epochs,
+                                 trainer.steps_per_epoch, prune_end=end)
+    return kp.prune_low_magnitude(model, schedule, scope="global")
+
+
+def _erk(model, sparsity, trainer, end):
+    layers = _kernel_layers(model)
+    densities = erk_densities([l.kernel.shape for l in layers], sparsity)
+    return _per_layer(model, {l.name: float(1 - d) for l, d in zip(layers, densities)},
+                      trainer, end)
+
+
+def _output_half(model, sparsity, trainer, end):
+    """The Lottery Ticket paper's budget: the output layer pruned at half
+    the rate; the hidden layers share one global threshold at the rate
+    that keeps the total at `sparsity`."""
+    layers = _kernel_layers(model)
+    out = layers[-1]
+    n_out = int(np.prod(out.kernel.shape))
+    n_all = sum(int(np.prod(l.kernel.shape)) for l in layers)
+    s_out = sparsity / 2
+    s_hidden = (sparsity * n_all - s_out * n_out) / (n_all - n_out)
+    hidden_schedule = schedules.by_name("polynomial", s_hidden, trainer.epochs,
+                                        trainer.steps_per_epoch, prune_end=end)
+    out_schedule = schedules.by_name("polynomial", s_out, trainer.epochs,
+                                     trainer.steps_per_epoch, prune_end=end)
+
+    def wrap(layer):
+        fresh = layer.__class__.from_config(layer.get_config())
+        if layer.name == out.name:
+            return kp.PruningWrapper(fresh, out_schedule, scope="layer")
+        if layer in layers:
+            return kp.PruningWrapper(fresh, hidden_schedule, scope="global")
+        return fresh
+    clone = keras.models.clone_model(model, clone_function=wrap)
+    for new, old in zip(clone.layers, model.layers):
+        target = new.layer if isinstance(new, kp.PruningWrapper) else new
+        target.set_weights(old.get_weights())
+    return clone
+
+
+def _end_at(fraction):
+    def build(model, sparsity, trainer, end):
+        del end
+        return _global(model, sparsity, trainer, max(1, int(fraction * trainer.epochs)))
+    return build
+
+
+# name -> (how to prune, learning-rate schedule or None for the recipe's)
+VARIANTS = {
+    "base": (_global, None),
+    "end_0.3": (_end_at(0.3), None),
+    "end_0.5": (_end_at(0.5), None),
+    "end_0.8": (_end_at(0.8), None),
+    "erk": (_erk, None),
+    "output_half": (_output_half, None),
+    "hold_lr": (_global, "hold"),
+}
+
+
+class _Trainer(experiments.Trainer):
+    def __init__(self, config, lr_mode, end):
+        super().__init__(config, log=False)
+        self.lr_mode = lr_mode
+        self.end = end
+
+    def _learning_rate(self):
+        if self.lr_mode == "hold":
+            return HoldThenCosine(self.config.lr, self.end * self.steps_per_epoch,
+                                  self.epochs * self.steps_per_epoch)
+        return super()._learning_rate()
+
+
+def run_cell(variant, sparsity, seed):
+    build, lr_mode = VARIANTS[variant]
+    recipe = grid.RECIPES[FLAGS.model]
+    config = experiments.Config(model=FLAGS.model, dataset="mnist", method="progressive",
+                                target_sparsity=sparsity, seed=seed,
+                                data_dir=FLAGS.data_dir, verbose="0", **recipe)
+    keras.utils.set_random_seed(seed)
+    end = default_end(recipe["epochs"])
+    trainer = _Trainer(config, lr_mode, end)
+    pruned = build(trainer.build_model(), sparsity, trainer, end)
+    start = time.time()
+    history = trainer.fit(pruned, [kp.ProgressivePruningCallback()])
+    report = kp.sparsity_report(pruned)
+    return {
+        "final_val_accuracy": float(history["val_accuracy"][-1]),
+        "sparsity_measured": report["total"]["sparsity"],
+        "layer_sparsity": {k: v["sparsity"] for k, v in report["layers"].items()},
+        "wall_time_s": time.time() - start,
+    }
+
+
+def main(argv):
+    del argv
+    prov = common.provenance(common.command_line())
+    for variant in FLAGS.variants or list(VARIANTS):
+        for s in [float(x) for x in FLAGS.sparsities]:
+            for seed in [int(x) for x in FLAGS.seeds]:
+                path = os.path.join(TUNE_DIR, f"{FLAGS.model}__{variant}__s{s:g}__seed{seed}.json")
+                if os.path.exists(path):
+                    continue
+                print(f"[tune] {FLAGS.model} {variant} s={s} seed={seed}", flush=True)
+                result = run_cell(variant, s, seed)
+                print(f"[tune]   val {result['final_val_accuracy']:.4f} "
+                      f"layers {result['layer_sparsity']}", flush=True)
+                grid._save(path, {"model": FLAGS.model, "variant": variant, "sparsity": s,
+                                  "seed": seed, "recipe": grid.RECIPES[FLAGS.model],
+                                  "provenance": prov, **result})
+    print("tune done:", TUNE_DIR)
+
+
+if __name__ == "__main__":
+    app.run(main)
