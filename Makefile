@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: demo test venv bench bench-quick bench-report clean
+.PHONY: demo test venv bench bench-quick bench-report bench-gpu clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,10 @@ bench: $(STAMP)
 
 bench-report: $(STAMP)
 	$(BENCH).report --grid=full
+
+# On a machine with a GPU only (it refuses to run without one).
+bench-gpu: $(STAMP)
+	$(BENCH).gpu
 
 clean:
 	rm -rf $(VENV) runs

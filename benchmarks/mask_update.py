@@ -36,10 +36,11 @@ def _median_time(fn, repeats):
     return float(np.median(times))
 
 
-def main(argv):
-    del argv
-    model = kp.prune_low_magnitude(models.resnet18(), scope="global")
-    (group,) = engine.build_groups(engine.collect_wrappers(model))
+def time_updates(model, sparsities, repeats):
+    """Rows of (sparsity, weights, kept, update seconds, `tf.math.top_k`
+    seconds) for one global update over `model`'s prunable weights."""
+    pruned = kp.prune_low_magnitude(model, scope="global")
+    (group,) = engine.build_groups(engine.collect_wrappers(pruned))
     originals = [w.numpy() for w in group.weights]
 
     @tf.function
@@ -47,29 +48,36 @@ def main(argv):
         flat = tf.concat([tf.reshape(tf.abs(w), [-1]) for w in group.weights], 0)
         return tf.math.top_k(flat, k).values[-1]
 
+    def reset():
+        for m in group.masks:
+            m.assign(tf.ones_like(m))
+        for w, o in zip(group.weights, originals):
+            w.assign(o)
+
     rows = []
-    for s in [float(x) for x in FLAGS.sparsities]:
+    for s in sparsities:
         def ours():
-            for m in group.masks:
-                m.assign(tf.ones_like(m))
-            for w, o in zip(group.weights, originals):
-                w.assign(o)
+            reset()
             group.update(s)
             return group.kept
 
         k = int(max(1, round(group.size * (1 - s))))
         # The reset inside `ours` is timed separately and subtracted.
-        reset = _median_time(lambda: [m.assign(tf.ones_like(m)) for m in group.masks]
-                             + [w.assign(o) for w, o in zip(group.weights, originals)],
-                             FLAGS.repeats)
-        t_ours = _median_time(ours, FLAGS.repeats) - reset
+        t_ours = _median_time(ours, repeats) - _median_time(reset, repeats)
         kept = ours()
-        t_ref = _median_time(lambda: reference(tf.constant(k)).numpy(), FLAGS.repeats)
+        t_ref = _median_time(lambda: reference(tf.constant(k)).numpy(), repeats)
         rows.append({"sparsity": s, "weights": group.size, "kept": kept, "k": k,
                      "exact": kept == k, "ours_s": t_ours, "top_k_s": t_ref,
                      "speedup": t_ref / t_ours})
         print(f"s={s}: ours {t_ours:.3f}s, tf.math.top_k {t_ref:.3f}s, kept {kept} (k={k})",
               flush=True)
+    return rows
+
+
+def main(argv):
+    del argv
+    rows = time_updates(models.resnet18(), [float(x) for x in FLAGS.sparsities],
+                        FLAGS.repeats)
     result = {"provenance": common.provenance(common.command_line()), "rows": rows,
               "repeats": FLAGS.repeats}
     print("wrote", common.write_result(FLAGS.out, result))
