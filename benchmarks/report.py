@@ -124,7 +124,44 @@ def grid_section(grid):
     lines += ["### Targets", "", "| target | measured | met? |", "| --- | --- | --- |"]
     lines += verdicts
     lines.append("")
+    if grid == "full":
+        lines += tune_lines()
     return lines
+
+
+def tune_lines():
+    """Progressive's settings tried on the validation split (`benchmarks/tune.py`)."""
+    cells = _load(os.path.join("tune", "*.json"))
+    if not cells:
+        return []
+    table = collections.defaultdict(list)
+    for c in cells:
+        table[(c["model"], c["sparsity"], c["variant"])].append(c)
+    lines = ["### Progressive's settings, tried on the validation split", "",
+             "`benchmarks/tune.py` changes one setting of progressive_global at a time "
+             "and records only the final epoch's validation accuracy (the last 5,000 "
+             "training images); the test set is never evaluated there. `base` is the "
+             "grid's cell. Variants: `end_f`: the target reached at fraction f of "
+             "training (base: 2/3); `erk`: per-layer sparsities from the "
+             "Erdos-Renyi-Kernel distribution (RigL) instead of one global threshold; "
+             "`output_half`: the output layer pruned at half the rate (the Lottery "
+             "Ticket paper), one global threshold for the rest; `hold_lr`: the "
+             "learning rate held until the target is reached, then a cosine decay "
+             "over the rest; `every_25`: masks updated every 25 steps instead of 100; "
+             "`double_epochs`: twice the recipe's epochs.", ""]
+    commands = sorted({c["provenance"]["command"] for c in cells})
+    lines += ["Commands: " + "; ".join(f"`{c}`" for c in commands) + f". "
+              + _prov_line(cells[-1]["provenance"]).split("; ", 1)[1], "",
+              "| model | sparsity | variant | validation accuracy (final epoch), mean ± std | seeds | "
+              "last layer's sparsity |", "| --- | --- | --- | --- | --- | --- |"]
+    for (model, s, variant), group in sorted(table.items(), key=lambda kv: (
+            kv[0][0], kv[0][1], kv[0][2] != "base", kv[0][2])):
+        acc = np.array([c["final_val_accuracy"] for c in group])
+        std = float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
+        last = np.mean([list(c["layer_sparsity"].values())[-1] for c in group])
+        lines.append(f"| {model} | {s:.0%} | {variant} | {acc.mean():.2%} ± {std:.2%} | "
+                     f"{len(acc)} | {last:.0%} |")
+    return lines + [""]
 
 
 def _verdicts(model, rows):
