@@ -97,14 +97,17 @@ def grid_section(grid):
     if not cells:
         return [f"## 1. Accuracy against sparsity\n\nNo grid results yet: run `{GRID_COMMANDS[grid]}`.\n"]
     lines = ["## 1. Accuracy against sparsity (real MNIST)", ""]
-    lines.append(_prov_line(cells[-1]["provenance"]))
-    lines.append("")
     models = sorted({c["model"] for c in cells}, key=lambda m: (m != "lenet_300_100", m))
     verdicts = []
     for model in models:
         recipe = next(c["recipe"] for c in cells if c["model"] == model)
         rows = {(m, s): _stats(v) for (mm, m, s), v in table.items() if mm == model}
+        own = [c for c in cells if c["model"] == model and c["method"] not in CHANNEL_METHODS]
+        latest = max(own, key=lambda c: c["provenance"]["date"])
+        commands = sorted({c["provenance"]["command"] for c in own})
         lines += [f"### {model}", "",
+                  "Commands: " + "; ".join(f"`{c}`" for c in commands) + ". Latest cell: "
+                  + _prov_line(latest["provenance"]).split("; ", 1)[1], "",
                   "Recipe (every method, every run; lottery: every round): "
                   + ", ".join(f"{k}={v}" for k, v in sorted(recipe.items())) + ".", "",
                   "| method | sparsity | test accuracy (final epoch), mean ± std | seeds | "
@@ -150,7 +153,7 @@ def tune_lines():
              "over the rest; `every_25`: masks updated every 25 steps instead of 100; "
              "`double_epochs`: twice the recipe's epochs.", ""]
     commands = sorted({c["provenance"]["command"] for c in cells})
-    lines += ["Commands: " + "; ".join(f"`{c}`" for c in commands) + f". "
+    lines += ["Commands: " + "; ".join(f"`{c}`" for c in commands) + ". Last cell: "
               + _prov_line(cells[-1]["provenance"]).split("; ", 1)[1], "",
               "| model | sparsity | variant | validation accuracy (final epoch), mean ± std | seeds | "
               "last layer's sparsity |", "| --- | --- | --- | --- | --- | --- |"]
