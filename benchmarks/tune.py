@@ -90,15 +90,13 @@ def _kernel_layers(model):
     return [l for l in model.layers if registry.is_prunable(l)]
 
 
-def _per_layer(model, targets, trainer, end):
-    """Wraps each kernel layer with its own polynomial schedule to its target."""
+def _clone(model, wrapper_for):
+    """A copy of `model` (same weights) whose layers `wrapper_for(layer)`
+    returns a `PruningWrapper` for (or None to leave dense)."""
     def wrap(layer):
-        if layer.name not in targets:
-            return layer.__class__.from_config(layer.get_config())
-        schedule = schedules.by_name("polynomial", targets[layer.name], trainer.epochs,
-                                     trainer.steps_per_epoch, prune_end=end)
-        return kp.PruningWrapper(layer.__class__.from_config(layer.get_config()),
-                                 schedule, scope="layer")
+        fresh = layer.__class__.from_config(layer.get_config())
+        wrapper = wrapper_for(layer)
+        return fresh if wrapper is None else wrapper(fresh)
     clone = keras.models.clone_model(model, clone_function=wrap)
     for new, old in zip(clone.layers, model.layers):
         target = new.layer if isinstance(new, kp.PruningWrapper) else new
@@ -106,11 +104,25 @@ def _per_layer(model, targets, trainer, end):
     return clone
 
 
+def _schedule(sparsity, trainer, end, frequency=100):
+    return schedules.by_name("polynomial", sparsity, trainer.epochs,
+                             trainer.steps_per_epoch, prune_end=end, frequency=frequency)
+
+
+def _per_layer(model, targets, trainer, end):
+    """Each layer named in `targets` pruned to its own target, on its own
+    polynomial schedule of the same shape."""
+    def wrapper_for(layer):
+        if layer.name not in targets:
+            return None
+        schedule = _schedule(targets[layer.name], trainer, end)
+        return lambda fresh: kp.PruningWrapper(fresh, schedule, scope="layer")
+    return _clone(model, wrapper_for)
+
+
 def _global(model, sparsity, trainer, end, frequency=100):
-    schedule = schedules.by_name("polynomial", sparsity, trainer.epochs,
-                                 trainer.steps_per_epoch, prune_end=end,
-                                 frequency=frequency)
-    return kp.prune_low_magnitude(model, schedule, scope="global")
+    return kp.prune_low_magnitude(model, _schedule(sparsity, trainer, end, frequency),
+                                  scope="global")
 
 
 def _every(frequency):
@@ -136,23 +148,16 @@ def _output_half(model, sparsity, trainer, end):
     n_all = sum(int(np.prod(l.kernel.shape)) for l in layers)
     s_out = sparsity / 2
     s_hidden = (sparsity * n_all - s_out * n_out) / (n_all - n_out)
-    hidden_schedule = schedules.by_name("polynomial", s_hidden, trainer.epochs,
-                                        trainer.steps_per_epoch, prune_end=end)
-    out_schedule = schedules.by_name("polynomial", s_out, trainer.epochs,
-                                     trainer.steps_per_epoch, prune_end=end)
+    hidden_schedule = _schedule(s_hidden, trainer, end)
+    out_schedule = _schedule(s_out, trainer, end)
 
-    def wrap(layer):
-        fresh = layer.__class__.from_config(layer.get_config())
+    def wrapper_for(layer):
         if layer.name == out.name:
-            return kp.PruningWrapper(fresh, out_schedule, scope="layer")
+            return lambda fresh: kp.PruningWrapper(fresh, out_schedule, scope="layer")
         if layer in layers:
-            return kp.PruningWrapper(fresh, hidden_schedule, scope="global")
-        return fresh
-    clone = keras.models.clone_model(model, clone_function=wrap)
-    for new, old in zip(clone.layers, model.layers):
-        target = new.layer if isinstance(new, kp.PruningWrapper) else new
-        target.set_weights(old.get_weights())
-    return clone
+            return lambda fresh: kp.PruningWrapper(fresh, hidden_schedule, scope="global")
+        return None
+    return _clone(model, wrapper_for)
 
 
 def _end_at(fraction):
