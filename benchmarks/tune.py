@@ -1,11 +1,12 @@
 """Choosing progressive pruning's settings on the validation split only.
 
-Each variant changes one thing about the grid's `progressive_global` cell
-(the schedule's end, the per-layer budget of the global threshold, the
-learning rate while pruning) and trains with the grid's recipe on the 55,000
-training images. Only the final epoch's *validation* accuracy (the last
-5,000 training images) is recorded: the test set is never evaluated here, so
-the grid's test numbers stay untouched by this choice.
+Each variant changes one thing about the grid's `progressive_global` cell as
+it was before this study (`base`: plain cosine learning rate): the
+schedule's end, the per-layer budget of the global threshold, the learning
+rate while pruning, the mask-update frequency or the length of training. It
+trains on the 55,000 training images. Only the final epoch's *validation*
+accuracy (the last 5,000 training images) is recorded: the test set is never
+evaluated here, so the grid's test numbers stay untouched by this choice.
 
     python -m benchmarks.tune --model=lenet_300_100 --sparsities=0.9,0.98
     python -m benchmarks.tune --model=lenet5 --sparsities=0.99
@@ -14,8 +15,6 @@ Cells are cached under benchmarks/results/tune/ and skipped when present,
 like the grid's.
 """
 
-import json
-import math
 import os
 import time
 
@@ -38,34 +37,6 @@ flags.DEFINE_list("seeds", ["0", "1"], "Seeds.")
 flags.DEFINE_list("variants", [], "Restrict to these variants (default: all).")
 
 TUNE_DIR = os.path.join(common.RESULTS_DIR, "tune")
-
-
-def default_end(epochs):
-    """The grid's schedule end: two thirds of training (Config)."""
-    return (2 * epochs) // 3
-
-
-class HoldThenCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """The learning rate held at `lr` until `hold_steps`, then a cosine decay
-    to 0 over the remaining steps: pruning happens at the full rate, and the
-    fine-tuning at the target gets a whole decay."""
-
-    def __init__(self, lr, hold_steps, total_steps):
-        self.lr = lr
-        self.hold_steps = hold_steps
-        self.total_steps = total_steps
-
-    def __call__(self, step):
-        import tensorflow as tf  # noqa: PLC0415
-
-        step = tf.cast(step, tf.float32)
-        span = float(max(self.total_steps - self.hold_steps, 1))
-        t = tf.clip_by_value((step - self.hold_steps) / span, 0.0, 1.0)
-        return self.lr * 0.5 * (1.0 + tf.cos(math.pi * t))
-
-    def get_config(self):
-        return {"lr": self.lr, "hold_steps": self.hold_steps,
-                "total_steps": self.total_steps}
 
 
 def erk_densities(shapes, sparsity):
@@ -167,8 +138,8 @@ def _end_at(fraction):
     return build
 
 
-# name -> (how to prune, learning-rate schedule or None for the recipe's,
-#          multiple of the grid's epochs)
+# name -> (how to prune, `lr_schedule` or None for the recipe's, multiple of
+#          the recipe's epochs)
 VARIANTS = {
     "base": (_global, None, 1),
     "end_0.3": (_end_at(0.3), None, 1),
@@ -176,7 +147,9 @@ VARIANTS = {
     "end_0.8": (_end_at(0.8), None, 1),
     "erk": (_erk, None, 1),
     "output_half": (_output_half, None, 1),
-    "hold_lr": (_global, "hold", 1),
+    # Since this study, the grid's and the training script's default for
+    # progressive (`lr_schedule="hold_cosine"`).
+    "hold_lr": (_global, "hold_cosine", 1),
     # Masks updated 4x as often: smaller steps of the same schedule.
     "every_25": (_every(25), None, 1),
     # Twice the grid's epochs (the schedule end stays at two thirds).
@@ -184,34 +157,26 @@ VARIANTS = {
 }
 
 
-class _Trainer(experiments.Trainer):
-    def __init__(self, config, lr_mode, end):
-        super().__init__(config, log=False)
-        self.lr_mode = lr_mode
-        self.end = end
-
-    def _learning_rate(self):
-        if self.lr_mode == "hold":
-            return HoldThenCosine(self.config.lr, self.end * self.steps_per_epoch,
-                                  self.epochs * self.steps_per_epoch)
-        return super()._learning_rate()
-
-
 def _recipe(variant):
+    """The grid's recipe from before this study (plain cosine), changed as
+    `variant` says."""
+    _, lr_schedule, epochs_factor = VARIANTS[variant]
     recipe = dict(grid.RECIPES[FLAGS.model])
-    recipe["epochs"] *= VARIANTS[variant][2]
+    recipe["epochs"] *= epochs_factor
+    if lr_schedule:
+        recipe["lr_schedule"] = lr_schedule
     return recipe
 
 
 def run_cell(variant, sparsity, seed):
-    build, lr_mode, _ = VARIANTS[variant]
+    build = VARIANTS[variant][0]
     recipe = _recipe(variant)
     config = experiments.Config(model=FLAGS.model, dataset="mnist", method="progressive",
                                 target_sparsity=sparsity, seed=seed,
                                 data_dir=FLAGS.data_dir, verbose="0", **recipe)
     keras.utils.set_random_seed(seed)
-    end = default_end(recipe["epochs"])
-    trainer = _Trainer(config, lr_mode, end)
+    end = experiments.prune_end_epoch(config)  # two thirds of training
+    trainer = experiments.Trainer(config, log=False)
     pruned = build(trainer.build_model(), sparsity, trainer, end)
     start = time.time()
     history = trainer.fit(pruned, [kp.ProgressivePruningCallback()])

@@ -57,8 +57,10 @@ flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs (per round for
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.")
 flags.DEFINE_enum("optimizer", _DEFAULTS.optimizer, ["sgd", "adam", "adamw"], "Optimizer.")
 flags.DEFINE_float("lr", _DEFAULTS.lr, "Peak learning rate.")
-flags.DEFINE_enum("lr_schedule", _DEFAULTS.lr_schedule, ["constant", "cosine", "step"],
-                  "Learning-rate schedule (step: /10 at 50% and 75% of training).")
+flags.DEFINE_enum("lr_schedule", _DEFAULTS.lr_schedule, list(experiment.LR_SCHEDULES),
+                  "Learning-rate schedule. cosine: decay to 0; hold_cosine: held until "
+                  "the pruning target (--prune_end), then cosine to 0; step: /10 at 50% "
+                  "and 75% of training; auto: hold_cosine for progressive, else cosine.")
 flags.DEFINE_float("momentum", _DEFAULTS.momentum, "SGD momentum.")
 flags.DEFINE_float("weight_decay", _DEFAULTS.weight_decay, "Weight decay.")
 flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing, "Label smoothing.")

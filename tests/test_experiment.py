@@ -85,6 +85,28 @@ def test_bad_config_values():
         methods.Progressive(0.5, prune_start=3, prune_end=1).make_schedule(2, 10)
 
 
+def test_auto_learning_rate_is_held_while_progressive_prunes(tmp_path):
+    config = _tiny(tmp_path, epochs=3, prune_end=-1)  # target at epoch 2 of 3
+    assert config.lr_schedule == "auto"
+    assert experiment.lr_schedule_of(config) == "hold_cosine"
+    assert experiment.lr_schedule_of(_tiny(tmp_path, method="snip")) == "cosine"
+    assert experiment.lr_schedule_of(_tiny(tmp_path, lr_schedule="step")) == "step"
+    assert experiment.prune_end_epoch(config) == 2
+    assert experiment.prune_end_epoch(_tiny(tmp_path, prune_end=1, epochs=3)) == 1
+    assert experiment.prune_end_epoch(_tiny(tmp_path, method_options={"prune_end": 0})) == 0
+    trainer = experiment.Trainer(config, log=False)
+    steps = trainer.steps_per_epoch  # 40 examples / 8 = 5
+    lr = trainer.make_optimizer().learning_rate
+    schedule = trainer._learning_rate()
+    rates = [float(schedule(step)) for step in (0, 2 * steps - 1, 2 * steps, 2.5 * steps, 3 * steps)]
+    assert rates[:3] == pytest.approx([config.lr] * 3)
+    assert rates[3] == pytest.approx(config.lr / 2, rel=1e-5)
+    assert rates[4] == pytest.approx(0.0, abs=1e-9)
+    assert float(lr) == pytest.approx(config.lr)
+    cosine = experiment.Trainer(_tiny(tmp_path, epochs=3, method="dense"), log=False)
+    assert float(cosine._learning_rate()(2 * steps)) < config.lr / 2
+
+
 @pytest.mark.parametrize("preset", sorted(experiment.PRESETS))
 def test_every_preset_runs_two_steps_on_mock_data(tmp_path, preset):
     overrides = dict(epochs=1, batch_size=4, train_examples=8, eval_examples=4,

@@ -6,8 +6,11 @@ extra (`pip install keras-progprune[experiments]`: tensorflow-datasets,
 matplotlib, tensorboard).
 """
 
+from keras_progprune.experiments.config import LR_SCHEDULES
 from keras_progprune.experiments.config import Config
+from keras_progprune.experiments.config import lr_schedule_of
 from keras_progprune.experiments.config import make_method
+from keras_progprune.experiments.config import prune_end_epoch
 from keras_progprune.experiments.config import validate
 from keras_progprune.experiments.outputs import final_value
 from keras_progprune.experiments.outputs import plot_history
@@ -27,8 +30,9 @@ from keras_progprune.experiments.runner import train
 from keras_progprune.experiments.trainer import Trainer
 
 __all__ = [
-    "ACCURACY_TARGETS", "Config", "DENSE_TARGETS", "PRESETS", "TrainedRun", "Trainer", "apply_preset",
-    "default_output_dir", "final_value", "make_method", "plot_history", "rounds_table",
-    "run", "served_accuracy", "strip_if_pruned", "summary_table", "train", "validate",
+    "ACCURACY_TARGETS", "Config", "DENSE_TARGETS", "LR_SCHEDULES", "PRESETS", "TrainedRun",
+    "Trainer", "apply_preset", "default_output_dir", "final_value", "lr_schedule_of",
+    "make_method", "plot_history", "prune_end_epoch", "rounds_table", "run",
+    "served_accuracy", "strip_if_pruned", "summary_table", "train", "validate",
     "write_rounds",
 ]

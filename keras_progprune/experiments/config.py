@@ -30,7 +30,9 @@ class Config:
     batch_size: int = 60
     optimizer: str = "adam"
     lr: float = 1.2e-3
-    lr_schedule: str = "cosine"
+    # "auto": "hold_cosine" for the progressive method (chosen on the
+    # validation split, see BUILD_NOTES.md), "cosine" for every other one.
+    lr_schedule: str = "auto"
     momentum: float = 0.9
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
@@ -55,6 +57,29 @@ class Config:
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]
 
 
+LR_SCHEDULES = ("auto", "constant", "cosine", "hold_cosine", "step")
+
+
+def lr_schedule_of(config):
+    """The learning-rate schedule a run uses: `config.lr_schedule`, with
+    `"auto"` resolved to `"hold_cosine"` for the progressive method and to
+    `"cosine"` for every other one."""
+    if config.lr_schedule != "auto":
+        return config.lr_schedule
+    return "hold_cosine" if config.method == "progressive" else "cosine"
+
+
+def prune_end_epoch(config):
+    """The epoch at whose start progressive pruning reaches its target:
+    `method_options["prune_end"]`, else `config.prune_end`, else (-1) two
+    thirds of training."""
+    if "prune_end" in config.method_options:
+        return int(config.method_options["prune_end"])
+    if config.prune_end >= 0:
+        return config.prune_end
+    return max(config.prune_start, (2 * config.epochs) // 3)
+
+
 def _check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}.")
@@ -67,7 +92,7 @@ def validate(config):
     data_lib.info(config.dataset)
     methods_lib.get_method(config.method)
     _check_choice("optimizer", config.optimizer, ("sgd", "adam", "adamw"))
-    _check_choice("lr_schedule", config.lr_schedule, ("constant", "cosine", "step"))
+    _check_choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
     schedules.check_schedule_name(config.schedule)
     _check_choice("scope", config.scope, ("", "layer", "global"))
     structures.get(config.structure)
@@ -106,10 +131,7 @@ def make_method(config):
         options.setdefault("structure", config.structure)
         if config.shrink_every:
             options.setdefault("shrink_every", config.shrink_every)
-        if config.prune_end >= 0:
-            options.setdefault("prune_end", config.prune_end)
-        else:
-            options.setdefault("prune_end", max(config.prune_start, (2 * config.epochs) // 3))
+        options.setdefault("prune_end", prune_end_epoch(config))
     return methods_lib.make(config.method, config.target_sparsity,
                             scope=config.scope or None, options=options,
                             argument="method_options")

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_progprune import data as data_lib
+from keras_progprune.experiments import config as config_lib
 from keras_progprune import models as models_lib
 
 
@@ -70,9 +71,16 @@ class Trainer:
     def _learning_rate(self):
         c = self.config
         total = self.epochs * self.steps_per_epoch
-        if c.lr_schedule == "cosine":
+        name = config_lib.lr_schedule_of(c)
+        if name == "cosine":
             return keras.optimizers.schedules.CosineDecay(c.lr, max(total, 1))
-        if c.lr_schedule == "step":
+        if name == "hold_cosine":
+            # Held at `lr` while the sparsity rises, then a cosine decay to 0
+            # over the fine-tuning at the target: a flat "warm-up" from lr to lr.
+            hold = min(config_lib.prune_end_epoch(c) * self.steps_per_epoch, total)
+            return keras.optimizers.schedules.CosineDecay(
+                c.lr, max(total - hold, 1), warmup_target=c.lr, warmup_steps=hold)
+        if name == "step":
             # /10 at 50% and 75% of training (GraSP: epochs 80 and 120 of 160).
             bounds = [int(total * 0.5), int(total * 0.75)]
             return keras.optimizers.schedules.PiecewiseConstantDecay(
