@@ -100,7 +100,8 @@ def grid_section(grid):
     models = sorted({c["model"] for c in cells}, key=lambda m: (m != "lenet_300_100", m))
     verdicts = []
     for model in models:
-        recipe = next(c["recipe"] for c in cells if c["model"] == model)
+        recipe = next(c["recipe"] for c in cells if c["model"] == model
+                      and c["method"] == "dense")
         rows = {(m, s): _stats(v) for (mm, m, s), v in table.items() if mm == model}
         own = [c for c in cells if c["model"] == model and c["method"] not in CHANNEL_METHODS]
         latest = max(own, key=lambda c: c["provenance"]["date"])
@@ -109,7 +110,9 @@ def grid_section(grid):
                   "Commands: " + "; ".join(f"`{c}`" for c in commands) + ". Latest cell: "
                   + _prov_line(latest["provenance"]).split("; ", 1)[1], "",
                   "Recipe (every method, every run; lottery: every round): "
-                  + ", ".join(f"{k}={v}" for k, v in sorted(recipe.items())) + ".", "",
+                  + ", ".join(f"{k}={v}" for k, v in sorted(recipe.items())
+                              if not (k == "train_examples" and not v)) + "."
+                  + _recipe_exceptions(own, recipe), "",
                   "| method | sparsity | test accuracy (final epoch), mean ± std | seeds | "
                   "total training steps | wall time (s) |",
                   "| --- | --- | --- | --- | --- | --- |"]
@@ -144,7 +147,9 @@ def tune_lines():
              "`benchmarks/tune.py` changes one setting of progressive_global at a time "
              "and records only the final epoch's validation accuracy (the last 5,000 "
              "training images); the test set is never evaluated there. `base` is the "
-             "grid's cell. Variants: `end_f`: the target reached at fraction f of "
+             "grid's progressive_global cell before this study (plain cosine learning "
+             "rate); `hold_lr` won and is now progressive's default (see the notes). "
+             "Variants: `end_f`: the target reached at fraction f of "
              "training (base: 2/3); `erk`: per-layer sparsities from the "
              "Erdos-Renyi-Kernel distribution (RigL) instead of one global threshold; "
              "`output_half`: the output layer pruned at half the rate (the Lottery "
@@ -165,6 +170,24 @@ def tune_lines():
         lines.append(f"| {model} | {s:.0%} | {variant} | {acc.mean():.2%} ± {std:.2%} | "
                      f"{len(acc)} | {last:.0%} |")
     return lines + [""]
+
+
+def _recipe_exceptions(cells, recipe):
+    """' Except: ...' for the cells whose recipe differs from `recipe`."""
+    def plain(r):  # train_examples=0 (all) is what older cells leave out
+        return {k: v for k, v in r.items() if not (k == "train_examples" and not v)}
+
+    recipe = plain(recipe)
+    changed = collections.defaultdict(set)
+    for c in cells:
+        for k, v in sorted(plain(c["recipe"]).items()):
+            if recipe.get(k) != v:
+                changed[(k, v)].add(f"{c['method']} {c['sparsity']:.0%}")
+    if not changed:
+        return ""
+    return " Except: " + "; ".join(
+        f"{k}={v} for " + ", ".join(sorted(where)) for (k, v), where in sorted(changed.items())
+    ) + "."
 
 
 def _verdicts(model, rows):
