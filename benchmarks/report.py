@@ -158,8 +158,9 @@ def tune_lines():
              "over the rest; `every_25`: masks updated every 25 steps instead of 100; "
              "`double_epochs`: twice the recipe's epochs.", ""]
     commands = sorted({c["provenance"]["command"] for c in cells})
-    lines += ["Commands: " + "; ".join(f"`{c}`" for c in commands) + ". Last cell: "
-              + _prov_line(cells[-1]["provenance"]).split("; ", 1)[1], "",
+    latest = max(cells, key=lambda c: c["provenance"]["date"])
+    lines += ["Commands: " + "; ".join(f"`{c}`" for c in commands) + ". Latest cell: "
+              + _prov_line(latest["provenance"]).split("; ", 1)[1], "",
               "| model | sparsity | variant | validation accuracy (final epoch), mean ± std | seeds | "
               "last layer's sparsity |", "| --- | --- | --- | --- | --- | --- |"]
     for (model, s, variant), group in sorted(table.items(), key=lambda kv: (
