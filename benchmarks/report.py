@@ -179,16 +179,17 @@ def _recipe_exceptions(cells, recipe):
         return {k: v for k, v in r.items() if not (k == "train_examples" and not v)}
 
     recipe = plain(recipe)
-    changed = collections.defaultdict(set)
+    changed = collections.defaultdict(lambda: collections.defaultdict(set))
     for c in cells:
         for k, v in sorted(plain(c["recipe"]).items()):
             if recipe.get(k) != v:
-                changed[(k, v)].add(f"{c['method']} {c['sparsity']:.0%}")
+                changed[(k, v)][c["method"]].add(c["sparsity"])
     if not changed:
         return ""
     return " Except: " + "; ".join(
-        f"{k}={v} for " + ", ".join(sorted(where)) for (k, v), where in sorted(changed.items())
-    ) + "."
+        f"{k}={v} for " + ", ".join(
+            f"{m} ({', '.join(f'{s:.0%}' for s in sorted(sp))})" for m, sp in sorted(by.items()))
+        for (k, v), by in sorted(changed.items())) + "."
 
 
 def _verdicts(model, rows):
