@@ -65,28 +65,40 @@ def _stats(cells):
 
 
 def _plot(model, rows, path):
+    """Accuracy against the weights left (log axis), all of it on the left
+    and the top 3 points below dense on the right, where the methods differ.
+    The 50% points (the N:M comparison) are left out: the table has them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     dense = rows.get(("dense", 0.0))
-    for method in ORDER[1:]:
-        points = sorted((s, st) for (m, s), st in rows.items() if m == method)
-        if not points:
-            continue
-        xs = [s * 100 for s, _ in points]
-        ax.errorbar(xs, [st["mean"] * 100 for _, st in points],
-                    yerr=[st["std"] * 100 for _, st in points], marker="o", capsize=3,
-                    label=method)
+    for ax in axes:
+        for method in ORDER[1:]:
+            points = sorted((s, st) for (m, s), st in rows.items() if m == method and s >= 0.9)
+            if not points:
+                continue
+            ax.errorbar([(1 - s) * 100 for s, _ in points],
+                        [st["mean"] * 100 for _, st in points],
+                        yerr=[st["std"] * 100 for _, st in points], marker="o", capsize=3,
+                        label=method)
+        if dense:
+            ax.axhline(dense["mean"] * 100, color="k", linestyle="--", label="dense")
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ax.set_xticks([10, 5, 2, 1])
+        ax.set_xticklabels(["10", "5", "2", "1"])
+        ax.set_xlabel("weights left (%), log scale")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("final-epoch test accuracy (%)")
+    axes[0].set_title(f"{model} on MNIST")
     if dense:
-        ax.axhline(dense["mean"] * 100, color="k", linestyle="--", label="dense")
-    ax.set_xlabel("sparsity (%)")
-    ax.set_ylabel("final-epoch test accuracy (%)")
-    ax.set_title(f"{model} on MNIST")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+        top = dense["mean"] * 100
+        axes[1].set_ylim(top - 3, top + 0.5)
+    axes[1].set_title("zoom: within 3 points of dense")
+    axes[0].legend(fontsize=8, loc="center left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
