@@ -55,11 +55,17 @@ def _cells(grid):
     return cells, table
 
 
+def _mean_std(values):
+    """(mean, sample std), the std 0 for a single value."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
 def _stats(cells):
-    acc = np.array([c["test_accuracy"] for c in cells])
+    mean, std = _mean_std([c["test_accuracy"] for c in cells])
     return {
-        "mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-        "n": len(acc), "steps": float(np.mean([c["steps"] for c in cells])),
+        "mean": mean, "std": std,
+        "n": len(cells), "steps": float(np.mean([c["steps"] for c in cells])),
         "wall": float(np.mean([c["wall_time_s"] for c in cells])),
     }
 
@@ -177,11 +183,10 @@ def tune_lines():
               "last layer's sparsity |", "| --- | --- | --- | --- | --- | --- |"]
     for (model, s, variant), group in sorted(table.items(), key=lambda kv: (
             kv[0][0], kv[0][1], kv[0][2] != "base", kv[0][2])):
-        acc = np.array([c["final_val_accuracy"] for c in group])
-        std = float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
+        mean, std = _mean_std([c["final_val_accuracy"] for c in group])
         last = np.mean([list(c["layer_sparsity"].values())[-1] for c in group])
-        lines.append(f"| {model} | {s:.0%} | {variant} | {acc.mean():.2%} ± {std:.2%} | "
-                     f"{len(acc)} | {last:.0%} |")
+        lines.append(f"| {model} | {s:.0%} | {variant} | {mean:.2%} ± {std:.2%} | "
+                     f"{len(group)} | {last:.0%} |")
     return lines + [""]
 
 
