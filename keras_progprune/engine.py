@@ -1,13 +1,19 @@
 """Mask updates on wrapper variables: scores -> exact top-k -> assign.
 
-The glue between the pure selection in `thresholds` and the variables of
-`PruningWrapper`. Every pruning method ends here, so a fix in this file is a
-fix for all of them.
+The glue between the pure selection in `thresholds`/`structures` and the
+variables of `PruningWrapper`. Every pruning method ends here, so a fix in
+this file is a fix for all of them.
+
+The update is a pure function, compiled once per group by the backend
+(`backend.compile`): weights, masks and scores in; new masks, the kept
+count and a finiteness flag out. The variables are assigned outside it,
+which is what JAX needs and costs nothing elsewhere.
 """
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_progprune import backend
 from keras_progprune import thresholds
 from keras_progprune import walk
 from keras_progprune.wrapper import PruningWrapper
@@ -24,9 +30,23 @@ def collect_wrappers(model):
     return [layer for layer in walk.sublayers(model) if isinstance(layer, PruningWrapper)]
 
 
+def settle(model):
+    """Sets the stored value of every pruned weight in `model` to 0.0 (see
+    `PruningWrapper.settle`), after bringing JAX's training state into the
+    variables. Changes no output."""
+    backend.sync_model_state(model)
+    for wrapper in collect_wrappers(model):
+        if wrapper.built:
+            wrapper.settle()
+
+
 def magnitude_scores(weights):
     """The default score: |w| as float32 (float32 also under mixed precision)."""
-    return [tf.abs(tf.cast(w, tf.float32)) for w in weights]
+    return [ops.abs(ops.cast(w, "float32")) for w in weights]
+
+
+def _values(variables):
+    return [v.value for v in variables]
 
 
 class PruningGroup:
@@ -50,31 +70,37 @@ class PruningGroup:
         self.masks = [m for wr in self.wrappers for m in wr.masks]
         self.size = int(sum(np.prod(w.shape) for w in self.weights))
         self.kept = int(sum(np.sum(m.numpy() != 0) for m in self.masks))
-        self._compiled = tf.function(self._assign)
+        self._compiled = backend.compile(self._select, static=("intersect",))
 
-    def _assign(self, scores, sparsity, intersect):
-        if scores is None:
-            scores = magnitude_scores(self.weights)
-        finite = thresholds.all_finite(scores)
+    def _select(self, weights, masks, scores, count, intersect):
+        """The pure update: `(new masks, kept, finite, weights or None)`.
 
-        intersect = intersect and self.structure.intersects
-
-        def select_and_assign():
-            active = [m != 0 for m in self.masks] if intersect else None
-            chosen = self.structure.select(scores, sparsity, active)
-            kept = tf.constant(0, tf.int32)
-            for w, m, keep in zip(self.weights, self.masks, chosen):
-                if intersect:
-                    keep = tf.logical_and(keep, m != 0)
-                m.assign(tf.cast(keep, m.dtype))
-                w.assign(tf.where(keep, w, tf.zeros_like(w)))  # +0.0, not -0.0
-                kept += tf.reduce_sum(tf.cast(keep, tf.int32))
-            return kept
-
-        return tf.cond(finite, select_and_assign, lambda: tf.constant(-1, tf.int32))
+        Without `intersect` a weight pruned before may come back; its stored
+        value (which the forward pass ignored while it was pruned) is then
+        reset to 0, so it returns as a weight pruned to zero would.
+        """
+        active = [ops.not_equal(m, 0) for m in masks]
+        magnitude = scores is None
+        if magnitude:
+            # The weights as the layer sees them: a pruned weight scores 0.
+            scores = magnitude_scores(weights if intersect else [
+                ops.where(a, w, ops.zeros_like(w)) for w, a in zip(weights, active)])
+        # Every weight, pruned ones too: a non-finite stored value would
+        # reach the output through `weight * mask` (NaN * 0 is NaN).
+        finite = thresholds.all_finite(weights if magnitude else scores)
+        chosen = self.structure.select_count(scores, count, active if intersect else None,
+                                             nonnegative=magnitude)
+        if intersect:
+            chosen = [ops.logical_and(c, a) for c, a in zip(chosen, active)]
+        new_masks = [ops.cast(c, m.dtype) for c, m in zip(chosen, masks)]
+        kept = ops.sum(ops.stack([ops.sum(ops.cast(c, "int32")) for c in chosen]))
+        revived = None if intersect else [
+            ops.where(ops.logical_and(c, ops.logical_not(a)), ops.zeros_like(w), w)
+            for c, a, w in zip(chosen, active, weights)]
+        return new_masks, kept, finite, revived
 
     def update(self, sparsity, scores=None, intersect=True):
-        """Recomputes the masks at `sparsity` and zeroes the pruned weights.
+        """Recomputes the masks at `sparsity`.
 
         Args:
             sparsity: float in [0, 1).
@@ -92,12 +118,15 @@ class PruningGroup:
             ValueError: if a score or weight is NaN or Inf. Masks and weights
                 are then left exactly as they were.
         """
+        intersect = bool(intersect) and self.structure.intersects
         if scores is not None:
-            scores = [tf.convert_to_tensor(s) for s in scores]
-        kept = int(
-            self._compiled(scores, tf.constant(sparsity, tf.float64), bool(intersect))
-        )
-        if kept < 0:
+            scores = [ops.cast(ops.convert_to_tensor(s), "float32") for s in scores]
+        count = self.structure.count(self.size, float(sparsity))
+        new_masks, kept, finite, revived = self._compiled(
+            _values(self.weights), _values(self.masks), scores,
+            ops.convert_to_tensor(0 if count is None else count, "int32"),
+            intersect=intersect)
+        if not bool(ops.convert_to_numpy(finite)):
             bad = sorted(
                 {
                     wr.layer.name
@@ -113,8 +142,12 @@ class PruningGroup:
                 + ". Masks were left unchanged. Lower the learning rate or "
                 "add gradient clipping so the weights stay finite."
             )
-        self.kept = kept
-        return kept
+        for m, value in zip(self.masks, new_masks):
+            m.assign(value)
+        for w, value in zip(self.weights, revived or ()):
+            w.assign(value)
+        self.kept = int(ops.convert_to_numpy(kept))
+        return self.kept
 
 
 def _require_one(wrappers, attribute, label, fix):

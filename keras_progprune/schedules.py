@@ -3,11 +3,11 @@
 A schedule answers `(should_update, sparsity) = schedule(step)`. The math is
 written once against a tiny set of operations, so the same formula runs on
 Python ints (what the callback uses every batch, at no cost) and on tensors
-(inside `tf.function`). The semantics are tfmot's.
+of any backend (inside a compiled function). The semantics are tfmot's.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_progprune.values import ConfigValue
 
@@ -28,24 +28,24 @@ class _PyOps:
         return all(xs)
 
 
-class _TFOps:
-    """Tensor versions of the same operations."""
+class _TensorOps:
+    """Tensor versions of the same operations (`keras.ops`)."""
 
     @staticmethod
     def to_float(x):
-        return tf.cast(x, tf.float32)
+        return ops.cast(x, "float32")
 
     @staticmethod
     def clip(x, lo, hi):
-        return tf.clip_by_value(x, lo, hi)
+        return ops.clip(x, lo, hi)
 
     @staticmethod
     def logical_and(*xs):
-        return tf.reduce_all(tf.stack(xs))
+        return ops.all(ops.stack([ops.convert_to_tensor(x) for x in xs]))
 
 
 def _ops_for(step):
-    return _PyOps if isinstance(step, int) else _TFOps
+    return _PyOps if isinstance(step, int) else _TensorOps
 
 
 def check_sparsity(name, value):
@@ -91,8 +91,9 @@ class PruningSchedule(ConfigValue):
         """Returns `(should_update, sparsity)` at `step`.
 
         Args:
-            step: a Python int, or an integer tensor (then both outputs are
-                tensors and the call traces inside `tf.function`).
+            step: a Python int, or an integer tensor of the current backend
+                (then both outputs are tensors, and the call traces inside a
+                compiled function).
         """
         ops = _ops_for(step)
         return self._should_update(step, ops), self._sparsity(step, ops)

@@ -16,18 +16,21 @@ callback.
   groups come from the model's graph (`channels/`), and `shrink` removes
   them physically.
 
-`select(scores, sparsity, active)` is pure TensorFlow: it traces inside the
-engine's compiled update and runs on CPU and GPU.
+`select(scores, sparsity, active)` is pure `keras.ops`: it traces inside
+the engine's compiled update on every backend, CPU and GPU. The engine
+splits it in two: `count(size, sparsity)` in Python (exact, the same on
+every backend), then `select_count(scores, count, active)` compiled.
 
 >>> from keras_progprune import structures
 >>> structures.get("2:4")
 MByN(n=2, m=4)
 """
 
+import math
 import re
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_progprune import registry
 from keras_progprune import thresholds
@@ -53,13 +56,25 @@ class Structure(ConfigValue):
 
         Args:
             scores: list of float tensors; higher scores are kept first.
-            sparsity: scalar float tensor in [0, 1), the scheduled fraction
-                to remove (N:M ignores it: it always removes `1 - n/m`).
+            sparsity: float in [0, 1), the scheduled fraction to remove
+                (N:M ignores it: it always removes `1 - n/m`).
             active: list of bool tensors (weights alive now), or None.
 
         Returns:
             A list of bool tensors shaped like `scores`.
         """
+        size = sum(math.prod(s.shape) for s in scores)  # static shapes
+        return self.select_count(scores, self.count(size, sparsity), active)
+
+    def count(self, size, sparsity):
+        """What `select_count` keeps, from Python numbers: an int, or None
+        when the structure fixes it itself (N:M)."""
+        return None
+
+    def select_count(self, scores, count, active, nonnegative=False):
+        """`select`, given `count(size, sparsity)`; traced in the compiled
+        update (`count` is then a scalar int32 tensor). `nonnegative`: the
+        scores are magnitudes (see `thresholds.ordered_keys`)."""
         raise NotImplementedError
 
     def fits(self, shape):
@@ -90,17 +105,18 @@ class Unstructured(Structure):
 
     Example:
 
-    >>> import tensorflow as tf
+    >>> import keras
     >>> from keras_progprune.structures import Unstructured
-    >>> [m.numpy().tolist() for m in Unstructured().select(
-    ...     [tf.constant([3.0, 1.0, 2.0, 0.5])], 0.5, None)]
+    >>> [keras.ops.convert_to_numpy(m).tolist() for m in Unstructured().select(
+    ...     [keras.ops.convert_to_tensor([3.0, 1.0, 2.0, 0.5])], 0.5, None)]
     [[True, False, True, False]]
     """
 
-    def select(self, scores, sparsity, active):
-        size = sum(s.shape.num_elements() for s in scores)  # static shapes
-        k = thresholds.keep_count(size, sparsity)
-        return thresholds.top_k_masks(scores, k, active=active)
+    def count(self, size, sparsity):
+        return thresholds.keep_count(size, sparsity)
+
+    def select_count(self, scores, count, active, nonnegative=False):
+        return thresholds.top_k_masks(scores, count, active=active, nonnegative=nonnegative)
 
 
 @keras.saving.register_keras_serializable(package="keras_progprune")
@@ -125,7 +141,7 @@ class Channel(Structure):
 
     needs_graph = True
 
-    def select(self, scores, sparsity, active):
+    def select_count(self, scores, count, active, nonnegative=False):
         raise ValueError(
             "Channel masks are chosen over coupled groups read from the model's "
             "graph, not per weight list. Let `ProgressivePruningCallback` drive "
@@ -170,10 +186,10 @@ class MByN(Structure):
 
     Example:
 
-    >>> import tensorflow as tf
+    >>> import keras
     >>> from keras_progprune.structures import MByN
-    >>> w = tf.constant([[4.0], [1.0], [3.0], [2.0]])   # Dense kernel [in=4, out=1]
-    >>> MByN(2, 4).select([w], 0.5, None)[0].numpy().ravel().tolist()
+    >>> w = keras.ops.convert_to_tensor([[4.0], [1.0], [3.0], [2.0]])  # Dense [in=4, out=1]
+    >>> keras.ops.convert_to_numpy(MByN(2, 4).select([w], 0.5, None)[0]).ravel().tolist()
     [True, False, True, False]
     """
 
@@ -197,22 +213,26 @@ class MByN(Structure):
         return (f"its input-channel axis (axis -2 of shape {tuple(shape)}) has "
                 f"{shape[-2]} entries, not a multiple of m={self.m}")
 
-    def select(self, scores, sparsity, active):
-        del sparsity, active  # every group keeps exactly n
-        return [self._select_one(s) if self.fits(tuple(s.shape)) else tf.ones_like(s, tf.bool)
-                for s in scores]
+    def select_count(self, scores, count, active, nonnegative=False):
+        del count, active, nonnegative  # every group keeps exactly n
+        return [self._select_one(s) if self.fits(tuple(s.shape))
+                else ops.ones(ops.shape(s), "bool") for s in scores]
 
     def _select_one(self, scores):
         rank = len(scores.shape)
         # Move axis -2 last, split it into runs of m, keep the n largest.
         perm = list(range(rank - 2)) + [rank - 1, rank - 2]
-        moved = tf.transpose(scores, perm)
-        groups = tf.reshape(moved, [-1, self.m])
-        top = tf.math.top_k(groups, k=self.n, sorted=False).indices
-        keep = tf.reduce_any(tf.one_hot(top, self.m, on_value=True, off_value=False,
-                                        dtype=tf.bool), axis=-2)
-        keep = tf.reshape(keep, tf.shape(moved))
-        return tf.transpose(keep, perm)  # the permutation is its own inverse
+        moved = ops.transpose(scores, perm)
+        groups = ops.reshape(moved, [-1, self.m])
+        # Rank of each entry in its group: how many beat it (higher, or
+        # equal at a lower index). Exact and the same on every backend
+        # (top_k's tie order is not specified everywhere); m is small.
+        a, b = groups[:, :, None], groups[:, None, :]
+        lower = ops.arange(self.m)[None, :] < ops.arange(self.m)[:, None]
+        beaten = ops.logical_or(b > a, ops.logical_and(b == a, lower[None]))
+        keep = ops.sum(ops.cast(beaten, "int32"), axis=-1) < self.n
+        keep = ops.reshape(keep, ops.shape(moved))
+        return ops.transpose(keep, perm)  # the permutation is its own inverse
 
     def get_config(self):
         return {"n": self.n, "m": self.m}

@@ -22,8 +22,9 @@ group pruned once stays pruned.
 """
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_progprune import backend
 from keras_progprune import thresholds
 from keras_progprune.channels import kinds
 
@@ -37,27 +38,41 @@ def relative_to_space(scores, alive, space_of, num_spaces):
     compares with its neighbours; the global threshold then still gives
     each space its own sparsity.
     """
-    alive_f = tf.cast(alive, scores.dtype)
-    total = tf.math.unsorted_segment_sum(scores * alive_f, space_of, num_spaces)
-    count = tf.math.unsorted_segment_sum(alive_f, space_of, num_spaces)
-    mean = total / tf.maximum(count, 1.0)
-    return scores / tf.maximum(tf.gather(mean, space_of), 1e-30)
+    alive_f = ops.cast(alive, scores.dtype)
+    total = ops.segment_sum(scores * alive_f, space_of, num_segments=num_spaces)
+    count = ops.segment_sum(alive_f, space_of, num_segments=num_spaces)
+    mean = total / ops.maximum(count, 1.0)
+    return scores / ops.maximum(ops.take(mean, space_of), 1e-30)
 
 
-def keep_top(scores, alive, k):
-    """Bool mask of the `k` highest scores, alive ones first; ties keep the
-    lower index. Exact: one stable sort of a (short) channel vector."""
-    keys = tf.where(alive, scores, tf.fill(tf.shape(scores), -np.inf))
-    order = tf.argsort(keys, direction="DESCENDING", stable=True)
-    k = tf.cast(k, tf.int32)
-    return tf.scatter_nd(order[:k][:, None], tf.ones([k], tf.bool), tf.shape(scores))
+def keep_top(scores, alive, space_of, counts, starts):
+    """Bool mask keeping, in each space `s`, its `counts[s]` highest scores,
+    alive ones first; ties keep the lower index. Exact, and one pass for
+    every space: a stable sort by score, then a stable sort of that order by
+    space, gives each channel its rank within its space.
+
+    Args:
+        scores: float vector, one entry per channel.
+        alive: bool vector of the same length.
+        space_of: int32 vector (NumPy), the space of each channel, ascending.
+        counts: int32 tensor, channels to keep per space.
+        starts: int32 vector (NumPy), each space's first channel.
+    """
+    keys = ops.where(alive, scores, -np.inf)
+    by_score = backend.argsort_stable(ops.negative(keys))
+    spaces = ops.take(space_of, by_score)
+    order = ops.take(by_score, backend.argsort_stable(spaces))
+    sorted_space = ops.take(space_of, order)
+    rank = ops.arange(len(space_of), dtype="int32") - ops.take(starts, sorted_space)
+    keep_sorted = rank < ops.take(counts, sorted_space)
+    return ops.take(keep_sorted, backend.argsort_stable(order))
 
 
 def keep_best(scores, alive, space_of, num_spaces):
     """Raises each space's best alive score to +inf, so it is always kept."""
-    keys = tf.where(alive, scores, tf.fill(tf.shape(scores), -np.inf))
-    best = tf.gather(tf.math.unsorted_segment_max(keys, space_of, num_spaces), space_of)
-    return tf.where(tf.logical_and(alive, keys >= best), np.inf, scores)
+    keys = ops.where(alive, scores, -np.inf)
+    best = ops.take(ops.segment_max(keys, space_of, num_segments=num_spaces), space_of)
+    return ops.where(ops.logical_and(alive, keys >= best), np.inf, scores)
 
 
 class _Masked:
@@ -81,8 +96,8 @@ class _Masked:
         self.in_group[rows] = groups
 
     def per_channel(self, tensor, reduce):
-        others = [a for a in range(len(tensor.shape)) if a != self.axis]
-        return reduce(tensor, axis=others)
+        others = tuple(a for a in range(len(tensor.shape)) if a != self.axis)
+        return reduce(tensor, axis=others) if others else tensor
 
 
 class ChannelGroup:
@@ -130,6 +145,7 @@ class ChannelGroup:
         self._masked = list(self._masked.values())
         sizes = [s.size for s in self.spaces]
         self._space_of = np.repeat(np.arange(len(sizes)), sizes).astype(np.int32)
+        self._starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32)
         # Weights per group, for the mean square.
         self._count = np.zeros(self.width)
         for e in self._masked:
@@ -138,8 +154,9 @@ class ChannelGroup:
         # Where each group's liveness is read: its space's first producer kernel.
         index = {id(e.weight): i for i, e in enumerate(self._masked)}
         self._alive_from = [(index[w], s) for w, s in zip(producer_of, self.spaces)]
-        self.kept = int(np.sum(self._alive().numpy())) if self.width else 0
-        self._compiled = tf.function(self._assign)
+        self.kept = int(np.sum(ops.convert_to_numpy(self._alive(
+            [e.mask.value for e in self._masked])))) if self.width else 0
+        self._compiled = backend.compile(self._select, static=("intersect",))
 
     def _mask_reader(self, consumer, space, first, by_layer):
         """A wrapped layer reading the space gets its input rows masked too,
@@ -175,71 +192,78 @@ class ChannelGroup:
             out.append((layer, offset, wrapper))
         return out
 
-    def _alive(self):
+    def _alive(self, masks):
         parts = []
         for i, space in self._alive_from:
             e = self._masked[i]
-            live = e.per_channel(tf.cast(e.mask, tf.float32), tf.reduce_max) > 0
+            live = e.per_channel(ops.cast(masks[i], "float32"), ops.max) > 0
             parts.append(live)  # a producer's kernel: offset 0, the whole space
-        return tf.concat(parts, 0)
+        return ops.concatenate(parts, 0)
 
-    def _scores(self):
+    def _scores(self, weights):
         """Mean square over each group's weights (float32)."""
         flat_sq, flat_group = [], []
-        for e in self._masked:
-            flat_sq.append(e.per_channel(tf.square(tf.cast(e.weight, tf.float32)),
-                                         tf.reduce_sum))
+        for e, w in zip(self._masked, weights):
+            flat_sq.append(e.per_channel(ops.square(ops.cast(w, "float32")), ops.sum))
             flat_group.append(np.where(e.group >= 0, e.group, self.width))
-        sums = tf.math.unsorted_segment_sum(
-            tf.concat(flat_sq, 0), np.concatenate(flat_group), self.width + 1)[:self.width]
+        sums = ops.segment_sum(
+            ops.concatenate(flat_sq, 0), np.concatenate(flat_group).astype("int32"),
+            num_segments=self.width + 1)[:self.width]
         return sums / np.maximum(self._count, 1).astype(np.float32)
 
-    def _choose(self, sparsity, alive):
+    def _choose(self, weights, counts, alive):
         n = len(self.spaces)
-        scores = self._scores()
+        scores = self._scores(weights)
         if self.scope == "global":
             scores = relative_to_space(scores, alive, self._space_of, n)
         scores = keep_best(scores, alive, self._space_of, n)
-        if self.scope == "global":
-            k = tf.clip_by_value(thresholds.keep_count(self.size, sparsity), n, self.width)
-            return keep_top(scores, alive, k)
-        parts, start = [], 0
-        for space, initial in zip(self.spaces, self._initial):
-            end = start + space.size
-            k = tf.minimum(thresholds.keep_count(initial, sparsity), space.size)
-            parts.append(keep_top(scores[start:end], alive[start:end], k))
-            start = end
-        return tf.concat(parts, 0)
+        if self.scope == "global":  # one ranking over every space
+            one = np.zeros(self.width, np.int32)
+            return keep_top(scores, alive, one, counts, np.zeros(1, np.int32))
+        return keep_top(scores, alive, self._space_of, counts, self._starts)
 
     def _along(self, keep_all, groups, axis, shape):
         """The keep mask of `groups` (a group per index of `axis`),
         broadcast to `shape`."""
-        vec = tf.gather(keep_all, np.where(groups >= 0, groups, self.width))
+        vec = ops.take(keep_all, np.where(groups >= 0, groups, self.width).astype("int32"))
         view = [1] * len(shape)
         view[axis] = -1
-        return tf.broadcast_to(tf.reshape(vec, view), shape)
+        return ops.broadcast_to(ops.reshape(vec, view), tuple(shape))
 
-    def _assign(self, sparsity, intersect):
-        finite = thresholds.all_finite([e.weight for e in self._masked])
+    def _select(self, weights, masks, counts, intersect):
+        """The pure update: `(new masks, kept groups, finite, weights or None)`."""
+        finite = thresholds.all_finite(weights)
+        alive = self._alive(masks) if intersect else ops.ones([self.width], "bool")
+        # Scored as the layers see them: a masked entry (a pruned channel's
+        # weights, a reader's rows of pruned input channels) counts as 0,
+        # whatever its stored value.
+        seen = [ops.where(ops.not_equal(m, 0), w, ops.zeros_like(w))
+                for w, m in zip(weights, masks)]
+        keep = ops.logical_and(self._choose(seen, counts, alive), alive)
+        keep_all = ops.concatenate([keep, ops.ones([1], "bool")], 0)  # `width`: no group
+        new_masks = []
+        for e, m in zip(self._masked, masks):
+            full = self._along(keep_all, e.group, e.axis, e.mask.shape)
+            if e.in_group is not None:
+                full = ops.logical_and(
+                    full, self._along(keep_all, e.in_group, e.in_axis, e.mask.shape))
+            new_masks.append(ops.cast(full, m.dtype))
+        revived = None if intersect else [
+            ops.where(ops.logical_and(n != 0, m == 0), ops.zeros_like(w), w)
+            for n, m, w in zip(new_masks, masks, weights)]
+        return new_masks, ops.sum(ops.cast(keep, "int32")), finite, revived
 
-        def select_and_assign():
-            alive = self._alive() if intersect else tf.ones([self.width], tf.bool)
-            keep = tf.logical_and(self._choose(sparsity, alive), alive)
-            keep_all = tf.concat([keep, [True]], 0)  # index `width`: no group
-            for e in self._masked:
-                full = self._along(keep_all, e.group, e.axis, e.mask.shape)
-                if e.in_group is not None:
-                    full = tf.logical_and(
-                        full, self._along(keep_all, e.in_group, e.in_axis, e.mask.shape))
-                e.mask.assign(tf.cast(full, e.mask.dtype))
-                e.weight.assign(tf.where(full, e.weight, tf.zeros_like(e.weight)))
-            return tf.reduce_sum(tf.cast(keep, tf.int32))
-
-        return tf.cond(finite, select_and_assign, lambda: tf.constant(-1, tf.int32))
+    def _counts(self, sparsity):
+        """Channels to keep, in Python: one per space, or the global count."""
+        n = len(self.spaces)
+        if self.scope == "global":
+            return [min(max(thresholds.keep_count(self.size, sparsity), n), self.width)]
+        return [min(thresholds.keep_count(initial, sparsity), space.size)
+                for space, initial in zip(self.spaces, self._initial)]
 
     def update(self, sparsity, scores=None, intersect=True):
         """Recomputes the channel masks at `sparsity` (fraction of groups
-        removed) and zeroes the pruned channels' weights.
+        removed).
 
         Returns:
             The number of channel groups kept.
@@ -255,11 +279,18 @@ class ChannelGroup:
                 f"scores for {len(scores)} weights.")
         if not self.spaces:
             return 0
-        kept = int(self._compiled(tf.constant(sparsity, tf.float64), bool(intersect)))
-        if kept < 0:
+        new_masks, kept, finite, revived = self._compiled(
+            [e.weight.value for e in self._masked], [e.mask.value for e in self._masked],
+            ops.convert_to_tensor(self._counts(float(sparsity)), "int32"),
+            intersect=bool(intersect))
+        if not bool(ops.convert_to_numpy(finite)):
             raise ValueError(
                 f"Can't compute channel masks for {self.name}: some weights are NaN "
                 "or Inf. Masks were left unchanged. Lower the learning rate or add "
                 "gradient clipping so the weights stay finite.")
-        self.kept = kept
-        return kept
+        for e, value in zip(self._masked, new_masks):
+            e.mask.assign(value)
+        for e, value in zip(self._masked, revived or ()):
+            e.weight.assign(value)
+        self.kept = int(ops.convert_to_numpy(kept))
+        return self.kept

@@ -1,0 +1,72 @@
+"""Exact selection on the host, in NumPy: the CPU kernel of JAX and PyTorch.
+
+On these backends' CPU devices, NumPy's introselect finds the k-th largest
+of millions of keys faster than a compiled sort (measured on 11.2M keys,
+2 cores: XLA's CPU sort 0.75 s, `torch.kthvalue` 0.31 s, this 0.05 s), and
+JAX and PyTorch hand their CPU arrays to NumPy without a copy. The method
+is the one `backend/tensorflow.py` compiles: a seeded sample brackets the
+k-th key, one pass counts the keys above the bracket and gathers those
+inside it, and a partition of that small set gives the exact answer; a
+missed bracket (checked) falls back to a partition of everything.
+"""
+
+import math
+
+import numpy as np
+
+INT32_MIN = np.int32(-(2**31))
+INT32_MAX = np.int32(2**31 - 1)
+
+# The same constants as the TensorFlow kernel.
+SORT_ALL_BELOW = 1 << 14
+SAMPLE_SIZE = 1 << 16
+BRACKET_SIGMAS = 4.0
+
+
+def _kth_of(keys, rank):
+    """(key at 1-based descending `rank`, #keys above it, #keys equal to it)."""
+    n = keys.size
+    t = np.partition(keys, n - rank)[n - rank]
+    return t, int(np.count_nonzero(keys > t)), int(np.count_nonzero(keys == t))
+
+
+def kth_largest(flat_keys, k, seed=0):
+    """`(threshold, num_greater, num_equal)` over a list of 1-D int32 arrays.
+
+    The answer is exact and does not depend on `seed` (only the speed can).
+    """
+    flat_keys = [np.asarray(f) for f in flat_keys]
+    sizes = [f.size for f in flat_keys]
+    n = sum(sizes)
+    k = int(k)
+    if n <= SORT_ALL_BELOW:
+        return _as_int32(_kth_of(np.concatenate(flat_keys), k))
+    rng = np.random.default_rng(seed)
+    sample_size = min(SAMPLE_SIZE, max(1024, n // 16))
+    sample = np.concatenate([
+        f[rng.integers(0, size, max(1, math.ceil(sample_size * size / n)))]
+        for f, size in zip(flat_keys, sizes) if size])
+    sample = np.sort(sample)[::-1]
+    m = sample.size
+    p = k / n
+    pos = p * m
+    margin = BRACKET_SIGMAS * math.sqrt(m * p * (1.0 - p)) + 8.0
+    hi_i = math.floor(pos - margin) - 1
+    lo_i = math.ceil(pos + margin)
+    hi = sample[hi_i] if hi_i >= 0 else INT32_MAX
+    lo = sample[lo_i] if lo_i < m else INT32_MIN
+    # Pruned keys are INT32_MIN: keep them out of the bracket (see the
+    # TensorFlow kernel); if the answer is INT32_MIN, the fallback finds it.
+    lo = max(lo, INT32_MIN + 1)
+    above = sum(int(np.count_nonzero(f > hi)) for f in flat_keys)
+    inside = np.concatenate([f[(f >= lo) & (f <= hi)] for f in flat_keys])
+    rank = k - above
+    if 1 <= rank <= inside.size:
+        t, greater, equal = _kth_of(inside, rank)
+        return _as_int32((t, greater + above, equal))
+    return _as_int32(_kth_of(np.concatenate(flat_keys), k))
+
+
+def _as_int32(result):
+    t, greater, equal = result
+    return np.int32(t), np.int32(greater), np.int32(equal)
