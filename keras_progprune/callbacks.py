@@ -1,11 +1,51 @@
 """`ProgressivePruningCallback`: drives the masks during `model.fit`."""
 
+import weakref
+
 import keras
 import numpy as np
-import tensorflow as tf
 
+from keras_progprune import backend
 from keras_progprune import engine
 from keras_progprune.wrapper import training_without_callback_error
+
+# Mask groups (and their compiled updates) per model, reused by every later
+# `fit` while the model's wrappers are unchanged: building them again would
+# compile the update again (a retrace on TensorFlow, a recompile on JAX).
+_GROUPS = weakref.WeakKeyDictionary()
+
+
+def _wrappers_key(wrappers):
+    return tuple((id(w), tuple(id(m) for m in w.masks), repr(w.pruning_schedule),
+                  w.scope, repr(w.structure)) for w in wrappers)
+
+
+def cached_groups(model, wrappers):
+    """`engine.build_groups(wrappers, model)`, reused while they are the same."""
+    key = _wrappers_key(wrappers)
+    try:
+        cached = _GROUPS.get(model)
+    except TypeError:  # a model that can't be weakly referenced
+        return engine.build_groups(wrappers, model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    groups = engine.build_groups(wrappers, model)
+    try:
+        _GROUPS[model] = (key, groups)
+    except TypeError:
+        pass
+    return groups
+
+
+def _updates_between(schedule, low, high):
+    """The update steps of `schedule` strictly between `low` and `high`."""
+    first = max(low + 1, schedule.begin_step)
+    last = high - 1 if schedule.end_step == -1 else min(high - 1, schedule.end_step)
+    if first > last:
+        return []
+    offset = (first - schedule.begin_step) % schedule.frequency
+    start = first if offset == 0 else first + schedule.frequency - offset
+    return list(range(start, last + 1, schedule.frequency))
 
 
 class _RequiresCallback:
@@ -28,6 +68,29 @@ class _RequiresCallback:
             if not wrapper.armed:
                 raise training_without_callback_error(wrapper.layer.name)
         return self.function(*args, **kwargs)
+
+
+def _guard_new_train_functions(model, wrappers):
+    """Puts every train step Keras makes for `model` from now on behind the
+    same check.
+
+    After `compile`, Keras makes a new train step. TensorFlow traces it
+    again, and the wrappers then raise at trace time; JAX may reuse its
+    cached trace of the same `train_step` (traced while the callback was
+    there), so the check has to sit outside the compiled function.
+    """
+    if getattr(model, "_kp_guarded_make_train_function", False):
+        return
+    make = model.make_train_function
+
+    def make_train_function(force=False):
+        make(force=force)
+        if model.train_function is not None and not isinstance(
+                model.train_function, _RequiresCallback):
+            model.train_function = _RequiresCallback(model.train_function, wrappers)
+
+    object.__setattr__(model, "make_train_function", make_train_function)
+    object.__setattr__(model, "_kp_guarded_make_train_function", True)
 
 
 @keras.saving.register_keras_serializable(package="keras_progprune")
@@ -58,9 +121,21 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
             written there as TensorBoard scalars at the end of every epoch.
             Defaults to None.
 
+    With `steps_per_execution=N`, Keras calls the callback once per N
+    steps, so masks can change only between those calls. That is exact when
+    every scheduled update falls on the first step of a call: for example
+    `begin_step` and `frequency` multiples of N, with steps per epoch a
+    multiple of N. Any other schedule raises a `ValueError` naming the step
+    and a `frequency`/`begin_step` that works, at the start of `fit` when
+    the epoch length is known and otherwise at the first missed update.
+
+    Masks and groups are reused across `fit` calls on the same model, so a
+    later `fit` compiles nothing again.
+
     Raises:
         ValueError: at the start of `fit`, if the model has no
-            `PruningWrapper`, or uses `steps_per_execution > 1`.
+            `PruningWrapper`, or if `steps_per_execution` doesn't divide the
+            schedule's updates (see above).
 
     Example:
 
@@ -89,8 +164,11 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
     def _reset(self):
         self._wrappers = []
         self._groups = None
-        self._step = None
-        self._unstarted_batches = 0
+        self._step = None          # steps trained, as of the current batch
+        self._epoch_base = None    # the step at which the current epoch started
+        self._last_end = -1        # the last step index of the epoch seen
+        self._last_begin = None    # the step the previous call started at
+        self._per_call = 1
         self._writer = None
 
     @property
@@ -105,18 +183,13 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._reset()
-        spe = getattr(self.model, "steps_per_execution", 1) or 1
-        if int(spe) > 1:
-            raise ValueError(
-                "ProgressivePruningCallback needs one callback call per step. "
-                f"Received: steps_per_execution={spe}. Compile the model with "
-                "steps_per_execution=1."
-            )
-        self._wrappers = engine.collect_wrappers(self.model)
+        model = self._model  # not `self.model`: on JAX that syncs the state
+        self._per_call = int(getattr(model, "steps_per_execution", 1) or 1)
+        self._wrappers = engine.collect_wrappers(model)
         if not self._wrappers:
             raise ValueError(
                 "ProgressivePruningCallback found no PruningWrapper in model "
-                f"{self.model.name!r}. Wrap it first with "
+                f"{model.name!r}. Wrap it first with "
                 "`keras_progprune.prune_low_magnitude(model)`, or use "
                 "`PruningWrapper` inside a subclassed model."
             )
@@ -125,30 +198,75 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
         for wrapper in self._wrappers:
             # Allows training; a save in mid-epoch asks us for the step.
             wrapper.arm(step_source=self)
-        if isinstance(self.model.train_function, _RequiresCallback):
+        if isinstance(model.train_function, _RequiresCallback):
             # The step compiled by an earlier `fit`: reuse it, no retrace.
-            self.model.train_function = self.model.train_function.function
+            model.train_function = model.train_function.function
         if self.log_dir:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+            self._writer = backend.summary_writer(self.log_dir)
 
-    def _start(self):
-        """First batch with built wrappers: read the step, group the weights."""
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._step is not None:
+            self._epoch_base = self._step
+        self._last_end = -1
+
+    def _start(self, batch):
+        """First call with built wrappers: read the step, group the weights."""
         if not all(w.built for w in self._wrappers):
             return False
+        backend.sync_model_state(self._model)
         stored = max(int(w.pruning_step.numpy()) for w in self._wrappers)
-        self._step = stored + self._unstarted_batches
-        self._groups = engine.build_groups(self._wrappers, self.model)
+        # A subclassed model builds its layers during its first step: the
+        # steps before `batch` trained without masks (all ones).
+        self._epoch_base = stored
+        self._groups = cached_groups(self._model, self._wrappers)
+        if self._per_call > 1:
+            self._check_calls(stored + batch)
         return True
 
+    def _check_calls(self, first):
+        """With N steps per call, raises unless every update of this `fit`
+        falls on the first step of a call (when the epoch length is known)."""
+        steps = self.params.get("steps") if self.params else None
+        epochs = self.params.get("epochs") if self.params else None
+        if not steps or not epochs:
+            return  # checked as the calls come, in `on_train_batch_begin`
+        end = first + steps * epochs
+        for group in self._groups:
+            for step in _updates_between(group.schedule, first - 1, end):
+                if ((step - first) % steps) % self._per_call:
+                    self._raise_inexact(group, step)
+
+    def _raise_inexact(self, group, step):
+        n = self._per_call
+        schedule = group.schedule
+        raise ValueError(
+            f"With steps_per_execution={n}, masks can change only every {n} steps "
+            f"(Keras calls the callback once per {n} steps), but the schedule of "
+            f"{group.name} updates them at step {step}, inside a call. Received: "
+            f"steps_per_execution={n}, begin_step={schedule.begin_step}, "
+            f"frequency={schedule.frequency}. Use a schedule whose updates fall on "
+            f"call boundaries: begin_step and frequency multiples of {n} (e.g. "
+            f"begin_step={-(-schedule.begin_step // n) * n}, "
+            f"frequency={max(n, -(-schedule.frequency // n) * n)}) and steps per epoch "
+            f"a multiple of {n}; or compile with steps_per_execution=1.")
+
     def on_train_batch_begin(self, batch, logs=None):
-        if self._groups is None and not self._start():
-            # A subclassed model builds its layers during its first step.
-            self._unstarted_batches += 1
+        if self._groups is None and not self._start(batch):
             return
-        step = self._step
+        step = self._epoch_base + batch
+        if self._per_call > 1 and self._last_begin is not None:
+            for group in self._groups:
+                missed = _updates_between(group.schedule, self._last_begin, step)
+                if missed:
+                    self._raise_inexact(group, missed[0])
+        self._last_begin = step
+        synced = False
         for group in self._groups:
             should_update, sparsity = group.schedule(step)
             if should_update:
+                if not synced:  # JAX: bring the variables up to date first
+                    backend.sync_model_state(self._model)
+                    synced = True
                 group.update(sparsity)
         self._step = step + 1
 
@@ -163,33 +281,39 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
         return self._step
 
     def on_train_batch_end(self, batch, logs=None):
+        # With `async_safe`, Keras runs batch-end hooks on a thread pool of
+        # several workers, so they may finish out of order: keep the largest.
+        self._last_end = max(self._last_end, batch)
         if logs is not None:
             logs["sparsity"] = self.sparsity
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._epoch_base is not None and self._last_end >= 0:
+            self._step = self._epoch_base + self._last_end + 1
         self._write_step()
         if logs is not None:
             logs["sparsity"] = self.sparsity
         if self._writer is not None and self._groups is not None:
-            with self._writer.as_default():
-                tf.summary.scalar("sparsity/overall", self.sparsity, step=epoch)
-                for wrapper in self._wrappers:
-                    kept = sum(np.count_nonzero(m.numpy()) for m in wrapper.masks)
-                    size = sum(int(np.prod(m.shape)) for m in wrapper.masks)
-                    tf.summary.scalar(
-                        f"sparsity/{wrapper.layer.name}", 1.0 - kept / size, step=epoch
-                    )
+            self._writer.scalar("sparsity/overall", self.sparsity, step=epoch)
+            for wrapper in self._wrappers:
+                kept = sum(np.count_nonzero(m.numpy()) for m in wrapper.masks)
+                size = sum(int(np.prod(m.shape)) for m in wrapper.masks)
+                self._writer.scalar(f"sparsity/{wrapper.layer.name}", 1.0 - kept / size,
+                                    step=epoch)
             self._writer.flush()
 
     def on_train_end(self, logs=None):
         self._write_step()
         for wrapper in self._wrappers:
             wrapper.disarm()
+            if wrapper.built:
+                wrapper.settle()
         # Keep the compiled step for the next `fit`, behind a check that
         # this callback is there again.
-        if self.model.train_function is not None:
-            self.model.train_function = _RequiresCallback(
-                self.model.train_function, self._wrappers)
+        model = self._model
+        if model.train_function is not None:
+            model.train_function = _RequiresCallback(model.train_function, self._wrappers)
+        _guard_new_train_functions(model, self._wrappers)
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -8,6 +8,7 @@ from keras_progprune import registry
 from keras_progprune import schedules as schedules_lib
 from keras_progprune import structures as structures_lib
 from keras_progprune import walk
+from keras_progprune.substitution import Substituted
 
 SCOPES = ("layer", "global")
 
@@ -51,26 +52,24 @@ def check_schedule(pruning_schedule):
     return pruning_schedule
 
 
-class _KeepPruned:
-    """Variable constraint: the user's constraint, then multiply by the mask.
+class _MaskedRegularizer:
+    """A weight's own regularizer, applied to the weight as the layer sees
+    it (`weight * mask`), so pruned entries add nothing to the loss."""
 
-    Keras applies a variable's constraint right after every optimizer update
-    inside the compiled train step, so pruned weights are exactly 0.0 after
-    each step whatever the optimizer (momentum, Adam moments, decoupled
-    weight decay) did to them.
-    """
-
-    def __init__(self, keep, inner=None):
-        self.keep = keep
+    def __init__(self, inner, keep):
         self.inner = inner
+        self.keep = keep
 
     def __call__(self, w):
-        if self.inner is not None:
-            w = self.inner(w)
-        # where, not multiply: pruned weights become +0.0, never -0.0, so
-        # saved files hold all-zero bytes (which compress far better).
-        return keras.ops.where(keras.ops.not_equal(self.keep, 0), w,
-                               keras.ops.zeros_like(w))
+        return self.inner(keras.ops.multiply(w, self.keep))
+
+
+def effective(weight, keep):
+    """`weight` with pruned entries at +0.0 (never -0.0: all-zero bytes
+    compress far better in saved files)."""
+    weight = keras.ops.convert_to_tensor(weight)
+    return keras.ops.where(keras.ops.not_equal(keep, 0), weight,
+                           keras.ops.zeros_like(weight))
 
 
 @keras.saving.register_keras_serializable(package="keras_progprune")
@@ -78,10 +77,13 @@ class PruningWrapper(keras.layers.Wrapper):
     """Wraps a layer so that its weights can be pruned by magnitude.
 
     The wrapper owns one non-trainable mask variable per prunable weight
-    (1.0 = kept, 0.0 = pruned) and a `pruning_step` counter. The wrapped
-    layer's forward pass is unchanged: pruned weights are held at exactly
-    0.0 by a variable constraint that Keras applies after each optimizer
-    step. `ProgressivePruningCallback` recomputes the masks during `fit`.
+    (1.0 = kept, 0.0 = pruned) and a `pruning_step` counter. It calls the
+    wrapped layer with each pruned weight read as `weight * mask`, on every
+    backend, so a pruned weight has no effect on the output and gets no
+    gradient, whatever the optimizer. (Its stored value is not used: it is
+    set to 0.0 whenever the model is saved, at the end of `fit`, and by
+    `strip_pruning`.) `ProgressivePruningCallback` recomputes the masks
+    during `fit`.
 
     Use it directly in subclassed models (wrap in `__init__`); for
     Sequential and Functional models, `prune_low_magnitude` wraps every
@@ -163,6 +165,7 @@ class PruningWrapper(keras.layers.Wrapper):
         self._step_source = None
         self._pruned_weights = []
         self._pruning_masks = []
+        self._accepts = None
         self.supports_masking = getattr(layer, "supports_masking", False)
 
     def build(self, input_shape=None):
@@ -198,12 +201,15 @@ class PruningWrapper(keras.layers.Wrapper):
                 initializer="ones",
                 trainable=False,
             )
-            w.constraint = _KeepPruned(keep, w.constraint)
+            if w.regularizer is not None and not isinstance(w.regularizer, _MaskedRegularizer):
+                w.regularizer = _MaskedRegularizer(w.regularizer, keep)
             masks.append(keep)
         self.pruning_step = self.add_weight(
             name="pruning_step",
             shape=(),
-            dtype="int64",
+            # int32, not int64: JAX has no int64 unless x64 is enabled. Files
+            # written with the int64 step of earlier versions load as well.
+            dtype="int32",
             initializer="zeros",
             trainable=False,
         )
@@ -258,20 +264,38 @@ class PruningWrapper(keras.layers.Wrapper):
         self._armed = False
         self._step_source = None
 
+    def settle(self):
+        """Sets the stored value of every pruned weight to +0.0.
+
+        The forward pass never reads those values (it reads `weight *
+        mask`), so this changes no output; it makes the stored weights
+        match what the layer computes. Called before the wrapper is saved
+        (its layer's weights are saved after it) and at the end of `fit`.
+        """
+        for w, keep in zip(self._pruned_weights, self._pruning_masks):
+            w.assign(effective(w, keep))
+
     def save_own_variables(self, store):
         source = self._step_source
         if source is not None and source.current_step() is not None:
             self.pruning_step.assign(source.current_step())
+        self.settle()
         super().save_own_variables(store)
 
     def call(self, inputs, *args, training=None, mask=None, **kwargs):
         if training and not self._armed:
             raise training_without_callback_error(self.layer.name)
-        if training is not None and walk.call_accepts(self.layer, "training"):
+        if self._accepts is None:  # inspect.signature is slow: once per wrapper
+            self._accepts = {name: walk.call_accepts(self.layer, name)
+                             for name in ("training", "mask")}
+        if training is not None and self._accepts["training"]:
             kwargs["training"] = training
-        if mask is not None and walk.call_accepts(self.layer, "mask"):
+        if mask is not None and self._accepts["mask"]:
             kwargs["mask"] = mask
-        return self.layer(inputs, *args, **kwargs)
+        pairs = [(w, keras.ops.multiply(w, keep))
+                 for w, keep in zip(self._pruned_weights, self._pruning_masks)]
+        with Substituted(self.layer, pairs):
+            return self.layer(inputs, *args, **kwargs)
 
     def get_build_config(self):
         # The inner layer's own shapes: layers built from several inputs
