@@ -9,7 +9,8 @@ import os
 import keras
 import numpy as np
 
-from keras_progprune import prune as prune_lib
+from keras_progprune import engine
+from keras_progprune import report as report_lib
 from keras_progprune import structures
 
 
@@ -48,7 +49,8 @@ def _check(values, n, m, axis):
 
 
 def _keras_weights(model):
-    for _, weights in prune_lib.prunable_layers(model):
+    engine.settle(model)
+    for _, weights in report_lib.prunable_layers(model):
         for w in weights:
             yield w.path, keras.ops.convert_to_numpy(w)
 

@@ -11,9 +11,10 @@ learning-rate schedule continues), and BatchNormalization statistics.
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from keras_progprune import backend
 from keras_progprune import engine
+from keras_progprune import surgery
 from keras_progprune import walk
 from keras_progprune.callbacks import ProgressivePruningCallback
 from keras_progprune.channels import graph as graph_lib
@@ -76,13 +77,14 @@ def _check(model, shrink_every, callbacks):
         raise ValueError(
             f"Model {model.name!r} is not compiled. Call `model.compile(optimizer, loss, "
             "...)` first; `fit_shrinking` recompiles each smaller model the same way.")
-    if tf.distribute.has_strategy() or (
-            model.distribute_strategy is not tf.distribute.get_strategy()):
+    distribution = backend.distribution_name(model)
+    if distribution is not None:
         raise ValueError(
-            "`fit_shrinking` doesn't support tf.distribute strategies: each phase builds "
+            "`fit_shrinking` doesn't support distributed training: each phase builds "
             "a new, smaller model and optimizer, whose variables would have to be "
-            "re-created and re-distributed under the strategy between phases. Train "
-            "without a strategy, or use `model.fit` (masks only, no shrinking).")
+            "re-created and re-distributed between phases. Received: a model training "
+            f"under {distribution}. Train without a distribution, or use `model.fit` "
+            "(masks only, no shrinking), then `kp.shrink` once at the end.")
     for callback in callbacks:
         if isinstance(callback, keras.callbacks.BackupAndRestore):
             raise ValueError(
@@ -103,8 +105,8 @@ def _slices(model):
     for node in graph.nodes:
         if not walk.is_layer(node.operation):
             continue
-        layer = graph_lib._base(node.operation)
-        overrides[id(layer)], new, cut = shrink_lib._new_layer(graph, node, values, keep)
+        layer = graph_lib.layer_of(node.operation)
+        overrides[id(layer)], new, cut = shrink_lib.layer_changes(graph, node, values, keep)
         cuts.update(cut)
         if new is not None:
             weights[id(layer)] = new
@@ -130,19 +132,22 @@ def shrink_in_training(model):
     removed, cuts, overrides, new_weights = _slices(model)
     if removed == 0:
         return model, 0
-    clone, pairs = shrink_lib.rebuilt(model, overrides)
-    for old, new in pairs.values():
+    clone, pairs = surgery.rebuilt(model, overrides)
+
+    def values_of(old, new):
         old_layer = old.layer if isinstance(old, PruningWrapper) else old
         new_layer = new.layer if isinstance(new, PruningWrapper) else new
-        values = new_weights.get(id(old_layer)) or [np.asarray(w.numpy()) for w in
-                                                     old_layer.weights]
-        for w, v in zip(new_layer.weights, values):
-            w.assign(np.asarray(v, w.dtype))
+        return new_layer, new_weights.get(id(old_layer)) or old_layer.get_weights()
+
+    surgery.copy_weights(pairs, values_of)
+    for old, new in pairs.values():
         if isinstance(old, PruningWrapper):
             for w, m_old, m_new in zip(old.pruned_weights, old.masks, new.masks):
                 cut = cuts.get(id(w), lambda a: a)
                 m_new.assign(np.asarray(cut(np.asarray(m_old.numpy())), m_new.dtype))
-            new.pruning_step.assign(old.pruning_step)
+            # A value, not the variable: on JAX they would share a buffer that the
+            # old model's next `fit` donates.
+            new.pruning_step.assign(int(old.pruning_step.numpy()))
     clone.compile_from_config(model.get_compile_config())
     _carry_optimizer(model, clone, cuts)
     return clone, removed

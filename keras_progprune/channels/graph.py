@@ -27,6 +27,7 @@ import numpy as np
 
 from keras_progprune import walk
 from keras_progprune.channels import kinds
+from keras_progprune.wrapper import PruningWrapper
 
 
 class Consumer:
@@ -203,11 +204,10 @@ def _channels(tensor):
     return shape[-1] if len(shape) else None
 
 
-def _base(operation):
-    # A PruningWrapper is read through: its rules are its layer's.
-    inner = getattr(operation, "layer", None)
-    from keras_progprune.wrapper import PruningWrapper  # noqa: PLC0415 - cycle
-    return inner if isinstance(operation, PruningWrapper) else operation
+def layer_of(operation):
+    """The operation whose channel rules apply: a `PruningWrapper` is read
+    through (its rules are its layer's); anything else is itself."""
+    return operation.layer if isinstance(operation, PruningWrapper) else operation
 
 
 def analyze(model):
@@ -248,7 +248,7 @@ def _unknown(graph, node, reason, layer):
 
 
 def _visit(graph, node, calls):
-    layer = _base(node.operation)
+    layer = layer_of(node.operation)
     label = getattr(layer, "name", type(layer).__name__)
     descs = [graph.desc(t) for t in node.inputs]
     if any(d is None for d in descs) or not node.outputs or any(

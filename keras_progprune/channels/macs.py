@@ -43,13 +43,13 @@ def count(graph, keep=None):
     keep = keep or {}
     total = 0
     for node in graph.nodes:
-        layer = graph_lib._base(node.operation)
+        layer = graph_lib.layer_of(node.operation)
         if not node.inputs or not node.outputs or not isinstance(layer, keras.layers.Layer):
             continue
         x, y = node.inputs[0], node.outputs[0]
         if any(d is None for d in list(x.shape[1:]) + list(y.shape[1:])):
             continue  # dynamic spatial size: not counted
-        width_in = len(shrink_lib._kept_rows(graph, x, keep)) if graph.desc(x) else x.shape[-1]
-        width_out = len(shrink_lib._kept_rows(graph, y, keep)) if graph.desc(y) else y.shape[-1]
+        width_in = len(shrink_lib.kept_rows(graph, x, keep)) if graph.desc(x) else x.shape[-1]
+        width_out = len(shrink_lib.kept_rows(graph, y, keep)) if graph.desc(y) else y.shape[-1]
         total += layer_macs(layer, x.shape, y.shape, width_in, width_out)
     return int(total)

@@ -22,6 +22,9 @@ import warnings
 import keras
 import numpy as np
 
+from keras_progprune import engine
+from keras_progprune import prune
+from keras_progprune import surgery
 from keras_progprune import walk
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import kinds
@@ -131,7 +134,7 @@ def constant_channels(graph):
     for tensor in graph.inputs:
         values[id(tensor)] = np.full(_width(graph, tensor), np.nan)
     for node in graph.nodes:
-        layer = graph_lib._base(node.operation)
+        layer = graph_lib.layer_of(node.operation)
         kind = graph.kinds.get(id(node))
         out = node.outputs[0] if node.outputs else None
         if out is None or graph.desc(out) is None:
@@ -202,7 +205,7 @@ def removable(graph, values):
 
 
 # -- rebuilding -----------------------------------------------------------
-def _kept_rows(graph, tensor, keep):
+def kept_rows(graph, tensor, keep):
     """Indices of a tensor's channels (Flatten rows included) that stay."""
     desc = graph.desc(tensor)
     parts, offset = [], 0
@@ -223,7 +226,7 @@ def _fold(graph, node, layer, values, keep):
     desc = graph.desc(tensor)
     total = len(v)
     gone = np.ones(total * desc.repeat, bool)
-    gone[_kept_rows(graph, tensor, keep)] = False
+    gone[kept_rows(graph, tensor, keep)] = False
     constants = np.tile(np.nan_to_num(v), desc.repeat)
     rows = np.flatnonzero(gone & (constants != 0))
     if rows.size == 0:
@@ -247,12 +250,12 @@ def slicers(graph, node, keep):
     where `f` maps a value shaped like the variable (the weight, its mask,
     an optimizer slot) to its shrunk value. Variables not listed keep their
     shape."""
-    layer = graph_lib._base(node.operation)
+    layer = graph_lib.layer_of(node.operation)
     kind = graph.kinds.get(id(node))
     if kind is None or kind.name not in (kinds.PRODUCER, kinds.FOLLOWER, kinds.RESHAPE):
         return {}, {}
-    out_rows = _kept_rows(graph, node.outputs[0], keep)
-    in_rows = _kept_rows(graph, node.inputs[0], keep)
+    out_rows = kept_rows(graph, node.outputs[0], keep)
+    in_rows = kept_rows(graph, node.inputs[0], keep)
     if kind.name == kinds.RESHAPE:
         target = list(layer.target_shape)
         target[-1] = len(out_rows)
@@ -278,10 +281,10 @@ def slicers(graph, node, keep):
     return {key: int(len(out_rows))}, out
 
 
-def _new_layer(graph, node, values, keep):
+def layer_changes(graph, node, values, keep):
     """`(config overrides, new weights in `layer.weights` order or None,
     slice functions)` for one node (see `slicers`)."""
-    layer = graph_lib._base(node.operation)
+    layer = graph_lib.layer_of(node.operation)
     overrides, cut = slicers(graph, node, keep)
     if not cut:
         return overrides, None, cut
@@ -297,9 +300,11 @@ def _new_layer(graph, node, values, keep):
 
 def removable_channels(model):
     """`(graph, constants, {space index: kept channel indices})` read from
-    `model` as it is (wrappers seen through, weights as they are): no copy,
-    so cheap enough for reports. `shrink` itself plans on the stripped copy,
-    where the masks are baked in."""
+    `model` as it is (wrappers seen through; the stored values of pruned
+    weights are set to 0 first, which changes no output): no copy, so cheap
+    enough for reports. `shrink` itself plans on the stripped copy, where
+    the masks are baked in."""
+    engine.settle(model)
     graph = graph_lib.analyze(model)
     values = constant_channels(graph)
     keep = {index: np.flatnonzero(~gone) for index, gone in removable(graph, values).items()}
@@ -311,9 +316,7 @@ def plan(model):
 
     The plain model is `model` with wrappers stripped (or a copy).
     """
-    from keras_progprune.prune import strip_pruning  # noqa: PLC0415 - cycle
-
-    plain = strip_pruning(model)
+    plain = prune.strip_pruning(model)
     return (plain,) + removable_channels(plain)
 
 
@@ -376,39 +379,16 @@ def shrink(model):
     changes = {}
     for node in graph.nodes:
         if walk.is_layer(node.operation):
-            changes[id(node.operation)] = _new_layer(graph, node, values, keep)[:2]
+            changes[id(node.operation)] = layer_changes(graph, node, values, keep)[:2]
     return _rebuild(plain, changes)
 
 
-def rebuilt(model, overrides):
-    """`(clone, {id(old layer): (old, new)})`: `model` cloned with each layer
-    made again from its config plus `overrides[id(layer)]` (smaller units,
-    filters, Reshape targets); a `PruningWrapper` stays a wrapper around its
-    smaller layer, with the same settings. Weights are not copied."""
-    from keras_progprune import prune  # noqa: PLC0415 - cycle
-    from keras_progprune.wrapper import PruningWrapper  # noqa: PLC0415 - cycle
-
-    def clone_layer(layer):
-        if isinstance(layer, keras.Model):
-            copy = keras.models.clone_model(layer)
-            copy.set_weights(layer.get_weights())
-            return copy
-        if isinstance(layer, PruningWrapper):
-            inner = prune._from_config(layer.layer, overrides.get(id(layer.layer), {}))
-            return PruningWrapper(inner, layer.pruning_schedule, scope=layer.scope,
-                                  structure=layer.structure, name=layer.name,
-                                  initial_channels=layer.initial_channels)
-        return prune._from_config(layer, overrides.get(id(layer), {}))
-
-    return prune._clone(model, clone_layer)
-
-
 def _rebuild(plain, changes):
-    clone, pairs = rebuilt(plain, {k: overrides for k, (overrides, _) in changes.items()})
-    for old, new in pairs.values():
-        if isinstance(old, keras.Model):
-            continue
-        _, weights = changes.get(id(old), ({}, None))
-        values = weights if weights is not None else old.get_weights()
-        new.set_weights([np.asarray(v, w.dtype) for v, w in zip(values, new.weights)])
+    clone, pairs = surgery.rebuilt(plain, {k: o for k, (o, _) in changes.items()})
+
+    def values_of(old, new):
+        weights = changes.get(id(old), ({}, None))[1]
+        return new, weights if weights is not None else old.get_weights()
+
+    surgery.copy_weights(pairs, values_of)
     return clone
