@@ -8,19 +8,19 @@ to `model.fit`, then `strip_pruning` to get a plain sparse Keras model, or
 from keras_progprune import structures
 from keras_progprune.channels.shrink import shrink
 from keras_progprune.callbacks import ProgressivePruningCallback
-from keras_progprune.litert import export_litert
 from keras_progprune.methods import lottery_ticket
 from keras_progprune.methods import prune_at_init
 from keras_progprune.patterns import PatternReport
 from keras_progprune.patterns import check_m_by_n
-from keras_progprune.prune import SparsityReport
+from keras_progprune.report import SparsityReport
 from keras_progprune.prune import prune_low_magnitude
-from keras_progprune.prune import sparsity_report
+from keras_progprune.report import sparsity_report
 from keras_progprune.prune import strip_pruning
 from keras_progprune.saving import load_model
 from keras_progprune.saving import save_model
 from keras_progprune.shrinking import ShrinkingFitResult
 from keras_progprune.shrinking import fit_shrinking
+from keras_progprune.tensorflow_export import export_saved_model
 from keras_progprune.schedules import ConstantSparsity
 from keras_progprune.schedules import PolynomialDecay
 from keras_progprune.schedules import PruningSchedule
@@ -32,10 +32,27 @@ from keras_progprune.wrapper import PruningWrapper
 
 __version__ = "0.1.0"
 
-# Submodules users reach as `kp.models`, `kp.data`, `kp.methods`.
-from keras_progprune import data  # noqa: E402,F401
+# Submodules users reach as `kp.models`, `kp.methods` (and, below, `kp.data`).
 from keras_progprune import methods  # noqa: E402,F401
 from keras_progprune import models  # noqa: E402,F401
+
+# Imported on first use: both need TensorFlow (tf.data, the LiteRT
+# converter), which the core doesn't, so that on JAX and PyTorch
+# `import keras_progprune` imports no TensorFlow.
+_LAZY = {"data": ("keras_progprune.data", None),
+         "export_litert": ("keras_progprune.litert", "export_litert")}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'keras_progprune' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Channel",
@@ -52,6 +69,7 @@ __all__ = [
     "check_m_by_n",
     "data",
     "export_litert",
+    "export_saved_model",
     "fit_shrinking",
     "linear_per_epoch",
     "load_model",

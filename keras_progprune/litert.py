@@ -1,16 +1,18 @@
 """LiteRT (TFLite) export of pruned models: sparse storage, optional quantization.
 
-TensorFlow-only by nature (the converter is TensorFlow's). The LiteRT
-interpreter used to check the files comes from the optional
-`ai-edge-litert` package (`pip install keras-progprune[litert]`);
-`tf.lite.Interpreter` is deprecated.
+TensorFlow-only by nature (the converter is TensorFlow's): on JAX and
+PyTorch the export runs in a TensorFlow child process, and this module
+imports TensorFlow only where it converts. The LiteRT interpreter used to
+check the files comes from the optional `ai-edge-litert` package
+(`pip install keras-progprune[litert]`); `tf.lite.Interpreter` is
+deprecated.
 """
 
 import os
 import tempfile
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_progprune import engine
 from keras_progprune import prune as prune_lib
@@ -20,6 +22,8 @@ QUANTIZATIONS = (None, "dynamic_int8", "float16")
 
 
 def _converter_options(sparse, quantize):
+    import tensorflow as tf  # noqa: PLC0415 - only where the converter runs
+
     optimizations = []
     if sparse:
         # Stores a FullyConnected/Conv constant as CSR when >= 30% is zero.
@@ -37,7 +41,9 @@ def export_litert(model, path, *, sparse=True, quantize=None, sparse_blocks=Fals
     """Strips the pruning wrappers and writes a `.tflite` file.
 
     Goes through Keras's own `model.export(path, format="litert")`, which
-    passes the converter options on. The file is written to a temporary
+    passes the converter options on. On JAX and PyTorch (where Keras has no
+    TensorFlow converter) the stripped model is exported from a TensorFlow
+    child process through a `.keras` file (`keras_progprune.tensorflow_export`). The file is written to a temporary
     name beside `path` and moved into place only once complete: a failed
     export leaves no half-written file.
 
@@ -93,6 +99,12 @@ def export_litert(model, path, *, sparse=True, quantize=None, sparse_blocks=Fals
             f"Can't write `path`: its folder {folder!r} doesn't exist or isn't "
             f"writable. Received: path={path!r}. Create the folder, or choose another.")
     plain = prune_lib.strip_pruning(model) if engine.collect_wrappers(model) else model
+    if keras.backend.backend() != "tensorflow":
+        # The converter is TensorFlow's: export from a TensorFlow process.
+        from keras_progprune import tensorflow_export  # noqa: PLC0415
+
+        return tensorflow_export.run(plain, "litert", path, sparse=sparse, quantize=quantize,
+                                     sparse_blocks=sparse_blocks)
     fd, tmp = tempfile.mkstemp(suffix=".tflite", prefix=".export-", dir=folder)
     os.close(fd)
     try:

@@ -58,11 +58,34 @@ def _rewrite(src_path, dst_path, include_optimizer, compression):
             data = src.read(info.filename)
             if not include_optimizer and info.filename == _WEIGHTS:
                 data = _without_optimizer(data)
-            elif not include_optimizer and info.filename == _CONFIG:
-                config = json.loads(data)
-                config["compile_config"] = None
+            elif info.filename == _CONFIG:
+                config = portable_config(json.loads(data))
+                if not include_optimizer:
+                    config["compile_config"] = None
                 data = json.dumps(config).encode()
             dst.writestr(info.filename, data)
+
+
+def portable_config(config):
+    """`config` with backend-specific Keras classes named by their public path.
+
+    On PyTorch, Keras compiles with its own PyTorch optimizer subclasses
+    (`keras.src.backend.torch.optimizers.torch_adam.Adam`) and saves that
+    module path, so another backend that loads the file builds a PyTorch
+    optimizer, which fails at the first training step (Keras 3.15). Any such
+    object whose class `keras.optimizers` exports is written as
+    `keras.optimizers.<Class>`, the path the other backends save.
+    """
+    if isinstance(config, dict):
+        module = config.get("module")
+        if (isinstance(module, str) and module.startswith("keras.src.backend.")
+                and hasattr(keras.optimizers, str(config.get("class_name")))
+                and ".optimizers" in module):
+            config = {**config, "module": "keras.optimizers"}
+        return {k: portable_config(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [portable_config(v) for v in config]
+    return config
 
 
 def save_model(model, filepath, include_optimizer=True, compression="bzip2"):
@@ -88,6 +111,10 @@ def save_model(model, filepath, include_optimizer=True, compression="bzip2"):
             packs runs of zero bytes best), `"lzma"`, `"deflate"` (fastest
             to load) or `"stored"` (uncompressed, as Keras writes).
             Defaults to `"bzip2"` (BENCHMARKS.md compares them).
+
+    The file loads on every Keras backend: classes Keras saves by a
+    backend-specific path (its PyTorch optimizers) are written by their
+    public one (`portable_config`).
 
     Raises:
         ValueError: if `filepath` doesn't end in `.keras`, its folder
@@ -142,6 +169,11 @@ def _version(text):
 def load_model(filepath, **kwargs):
     """Checks a `.keras` file, then loads it with `keras.saving.load_model`.
 
+    A file written by plain `model.save` on PyTorch names Keras's PyTorch
+    optimizer classes, which fail on the other backends (Keras 3.15); such
+    a file is loaded from a copy that names the public classes instead (see
+    `portable_config`), so training resumes on any backend.
+
     Raises:
         ValueError: if the file is missing, truncated or corrupt (not a
             readable zip archive, or a member fails its checksum), has no
@@ -172,4 +204,21 @@ def load_model(filepath, **kwargs):
         raise ValueError(
             f"{filepath!r} was saved with Keras {saved}, newer than the installed "
             f"Keras {keras.__version__}. Upgrade keras (pip install -U keras) to load it.")
-    return keras.saving.load_model(filepath, **kwargs)
+    with zipfile.ZipFile(filepath) as archive:
+        config = json.loads(archive.read(_CONFIG))
+    if portable_config(config) == config:
+        return keras.saving.load_model(filepath, **kwargs)
+    # Written by plain `model.save` on PyTorch: load a portable copy.
+    folder = os.path.dirname(os.path.abspath(filepath))
+    fd, copy = tempfile.mkstemp(suffix=".keras", prefix=".loading-", dir=folder)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(filepath) as src, zipfile.ZipFile(copy, "w") as dst:
+            for info in src.infolist():
+                data = src.read(info.filename)
+                if info.filename == _CONFIG:
+                    data = json.dumps(portable_config(config)).encode()
+                dst.writestr(info, data)
+        return keras.saving.load_model(copy, **kwargs)
+    finally:
+        os.remove(copy)
