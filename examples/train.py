@@ -3,6 +3,7 @@
     python examples/train.py                       # LeNet-300-100, MNIST, 95%
     python examples/train.py --preset=resnet18_cifar10 --data_dir=/data/cifar10
     python examples/train.py --method=snip --target_sparsity=0.98
+    python examples/train.py --backend=jax         # or KERAS_BACKEND=jax / torch
 
 Flags override a --preset's values. Outputs go to --output_dir (default:
 runs/<model>-<dataset>-<method>-s<sparsity>-<config hash>). Seeds: --seed
@@ -22,7 +23,25 @@ from absl import app
 from absl import flags
 from absl import logging
 
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _backend_from_argv(argv):
+    """`--backend=NAME` (or `--backend NAME`), read before Keras is imported:
+    Keras picks its backend once, at import."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--backend="):
+            return arg.split("=", 1)[1]
+        if arg == "--backend" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+if _backend_from_argv(sys.argv[1:]) in BACKENDS:
+    os.environ["KERAS_BACKEND"] = _backend_from_argv(sys.argv[1:])
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
 
 from keras_progprune import experiments as experiment  # noqa: E402
 from keras_progprune import methods  # noqa: E402
@@ -31,6 +50,8 @@ from keras_progprune import schedules  # noqa: E402
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DEFAULTS = experiment.Config()
 
+flags.DEFINE_enum("backend", keras.backend.backend(), list(BACKENDS),
+                  "Keras backend: tensorflow, jax or torch (or set KERAS_BACKEND).")
 flags.DEFINE_string("preset", None, f"A named recipe: {sorted(experiment.PRESETS)}.")
 flags.DEFINE_string("model", _DEFAULTS.model, "Model name (keras_progprune.models).")
 flags.DEFINE_string("dataset", _DEFAULTS.dataset, "mnist, fashion_mnist, cifar10, cifar100.")
@@ -110,6 +131,11 @@ def build_config():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.backend != keras.backend.backend():
+        raise app.UsageError(
+            f"--backend={FLAGS.backend} can't take effect: Keras was already imported "
+            f"with the {keras.backend.backend()!r} backend. Run this script directly, or "
+            f"set KERAS_BACKEND={FLAGS.backend} before Python starts.")
     logging.set_verbosity(logging.WARNING)  # TF's export chatter
     config = build_config()
     if FLAGS.preset:

@@ -4,7 +4,7 @@ import dataclasses
 import hashlib
 import json
 
-from keras_progprune import data as data_lib
+from keras_progprune.experiments import data as data_lib
 from keras_progprune import methods as methods_lib
 from keras_progprune import models as models_lib
 from keras_progprune import schedules

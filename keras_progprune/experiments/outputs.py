@@ -2,7 +2,6 @@
 
 import csv
 import os
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -59,22 +58,17 @@ def _tree_bytes(path):
                for root, _, files in os.walk(path) for f in files)
 
 
-def file_sizes(output_dir, dense_model):
+def file_sizes(output_dir, dense_dir):
     """Bytes of the run's model files, and of a dense model's for scale.
 
-    The dense reference is `dense_model` (the same architecture, untrained:
-    size doesn't depend on the values) saved by plain `model.save` and
-    exported as a float `.tflite`.
+    `dense_dir` holds the dense reference (the same architecture, untrained:
+    size doesn't depend on the values) as `dense.keras` (plain
+    `model.save`) and `dense.tflite` (float).
     """
-    from keras_progprune import litert
-
     sizes = {name: _tree_bytes(os.path.join(output_dir, name))
              for name in ("model.keras", "model.tflite", "saved_model")}
-    with tempfile.TemporaryDirectory() as tmp:
-        dense_model.save(os.path.join(tmp, "dense.keras"))
-        litert.export_litert(dense_model, os.path.join(tmp, "dense.tflite"), sparse=False)
-        sizes["dense.keras"] = _tree_bytes(os.path.join(tmp, "dense.keras"))
-        sizes["dense.tflite"] = _tree_bytes(os.path.join(tmp, "dense.tflite"))
+    for name in ("dense.keras", "dense.tflite"):
+        sizes[name] = _tree_bytes(os.path.join(dense_dir, name))
     return sizes
 
 

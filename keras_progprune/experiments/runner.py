@@ -10,17 +10,19 @@ import collections
 import dataclasses
 import json
 import os
+import tempfile
 import time
 import warnings
 
 import keras
 
-from keras_progprune import data as data_lib
+from keras_progprune.experiments import data as data_lib
 from keras_progprune import engine
-from keras_progprune import litert
 from keras_progprune import prune as prune_lib
+from keras_progprune import report as report_lib
 from keras_progprune import saving
 from keras_progprune import structures
+from keras_progprune import tensorflow_export
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import macs as macs_lib
 from keras_progprune.channels import shrink as shrink_lib
@@ -106,28 +108,36 @@ def run(config, overwrite=False):
     channel = structures.get(config.structure).needs_graph
     if channel:
         # The deployed model is the shrunk one; the report reads the masks.
-        report = prune_lib.sparsity_report(model)
+        report = report_lib.sparsity_report(model)
         with warnings.catch_warnings():
             # After `shrink_every` phases the model may have nothing left to remove.
             warnings.filterwarnings("ignore", "shrink found no channel")
             plain = shrink_lib.shrink(model)
     else:
         plain = strip_if_pruned(model)
-        report = prune_lib.sparsity_report(plain)
-    # The deployment copies: compressed, no optimizer state; sparse LiteRT.
+        report = report_lib.sparsity_report(plain)
+    # The deployment copies: compressed, no optimizer state; sparse LiteRT;
+    # a SavedModel; and a dense model's files for scale. The exports need
+    # TensorFlow: on JAX and PyTorch they run in one TensorFlow process.
     saving.save_model(plain, os.path.join(config.output_dir, "model.keras"),
                       include_optimizer=False)
-    litert.export_litert(plain, os.path.join(config.output_dir, "model.tflite"))
     export_dir = os.path.join(config.output_dir, "saved_model")
-    plain.export(export_dir, verbose=False)
+    with tempfile.TemporaryDirectory() as dense_dir:
+        reference = trainer.build_model()
+        reference.save(os.path.join(dense_dir, "dense.keras"))
+        tensorflow_export.run_many([
+            (plain, "litert", os.path.join(config.output_dir, "model.tflite"), {}),
+            (plain, "saved_model", export_dir, {}),
+            (reference, "litert", os.path.join(dense_dir, "dense.tflite"), {"sparse": False})])
+        files = outputs.file_sizes(config.output_dir, dense_dir)
     served = outputs.served_accuracy(export_dir, trainer.test_ds)
-    files = outputs.file_sizes(config.output_dir, trainer.build_model())
 
     dense_model = trainer.build_model()
     dense_params = int(dense_model.count_params())
     zeros = report["total"]["zeros"]
     results = {
         "config": dataclasses.asdict(config),
+        "backend": keras.backend.backend(),
         "method": config.method,
         "test_accuracy": test_accuracy,
         "served_test_accuracy": served,

@@ -8,8 +8,10 @@ together is stable, two separate runs are not).
 
 import time
 
+import keras
 import numpy as np
-import tensorflow as tf
+
+from keras_progprune import backend
 
 
 def latency_ms(models, input_shape, batch_size=32, repeats=10, warmup=2, seed=0):
@@ -26,8 +28,11 @@ def latency_ms(models, input_shape, batch_size=32, repeats=10, warmup=2, seed=0)
     Returns:
         dict of name -> median milliseconds per call.
     """
-    x = tf.random.stateless_uniform((batch_size, *input_shape), seed=(seed, 0))
-    calls = {name: tf.function(lambda t, m=model: m(t, training=False))
+    x = keras.ops.convert_to_tensor(
+        np.random.default_rng(seed).random((batch_size, *input_shape), dtype=np.float32))
+    # Compiled like Keras's own predict step (tf.function, jax.jit; eager on
+    # PyTorch), on the same batch for every model.
+    calls = {name: backend.compile(lambda t, m=model: m(t, training=False))
              for name, model in models.items()}
     for call in calls.values():
         for _ in range(warmup):

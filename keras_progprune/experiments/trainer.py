@@ -7,7 +7,7 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_progprune import data as data_lib
+from keras_progprune.experiments import data as data_lib
 from keras_progprune.experiments import config as config_lib
 from keras_progprune import models as models_lib
 

@@ -5,10 +5,11 @@ import inspect
 import itertools
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_progprune import engine
 from keras_progprune import prune as prune_lib
+from keras_progprune.methods import scores as scores_lib
 from keras_progprune.callbacks import ProgressivePruningCallback
 from keras_progprune import schedules
 from keras_progprune.wrapper import SCOPES
@@ -83,7 +84,7 @@ class ScoringMethod(PruningMethod):
         """Scores every wrapped weight once, then masks each group."""
         weights = [w for group in groups for w in group.weights]
         scores = self.scores(model, weights, inputs)
-        by_id = {id(w): tf.cast(s, tf.float32) for w, s in zip(weights, scores)}
+        by_id = {id(w): ops.cast(s, "float32") for w, s in zip(weights, scores)}
         for group in groups:
             group.update(self.target_sparsity,
                          scores=[by_id[id(w)] for w in group.weights],
@@ -98,7 +99,8 @@ class ScoringMethod(PruningMethod):
                 "(a tf.data.Dataset or any iterable of (x, y) batches, e.g. "
                 "`train_ds.take(1)`) and `loss` (a Keras loss, its name, or a "
                 f"function of (y_true, y_pred)). Received: data={data!r}, loss={loss!r}.")
-        batches = list(itertools.islice(iter(data), self.batches))
+        batches = [scores_lib.host_batch(b)
+                   for b in itertools.islice(iter(data), self.batches)]
         if not batches:
             raise ValueError(
                 f"Method {self.name!r} needs at least one batch of data; `data` was "

@@ -9,10 +9,10 @@ reuses the wrappers and the exact top-k of every other method.
 import math
 
 import keras
-import tensorflow as tf
 
 from keras_progprune import engine
 from keras_progprune import prune as prune_lib
+from keras_progprune import report as report_lib
 from keras_progprune import schedules
 from keras_progprune.callbacks import ProgressivePruningCallback
 from keras_progprune.methods.base import PruningMethod
@@ -106,8 +106,7 @@ class Lottery(PruningMethod):
             if id(v) not in state:
                 v.assign(value)
         for wrapper in wrappers:
-            for w, m in zip(wrapper.pruned_weights, wrapper.masks):
-                w.assign(tf.where(m != 0, w, tf.zeros_like(w)))
+            wrapper.settle()
 
     def run(self, model, train_round, evaluate=None, on_round=None):
         """Runs every round on `model`; see `lottery_ticket`."""
@@ -135,7 +134,7 @@ class Lottery(PruningMethod):
             record = {
                 "round": r,
                 "target_sparsity": sparsity,
-                "sparsity": prune_lib.sparsity_report(pruned)["total"]["sparsity"],
+                "sparsity": report_lib.sparsity_report(pruned)["total"]["sparsity"],
                 "steps": recorder.steps,
                 "score": evaluate(pruned) if evaluate is not None else None,
                 "result": result,

@@ -5,15 +5,25 @@ data, and returns one float32 tensor per weight; the engine keeps the
 highest. No Layer or Callback code lives here.
 """
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_progprune import backend
 from keras_progprune import engine
 
 
 def _loss(model, loss_fn, batch, training, temperature=1.0):
+    """The mean loss over the batch (a loss function's per-example values,
+    as `keras.losses.get(name)` gives, are averaged)."""
     x, y = batch
-    return loss_fn(y, model(x, training=training) / temperature)
+    return ops.mean(loss_fn(y, model(x, training=training) / temperature))
+
+
+def host_batch(batch):
+    """A batch as NumPy arrays (tf.data gives TensorFlow tensors, which
+    every backend takes as NumPy)."""
+    return keras.tree.map_structure(np.asarray, batch)
 
 
 class _ScoringPass:
@@ -51,14 +61,13 @@ def gradients(model, loss_fn, batches, weights, temperature=1.0):
     `temperature` divides the logits before the loss (GraSP's code uses 200).
     """
     # Accumulated in each variable's own dtype (float32, or float64 in tests).
-    total = [tf.zeros(w.shape, w.dtype) for w in weights]
+    total = [ops.zeros(w.shape, w.dtype) for w in weights]
     n = 0
     with _ScoringPass(model):
         for batch in batches:
-            with tf.GradientTape() as tape:
-                loss = _loss(model, loss_fn, batch, True, temperature)
-            grads = tape.gradient(loss, weights)
-            total = [t + tf.cast(g, t.dtype) for t, g in zip(total, grads)]
+            grads = backend.gradients(
+                lambda b=batch: _loss(model, loss_fn, b, True, temperature), weights)
+            total = [t + ops.cast(g, t.dtype) for t, g in zip(total, grads)]
             n += 1
     if n == 0:
         raise ValueError("Scoring needs at least one batch of data; the dataset was empty.")
@@ -68,7 +77,8 @@ def gradients(model, loss_fn, batches, weights, temperature=1.0):
 def snip_scores(model, loss_fn, batches, weights):
     """SNIP (Lee et al. 2019): `|g * w|` at initialization."""
     grads = gradients(model, loss_fn, batches, weights)
-    return [tf.cast(tf.abs(g * w), tf.float32) for g, w in zip(grads, weights)]
+    return [ops.cast(ops.abs(g * ops.cast(w, g.dtype)), "float32")
+            for g, w in zip(grads, weights)]
 
 
 def hessian_gradient_product(model, loss_fn, batches, weights, temperature=1.0):
@@ -78,20 +88,15 @@ def hessian_gradient_product(model, loss_fn, batches, weights, temperature=1.0):
     gradient of `g . grad L` with respect to the weights, averaged over the
     batches, as in GraSP's code.
     """
-    g = [tf.stop_gradient(t)
+    g = [ops.stop_gradient(t)
          for t in gradients(model, loss_fn, batches, weights, temperature)]
-    total = [tf.zeros(w.shape, w.dtype) for w in weights]
+    total = [ops.zeros(w.shape, w.dtype) for w in weights]
     n = 0
     with _ScoringPass(model):
         for batch in batches:
-            with tf.GradientTape() as outer:
-                with tf.GradientTape() as inner:
-                    loss = _loss(model, loss_fn, batch, True, temperature)
-                grads = inner.gradient(loss, weights)
-                z = tf.add_n([tf.reduce_sum(a * tf.cast(b, a.dtype))
-                              for a, b in zip(grads, g)])
-            hg = outer.gradient(z, weights)
-            total = [t + tf.cast(h, t.dtype) for t, h in zip(total, hg)]
+            hg = backend.hessian_vector_product(
+                lambda b=batch: _loss(model, loss_fn, b, True, temperature), weights, g)
+            total = [t + ops.cast(h, t.dtype) for t, h in zip(total, hg)]
             n += 1
     return [t / n for t in total]
 
@@ -103,7 +108,7 @@ def grasp_scores(model, loss_fn, batches, weights, temperature=1.0):
     the highest of the negation is the same selection.
     """
     hg = hessian_gradient_product(model, loss_fn, batches, weights, temperature)
-    return [tf.cast(w * h, tf.float32) for w, h in zip(weights, hg)]
+    return [ops.cast(ops.cast(w, h.dtype) * h, "float32") for w, h in zip(weights, hg)]
 
 
 def synflow_scores(model, weights, input_shape):
@@ -121,11 +126,10 @@ def synflow_scores(model, weights, input_shape):
     try:
         for v, value in zip(variables, saved):
             v.assign(np.abs(value))
-        x = tf.ones((1,) + tuple(input_shape), tf.float32)
-        with tf.GradientTape() as tape:
-            r = tf.reduce_sum(tf.cast(model(x, training=False), tf.float32))
-        grads = tape.gradient(r, weights)
-        return [tf.abs(tf.cast(g, tf.float32) * tf.cast(w, tf.float32))
+        x = np.ones((1,) + tuple(input_shape), np.float32)
+        grads = backend.gradients(
+            lambda: ops.sum(ops.cast(model(x, training=False), "float32")), weights)
+        return [ops.abs(ops.cast(g, "float32") * ops.cast(w, "float32"))
                 for g, w in zip(grads, weights)]
     finally:
         for v, value in zip(variables, saved):
@@ -133,6 +137,9 @@ def synflow_scores(model, weights, input_shape):
 
 
 def random_scores(weights, seed):
-    """Uniform random scores: a random mask at the target sparsity."""
-    return [tf.random.stateless_uniform(w.shape, seed=[seed, i])
+    """Uniform random scores: a random mask at the target sparsity.
+
+    Drawn with NumPy, so the mask is the same on every backend.
+    """
+    return [np.random.default_rng([seed, i]).random(tuple(w.shape), dtype=np.float32)
             for i, w in enumerate(weights)]
