@@ -6,12 +6,29 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+BACKEND = keras.backend.backend()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        if marker is not None and BACKEND not in marker.args:
+            item.add_marker(pytest.mark.skip(
+                reason=f"runs on {', '.join(marker.args)} only, not {BACKEND}"))
+        elif item.get_closest_marker("slow") is not None and BACKEND != "tensorflow":
+            item.add_marker(pytest.mark.skip(reason="slow: run on TensorFlow only"))
+
 
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)
     yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+def to_numpy(x):
+    """A tensor, variable or array of any backend as a NumPy array."""
+    return np.asarray(keras.ops.convert_to_numpy(x))
 
 
 def mlp(units=(8, 6), inputs=5, classes=3, name="mlp"):
@@ -78,3 +95,35 @@ def make_cifar_dir(root, per_batch=6, classes=10, seed=0):
         with open(os.path.join(folder, name), "wb") as f:
             pickle.dump(batch, f)
     return str(root)
+
+
+def _numpy_tree(x):
+    if isinstance(x, (list, tuple)) and not np.isscalar(x):
+        return np.asarray([_numpy_tree(v) for v in x]) if x and not isinstance(x[0], str) else x
+    return to_numpy(x) if not isinstance(x, (int, float, bool, np.ndarray, np.generic)) else x
+
+
+def assert_close(actual, desired, **kwargs):
+    """`np.testing.assert_allclose` on tensors of any backend."""
+    np.testing.assert_allclose(_numpy_tree(actual), _numpy_tree(desired), **kwargs)
+
+
+def assert_equal(actual, desired, **kwargs):
+    """`np.testing.assert_array_equal` on tensors of any backend."""
+    np.testing.assert_array_equal(_numpy_tree(actual), _numpy_tree(desired), **kwargs)
+
+
+def served_outputs(model, x, path):
+    """Exports `model` as a SavedModel and runs its `serve` endpoint on `x`.
+
+    On JAX and PyTorch the export runs in a TensorFlow child process, from
+    a `.keras` file (`keras_progprune.tensorflow_export`): the way a model
+    trained on those backends is served.
+    """
+    import tensorflow as tf
+
+    from keras_progprune import tensorflow_export
+
+    tensorflow_export.run(model, "saved_model", str(path))
+    loaded = tf.saved_model.load(str(path))
+    return loaded.serve(tf.constant(np.asarray(x))).numpy()

@@ -1,17 +1,18 @@
 """keras.applications models nobody here wrote: prune, train, strip, reload.
 
-A representative few, small enough for `make test`: Python-operator
+A representative two, small enough for `make test`: Python-operator
 residuals and squeeze-and-excitation (MobileNetV3Small), depthwise
-convolutions (MobileNetV2), Concatenate (DenseNet121). Every family runs in
-`python -m benchmarks.applications`.
+convolutions (MobileNetV2). Concatenate (DenseNet121) is covered by the
+channel tests; every family runs in `python -m benchmarks.applications`.
+Slow: TensorFlow only.
 """
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_progprune as kp
+from conftest import assert_close, served_outputs
 
 BUILDERS = {
     "MobileNetV3Small": lambda: keras.applications.MobileNetV3Small(
@@ -19,11 +20,10 @@ BUILDERS = {
         include_preprocessing=False),
     "MobileNetV2": lambda: keras.applications.MobileNetV2(
         weights=None, input_shape=(32, 32, 3), classes=10, alpha=0.35),
-    "DenseNet121": lambda: keras.applications.DenseNet121(
-        weights=None, input_shape=(32, 32, 3), classes=10),
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_application_prunes_trains_strips_saves_and_serves(name, tmp_path):
     model = BUILDERS[name]()
@@ -36,11 +36,8 @@ def test_application_prunes_trains_strips_saves_and_serves(name, tmp_path):
     assert kp.sparsity_report(pruned)["total"]["sparsity"] == pytest.approx(0.5, abs=0.01)
     expected = pruned.predict(x, verbose=0)
     plain = kp.strip_pruning(pruned)
-    np.testing.assert_allclose(plain.predict(x, verbose=0), expected, atol=1e-5)
+    assert_close(plain.predict(x, verbose=0), expected, atol=1e-5)
     kp.save_model(plain, tmp_path / "m.keras", include_optimizer=False)
     again = keras.saving.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(again.predict(x, verbose=0), expected, atol=1e-5)
-    plain.export(str(tmp_path / "saved"), verbose=False)
-    loaded = tf.saved_model.load(str(tmp_path / "saved"))  # keep it alive while serving
-    served = loaded.serve(tf.constant(x))
-    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert_close(again.predict(x, verbose=0), expected, atol=1e-5)
+    assert_close(served_outputs(plain, x, tmp_path / "saved"), expected, atol=1e-5)

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import keras_progprune as kp
+from keras_progprune import backend
+from keras_progprune import callbacks as callbacks_lib
 from keras_progprune import engine
-from conftest import data, kept_counts, mlp
+from conftest import assert_close, data, kept_counts, mlp, to_numpy
 
 
 def _compile(model, optimizer="sgd"):
@@ -56,6 +58,7 @@ def test_masks_follow_schedule_and_never_regrow():
 
     class Watch(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
+            self.model  # on JAX, reading `self.model` brings the state into the variables
             seen.append([m.numpy().copy() for w in wrappers for m in w.masks])
 
     _fit(model, epochs=3, callbacks=[kp.ProgressivePruningCallback(), Watch()])
@@ -76,23 +79,45 @@ def test_masks_follow_schedule_and_never_regrow():
         lambda: keras.optimizers.RMSprop(0.05, momentum=0.9),
     ],
 )
-def test_pruned_weights_stay_exactly_zero(optimizer):
+def test_pruned_weights_have_no_effect_and_strip_to_exact_zeros(optimizer):
     # Prune once at step 0, then train with momentum for many steps.
     model = kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.7, 0, end_step=0))
     _compile(model, optimizer())
     wrappers = engine.collect_wrappers(model)
-    checks = []
+    x, _ = data(8)
+    checks, first = [], []
 
     class Check(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            for w in wrappers:
-                for v, m in zip(w.pruned_weights, w.masks):
-                    checks.append(np.all(v.numpy()[m.numpy() == 0] == 0.0))
+            model = self.model  # on JAX this brings the state into the variables
+            masks = [m.numpy().copy() for w in wrappers for m in w.masks]
+            plain = kp.strip_pruning(model)
+            checks.append(np.allclose(to_numpy(model(x)), to_numpy(plain(x)), atol=1e-5))
+            stripped = [w for w in plain.layers if w.name.startswith(("fc", "head"))]
+            zeros = [np.all(l.kernel.numpy()[m == 0] == 0.0) for l, m in zip(stripped, masks)]
+            checks.append(all(zeros))
+            first.extend([] if first else masks)
+            checks.append(all(np.array_equal(a, b) for a, b in zip(first, masks)))  # fixed
 
     _fit(model, epochs=3, callbacks=[kp.ProgressivePruningCallback(), Check()])
     assert checks and all(checks)
-    # Live weights did move.
+    # Live weights did move, and the stored pruned values are 0.0 after `fit`.
     assert any(np.any(v.numpy() != 0) for w in wrappers for v in w.pruned_weights)
+    for w in wrappers:
+        for v, m in zip(w.pruned_weights, w.masks):
+            assert np.all(v.numpy()[m.numpy() == 0] == 0.0)
+
+
+def test_stored_values_of_pruned_weights_are_ignored():
+    model = kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.7, 0, end_step=0))
+    _compile(model, keras.optimizers.Adam(0.05))
+    _fit(model)
+    x, _ = data(8)
+    before = to_numpy(model(x))
+    for wrapper in engine.collect_wrappers(model):
+        for v, m in zip(wrapper.pruned_weights, wrapper.masks):
+            v.assign(np.where(m.numpy() == 0, 1e3, v.numpy()))  # garbage where pruned
+    assert_close(model(x), before, atol=1e-6)
 
 
 def test_sparsity_in_logs_history_and_csv(tmp_path):
@@ -159,6 +184,10 @@ def test_second_fit_with_the_callback_reuses_the_compiled_step():
     assert model.train_function.function is first  # no retrace
     _fit(model, callbacks=[kp.ProgressivePruningCallback()])
     assert model.train_function.function is first
+    # The mask groups (and their compiled update) are reused too.
+    groups = callbacks_lib.cached_groups(model, engine.collect_wrappers(model))
+    _fit(model, callbacks=[kp.ProgressivePruningCallback()])
+    assert callbacks_lib.cached_groups(model, engine.collect_wrappers(model)) is groups
     # After a recompile Keras builds a new step; the check still holds.
     model.compile("sgd", "sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match="ProgressivePruningCallback"):
@@ -182,12 +211,47 @@ def test_callback_on_model_without_wrappers():
         _fit(_compile(mlp()))
 
 
-def test_steps_per_execution_is_refused():
-    model = kp.prune_low_magnitude(mlp())
-    model.compile("sgd", "mse", steps_per_execution=2)
-    with pytest.raises(ValueError, match=r"Received: steps_per_execution=2\. Compile the model "
-                       r"with steps_per_execution=1"):
+@pytest.mark.backends("tensorflow", "jax")  # Keras on PyTorch has no steps_per_execution
+def test_steps_per_execution_on_call_boundaries_is_exact():
+    schedule = kp.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=8, power=1, frequency=2)
+    reference = _compile(kp.prune_low_magnitude(mlp(), schedule, scope="global"))
+    _fit(reference, epochs=3)
+    keras.utils.set_random_seed(0)
+    model = kp.prune_low_magnitude(mlp(), schedule, scope="global")
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=2)
+    history = _fit(model, epochs=3)
+    wrappers = engine.collect_wrappers(model)
+    assert int(wrappers[0].pruning_step.numpy()) == 12
+    assert history.history["sparsity"][-1] == pytest.approx(0.8, abs=0.01)
+    assert [kept_counts(w) for w in wrappers] == [
+        kept_counts(w) for w in engine.collect_wrappers(reference)]
+
+
+@pytest.mark.backends("tensorflow", "jax")
+def test_steps_per_execution_off_call_boundaries_is_refused():
+    model = kp.prune_low_magnitude(mlp(), kp.PolynomialDecay(0.0, 0.8, 0, 9, frequency=3))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=2)
+    with pytest.raises(ValueError, match=r"With steps_per_execution=2, masks can change only "
+                       r"every 2 steps .* updates them at step 3, inside a call\. Received: "
+                       r"steps_per_execution=2, begin_step=0, frequency=3\. .*begin_step=0, "
+                       r"frequency=4\) and steps per epoch a multiple of 2"):
         _fit(model)
+
+
+@pytest.mark.backends("tensorflow", "jax")
+def test_steps_per_execution_with_an_unknown_epoch_length_fails_at_the_missed_update():
+    import tensorflow as tf
+
+    x, y = data(64)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).filter(lambda *_: True)
+    assert int(ds.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+    model = kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.5, 1, frequency=2))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=2)
+    with pytest.raises(ValueError, match=r"updates them at step 1, inside a call"):
+        model.fit(ds, epochs=1, verbose=0, callbacks=[kp.ProgressivePruningCallback()])
 
 
 def test_global_wrappers_with_different_schedules_are_refused():
@@ -215,8 +279,6 @@ def test_non_finite_weights_raise_and_leave_masks_untouched():
 
 
 def test_custom_training_loop_drives_the_callback_by_hand():
-    import tensorflow as tf
-
     model = kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.5, 0, frequency=1))
     optimizer = keras.optimizers.SGD(0.1)
     cb = kp.ProgressivePruningCallback()
@@ -225,11 +287,32 @@ def test_custom_training_loop_drives_the_callback_by_hand():
     x, y = data(16)
     for step in range(3):
         cb.on_train_batch_begin(step)
-        with tf.GradientTape() as tape:
-            loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
-                y, model(x, training=True), from_logits=True))
-        grads = tape.gradient(loss, model.trainable_variables)
+        # Any backend's gradients (GradientTape, jax.grad, autograd) will do.
+        grads = backend.gradients(lambda: keras.ops.mean(
+            keras.losses.sparse_categorical_crossentropy(
+                y, model(x, training=True), from_logits=True)), model.trainable_variables)
         optimizer.apply(grads, model.trainable_variables)
     cb.on_train_end()
     assert cb.sparsity == pytest.approx(0.5, abs=0.02)
     assert int(engine.collect_wrappers(model)[0].pruning_step.numpy()) == 3
+
+
+def test_batch_end_hooks_finishing_out_of_order_keep_the_step():
+    # The callback is `async_safe`, so Keras runs its batch-end hook on a
+    # thread pool of several workers: the hooks of one epoch may finish in
+    # any order. The step written at epoch end must not depend on it (it
+    # did: a resumed JAX run then updated its masks one step off).
+    model = kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.5, 0, frequency=1))
+    model.compile("sgd", "mse")
+    callback = kp.ProgressivePruningCallback()
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_epoch_begin(0)
+    for batch in range(4):
+        callback.on_train_batch_begin(batch)
+    for batch in (0, 1, 3, 2):
+        callback.on_train_batch_end(batch, {})
+    callback.on_epoch_end(0)
+    assert callback.current_step() == 4
+    assert {int(w.pruning_step.numpy()) for w in engine.collect_wrappers(model)} == {4}
+    callback.on_train_end()

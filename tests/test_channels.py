@@ -6,7 +6,6 @@ import warnings
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_progprune as kp
 from keras_progprune import engine
@@ -14,6 +13,7 @@ from keras_progprune import models
 from keras_progprune import structures
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import macs as macs_lib
+from conftest import assert_close, assert_equal, served_outputs
 
 L = keras.layers
 
@@ -38,7 +38,7 @@ def prune_fit(model, x, y, sparsity=0.5, scope="global", steps=2, classes=10):
 def check_shrink(pruned, x, atol=1e-5):
     small = kp.shrink(pruned)
     expected, got = _out(pruned, x), _out(small, x)
-    np.testing.assert_allclose(got, expected, atol=atol, rtol=1e-4)
+    assert_close(got, expected, atol=atol, rtol=1e-4)
     assert small.count_params() < pruned.count_params()
     assert not any(isinstance(l, kp.PruningWrapper) for l in small.layers)
     return small
@@ -51,10 +51,14 @@ def images(n, shape, classes=10, seed=0):
 
 # The three largest (15-20M weights) get their masks without training, to
 # keep the suite short; the others train two steps.
+# The CIFAR models are slow (TensorFlow only); the LeNets run on every backend.
+_SLOW = pytest.mark.slow
 ZOO = [("lenet_300_100", (28, 28, 1), True), ("lenet5", (28, 28, 1), True),
-       ("vgg_like", (32, 32, 3), False), ("vgg19", (32, 32, 3), False),
-       ("resnet18", (8, 8, 3), False), ("resnet20", (8, 8, 3), True),
-       ("resnet32", (8, 8, 3), True)]
+       pytest.param("vgg_like", (32, 32, 3), False, marks=_SLOW),
+       pytest.param("vgg19", (32, 32, 3), False, marks=_SLOW),
+       pytest.param("resnet18", (8, 8, 3), False, marks=_SLOW),
+       pytest.param("resnet20", (8, 8, 3), True, marks=_SLOW),
+       pytest.param("resnet32", (8, 8, 3), True, marks=_SLOW)]
 
 
 @pytest.mark.parametrize("name,shape,train", ZOO)
@@ -74,6 +78,7 @@ def test_zoo_models_prune_and_shrink_with_equal_outputs(name, shape, train):
     assert macs_lib.count(graph_lib.analyze(small)) == report["macs"]["shrunk"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ResNet50", "MobileNetV2", "DenseNet121", "EfficientNetB0"])
 def test_applications_shrink_at_half_the_channels(name):
     model = getattr(keras.applications, name)(
@@ -109,8 +114,8 @@ def test_residual_branches_drop_the_same_channels():
             kept[wrapper.layer.name] = np.flatnonzero(
                 wrapper.masks[0].numpy().reshape(-1, 8).max(axis=0))
     assert len(kept["stem"]) == 4
-    np.testing.assert_array_equal(kept["branch_a"], kept["stem"])
-    np.testing.assert_array_equal(kept["branch_b"], kept["stem"])
+    assert_equal(kept["branch_a"], kept["stem"])
+    assert_equal(kept["branch_b"], kept["stem"])
     small = check_shrink(pruned, x)
     assert small.get_layer("branch_b").filters == 4
     assert small.get_layer("bn_a").gamma.shape == (4,)
@@ -138,12 +143,12 @@ def test_concatenate_offsets_and_flatten_rows():
     beta[[1, 5]] = 0.0
     bn.set_weights([gamma, beta, mean + np.arange(7), var])
     small = kp.shrink(model)
-    np.testing.assert_allclose(_out(small, x_data), _out(model, x_data), atol=1e-5)
+    assert_close(_out(small, x_data), _out(model, x_data), atol=1e-5)
     assert small.get_layer("a").filters == 2 and small.get_layer("b").filters == 3
-    np.testing.assert_array_equal(small.get_layer("bn").get_weights()[2],
+    assert_equal(small.get_layer("bn").get_weights()[2],
                                   (mean + np.arange(7))[[0, 2, 3, 4, 6]])
     kept_rows = [p * 7 + c for p in range(9) for c in (0, 2, 3, 4, 6)]
-    np.testing.assert_array_equal(small.get_layer("head").kernel.numpy(),
+    assert_equal(small.get_layer("head").kernel.numpy(),
                                   model.get_layer("head").kernel.numpy()[kept_rows])
 
 
@@ -225,7 +230,7 @@ def test_unstructured_dead_units_are_removed_and_constants_folded():
     fc2.set_weights([kernel2, bias2])
     small = kp.shrink(model)
     assert small.get_layer("fc1").units == 100 and small.get_layer("fc2").units == 90
-    np.testing.assert_allclose(_out(small, x), _out(model, x), atol=1e-5)
+    assert_close(_out(small, x), _out(model, x), atol=1e-5)
 
 
 def test_shrunk_model_saves_loads_and_serves_without_this_package(tmp_path):
@@ -234,12 +239,9 @@ def test_shrunk_model_saves_loads_and_serves_without_this_package(tmp_path):
     path = os.path.join(tmp_path, "small.keras")
     small.save(path)
     loaded = keras.saving.load_model(path)  # no custom_objects
-    np.testing.assert_allclose(_out(loaded, x), _out(small, x), atol=1e-6)
-    export = os.path.join(tmp_path, "saved_model")
-    small.export(export, verbose=False)
-    reloaded = tf.saved_model.load(export)
-    served = reloaded.serve(tf.constant(x))
-    np.testing.assert_allclose(np.asarray(served), _out(small, x), atol=1e-5)
+    assert_close(_out(loaded, x), _out(small, x), atol=1e-6)
+    served = served_outputs(small, x, os.path.join(tmp_path, "saved_model"))
+    assert_close(served, _out(small, x), atol=1e-5)
 
 
 def test_channel_pruned_model_round_trips_and_resumes(tmp_path):
@@ -250,7 +252,7 @@ def test_channel_pruned_model_round_trips_and_resumes(tmp_path):
     loaded = keras.saving.load_model(path)
     wrapper = engine.collect_wrappers(loaded)[0]
     assert wrapper.structure == structures.Channel()
-    np.testing.assert_allclose(_out(loaded, x), _out(pruned, x), atol=1e-6)
+    assert_close(_out(loaded, x), _out(pruned, x), atol=1e-6)
     loaded.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     loaded.fit(x, y, verbose=0, callbacks=[kp.ProgressivePruningCallback()])
     check_shrink(loaded, x)

@@ -10,9 +10,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import assert_equal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+# tf.distribute is TensorFlow's; `keras.distribution` (JAX) has its own tests.
+pytestmark = pytest.mark.backends("tensorflow")
 
 
 @pytest.mark.parametrize("scope", ["global", "layer"])
@@ -60,4 +63,4 @@ def test_multi_worker_two_local_workers(tmp_path):
     masks = [k for k in a.files if k.startswith("mask")]
     assert masks
     for k in masks:
-        np.testing.assert_array_equal(a[k], b[k])
+        assert_equal(a[k], b[k])

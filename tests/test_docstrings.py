@@ -10,7 +10,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = [
     "keras_progprune.schedules", "keras_progprune.thresholds", "keras_progprune.wrapper",
     "keras_progprune.callbacks", "keras_progprune.prune", "keras_progprune.models",
-    "keras_progprune.methods", "keras_progprune.data", "keras_progprune.structures",
+    "keras_progprune.methods", "keras_progprune.experiments.data", "keras_progprune.structures",
+    "keras_progprune.substitution", "keras_progprune.tensorflow_export",
     "keras_progprune.methods.at_init", "keras_progprune.methods.lottery",
 ]
 

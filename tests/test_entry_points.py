@@ -7,6 +7,7 @@ import pytest
 import keras_progprune as kp
 from keras_progprune import engine
 from conftest import data, mlp
+from conftest import assert_close, assert_equal
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -24,7 +25,7 @@ def test_prune_at_init_then_plain_fit(method, kwargs):
     pruned.fit(ds, epochs=2, verbose=0, callbacks=[kp.ProgressivePruningCallback()])
     after = [m.numpy() for w in engine.collect_wrappers(pruned) for m in w.masks]
     for a, b in zip(masks, after):
-        np.testing.assert_array_equal(a, b)  # fixed at initialization
+        assert_equal(a, b)  # fixed at initialization
     report = kp.sparsity_report(kp.strip_pruning(pruned))
     assert report["total"]["sparsity"] == pytest.approx(0.75, abs=0.01)
 
@@ -76,7 +77,7 @@ def test_lottery_ticket_with_a_users_own_fit():
     assert seen == [2, 2, 2]
     # The user's model is untouched.
     for v, value in zip(initial.weights, init_values):
-        np.testing.assert_array_equal(v.numpy(), value)
+        assert_equal(v.numpy(), value)
 
 
 def test_lottery_ticket_rewinds_survivors_to_the_rewind_step():
@@ -93,7 +94,7 @@ def test_lottery_ticket_rewinds_survivors_to_the_rewind_step():
     wrappers = engine.collect_wrappers(pruned)
     # Round 1 started from round 0's initial weights, masked.
     for w0, w1, wr in zip(snapshots[0], snapshots[1], wrappers):
-        np.testing.assert_allclose(w1, w0 * wr.masks[0].numpy())
+        assert_close(w1, w0 * wr.masks[0].numpy())
 
 
 def test_lottery_ticket_rewind_step_beyond_round_0_is_refused():

@@ -42,6 +42,7 @@ def test_run_writes_every_output(tmp_path):
     assert json.load(open(os.path.join(out, "config.json")))["lr_schedule"] == "step"
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_overwritten_silently(tmp_path):
     config = _tiny(tmp_path, epochs=1, prune_end=0)
     experiment.run(config)
@@ -53,6 +54,7 @@ def test_finished_run_is_not_overwritten_silently(tmp_path):
 
 @pytest.mark.parametrize("schedule,scope", [("linear", "global"), ("constant", "layer"),
                                             ("polynomial", "layer")])
+@pytest.mark.slow
 def test_schedules_and_scopes_reach_the_target(tmp_path, schedule, scope):
     results = experiment.run(_tiny(tmp_path, schedule=schedule, scope=scope,
                                    target_sparsity=0.8, optimizer="adamw", weight_decay=1e-3))
@@ -63,6 +65,7 @@ def test_schedules_and_scopes_reach_the_target(tmp_path, schedule, scope):
     assert results["sparsity"]["total"]["sparsity"] == pytest.approx(0.8, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_default_output_dir_is_named_by_config(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = _tiny(tmp_path, output_dir="", epochs=1, prune_end=0)
@@ -85,6 +88,7 @@ def test_bad_config_values():
         methods.Progressive(0.5, prune_start=3, prune_end=1).make_schedule(2, 10)
 
 
+@pytest.mark.slow
 def test_auto_learning_rate_is_held_while_progressive_prunes(tmp_path):
     config = _tiny(tmp_path, epochs=3, prune_end=-1)  # target at epoch 2 of 3
     assert config.lr_schedule == "auto"
@@ -107,7 +111,9 @@ def test_auto_learning_rate_is_held_while_progressive_prunes(tmp_path):
     assert float(cosine._learning_rate()(2 * steps)) < config.lr / 2
 
 
-@pytest.mark.parametrize("preset", sorted(experiment.PRESETS))
+@pytest.mark.parametrize("preset", [
+    p if p.startswith("lenet") else pytest.param(p, marks=pytest.mark.slow)
+    for p in sorted(experiment.PRESETS)])
 def test_every_preset_runs_two_steps_on_mock_data(tmp_path, preset):
     overrides = dict(epochs=1, batch_size=4, train_examples=8, eval_examples=4,
                      validation_size=4, output_dir=str(tmp_path / preset), verbose="0",
@@ -139,6 +145,7 @@ def test_script_flags_end_to_end(tmp_path):
     assert bad.returncode != 0 and "Unknown pruning method. Received: method='bogus'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_run_with_a_2_4_structure_writes_small_files(tmp_path):
     import keras
 
@@ -164,7 +171,7 @@ def test_structure_is_validated(tmp_path):
         experiment.validate(experiment.Config(structure="2:4", method="snip"))
 
 
-@pytest.mark.parametrize("shrink_every", [0, 1])
+@pytest.mark.parametrize("shrink_every", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_channel_run_exports_the_shrunk_model(tmp_path, shrink_every):
     import keras
     import numpy as np

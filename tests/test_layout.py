@@ -1,5 +1,7 @@
 """The package's shape: public Keras API only, and the core apart from the runner."""
 
+import ast
+import importlib.util
 import os
 import re
 import subprocess
@@ -11,22 +13,138 @@ import pytest
 
 import keras_progprune as kp
 from keras_progprune import walk
+from conftest import assert_close
 
 PACKAGE = os.path.dirname(kp.__file__)
+
+
+# Keras internals the package reads (walk.py says why, for each).
+PRIVATE_KERAS = ("_flatten_layers", "_nodes_by_depth", "_functional", "_call_has_")
 
 
 def test_private_keras_api_is_used_in_one_place_only():
     hits = []
     for root, _, files in os.walk(PACKAGE):
         for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(root, name)
+            for node in ast.walk(ast.parse(open(path).read())):
+                imported = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                            [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                private = isinstance(node, ast.Attribute) and (
+                    node.attr in PRIVATE_KERAS or node.attr.startswith("_call_has_") or (
+                        node.attr == "src" and isinstance(node.value, ast.Name)
+                        and node.value.id == "keras"))
+                if private or any(n.startswith("keras.src") for n in imported):
+                    hits.append(f"{os.path.relpath(path, PACKAGE)}:{node.lineno}")
+    assert {h.split(":")[0] for h in hits} == {"walk.py"}, hits
+
+
+# Where `import tensorflow` may appear: the seam's TensorFlow file, the LiteRT
+# export and the experiment runner (tf.data pipelines, SavedModel serving).
+TENSORFLOW_ALLOWED = ("backend/tensorflow.py", "litert.py", "experiments/")
+
+
+def _modules():
+    for root, _, files in os.walk(PACKAGE):
+        for name in files:
             if name.endswith(".py"):
                 path = os.path.join(root, name)
-                with open(path) as f:
-                    for i, line in enumerate(f, 1):
-                        code = line.split("#")[0]
-                        if re.search(r"keras\.src|_flatten_layers|_call_has_", code):
-                            hits.append(f"{os.path.relpath(path, PACKAGE)}:{i}")
-    assert [h.split(":")[0] for h in hits] == ["walk.py"], hits
+                yield os.path.relpath(path, PACKAGE).replace(os.sep, "/"), path
+
+
+def test_tensorflow_is_imported_only_behind_the_seam():
+    offenders = []
+    for rel, path in _modules():
+        if rel.startswith(TENSORFLOW_ALLOWED):
+            continue
+        tree = ast.parse(open(path).read())
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "tensorflow" or n.startswith("tensorflow.") for n in names):
+                offenders.append(f"{rel}:{node.lineno}")
+    assert not offenders, offenders
+
+
+def _package_imports(path, rel):
+    """keras_progprune modules that `rel` imports at module level."""
+    package = "keras_progprune." + rel[:-3].replace("/", ".").removesuffix(".__init__")
+    found = set()
+    for node in ast.parse(open(path).read()).body:
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("keras_progprune"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("keras_progprune"):
+            for a in node.names:
+                candidate = f"{node.module}.{a.name}"
+                found.add(candidate if candidate.replace(".", "/") + ".py" in _ALL
+                          or candidate.replace(".", "/") + "/__init__.py" in _ALL
+                          else node.module)
+    found.discard(package)
+    return found
+
+
+_ALL = {"keras_progprune/" + rel for rel, _ in _modules()}
+
+
+def test_no_import_cycles_between_modules():
+    graph = {}
+    for rel, path in _modules():
+        name = "keras_progprune." + rel[:-3].replace("/", ".").removesuffix(".__init__")
+        graph[name] = {m for m in _package_imports(path, rel) if not name.startswith(m + ".")}
+    # Package __init__ files re-export their modules: edges into a package are
+    # edges into its __init__, which is allowed to import its children.
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in graph:
+                continue
+            if state.get(nxt) == "open":
+                cycle = stack[stack.index(nxt):] + [nxt]
+                if not all(m == cycle[0] or cycle[0].startswith(m) for m in cycle[1:-1]):
+                    raise AssertionError(" -> ".join(cycle))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state and not node.endswith("keras_progprune"):
+            visit(node, [node])
+
+
+def test_modules_do_not_call_each_others_private_helpers():
+    offenders = []
+    for rel, path in _modules():
+        tree = ast.parse(open(path).read())
+        ours = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "keras_progprune"):
+                ours.update(a.asname or a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                ours.update(a.asname or a.name for a in node.names
+                            if a.name.startswith("keras_progprune"))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and isinstance(node.value, ast.Name)
+                    and node.value.id in ours):
+                offenders.append(f"{rel}:{node.lineno} {node.value.id}.{node.attr}")
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_import_on_jax_and_torch_loads_no_tensorflow(backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    code = ("import sys, keras_progprune as kp; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'); "
+            "print(bad[:5]); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "KERAS_BACKEND": backend}, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
 
 
 def test_core_package_imports_neither_the_runner_nor_its_extras():
@@ -77,15 +195,15 @@ def test_python_operators_prune_train_strip_and_reload(tmp_path):
     model = _python_operator_model()
     pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0))
     x = np.random.default_rng(0).standard_normal((8, 8)).astype("float32")
-    np.testing.assert_allclose(pruned(x), model(x), rtol=1e-6)
+    assert_close(pruned(x), model(x), rtol=1e-6)
     pruned.compile("adam", "mse")
     pruned.fit(x, np.zeros((8, 4)), verbose=0, callbacks=[kp.ProgressivePruningCallback()])
     plain = kp.strip_pruning(pruned)
-    np.testing.assert_allclose(plain(x), pruned(x), atol=1e-6)
+    assert_close(plain(x), pruned(x), atol=1e-6)
     assert kp.sparsity_report(plain)["total"]["sparsity"] == pytest.approx(0.5)
     plain.save(tmp_path / "p.keras")
     again = keras.saving.load_model(tmp_path / "p.keras")
-    np.testing.assert_allclose(again(x), plain(x), atol=1e-6)
+    assert_close(again(x), plain(x), atol=1e-6)
 
 
 def test_strip_of_hand_wrapped_python_operator_model():

@@ -5,6 +5,7 @@ import pytest
 import keras_progprune as kp
 from keras_progprune import engine
 from conftest import data, mlp
+from conftest import assert_close, assert_equal
 
 L = keras.layers
 
@@ -19,7 +20,7 @@ def test_functional_model_is_cloned_with_weights():
     assert isinstance(pruned, keras.Model) and pruned is not model
     assert [type(l).__name__ for l in pruned.layers[1:]] == ["PruningWrapper"] * 3
     x, _ = data(4)
-    np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    assert_close(pruned.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
     assert all(isinstance(l, L.Dense) for l in model.layers[1:])  # input untouched
 
 
@@ -122,7 +123,7 @@ def test_failed_prune_leaves_model_untouched():
     assert [l.name for l in model.layers] == names
     assert not any(isinstance(l, kp.PruningWrapper) for l in model.layers)
     for a, b in zip(before, _weights(model)):
-        np.testing.assert_array_equal(a, b)
+        assert_equal(a, b)
     # Excluding it is the other fix.
     assert len(engine.collect_wrappers(kp.prune_low_magnitude(model, exclude=["custom"]))) == 1
 
@@ -136,7 +137,7 @@ def test_strip_gives_plain_layers_and_identical_outputs():
     plain = kp.strip_pruning(pruned)
     assert [type(l) for l in plain.layers] == [type(l) for l in model.layers]
     assert [l.name for l in plain.layers] == [l.name for l in model.layers]
-    np.testing.assert_array_equal(plain.predict(x, verbose=0), pruned.predict(x, verbose=0))
+    assert_equal(plain.predict(x, verbose=0), pruned.predict(x, verbose=0))
     report = kp.sparsity_report(plain)
     assert report["total"]["sparsity"] == pytest.approx(0.8, abs=0.01)
     assert not any("pruning" in w.name for w in plain.weights)

@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 import keras_progprune as kp
 from keras_progprune import engine
 from conftest import data, mlp
+from conftest import assert_close, assert_equal
 
 L = keras.layers
 
@@ -82,9 +83,9 @@ def test_backup_and_restore_resume_matches_uninterrupted(tmp_path):
     for ws, wr in zip(engine.collect_wrappers(straight), engine.collect_wrappers(resumed)):
         assert int(wr.pruning_step.numpy()) == 24
         for a, b in zip(ws.masks, wr.masks):
-            np.testing.assert_array_equal(a.numpy(), b.numpy())
+            assert_equal(a.numpy(), b.numpy())
     for a, b in zip(straight.weights, resumed.weights):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+        assert_close(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_model_checkpoint_files_are_sparse_and_reload(tmp_path):
@@ -114,10 +115,10 @@ def test_nested_functional_and_sequential_are_pruned_recursively():
         "fn_dense", "seq_dense", "top"]
     assert isinstance(pruned.get_layer("seq"), keras.Sequential)
     x = np.random.default_rng(0).standard_normal((16, 6)).astype("float32")
-    np.testing.assert_allclose(pruned(x), model(x), rtol=1e-6)
+    assert_close(pruned(x), model(x), rtol=1e-6)
     _fit(pruned, x, np.zeros((16, 2)))
     assert kp.sparsity_report(pruned)["total"]["sparsity"] == pytest.approx(0.5, abs=0.02)
-    np.testing.assert_array_equal(kp.strip_pruning(pruned)(x), pruned(x))
+    assert_equal(kp.strip_pruning(pruned)(x), pruned(x))
 
 
 def test_shared_layer_has_one_mask():
@@ -159,8 +160,8 @@ def test_multi_head_attention_projections(tmp_path):
     assert kp.sparsity_report(pruned)["total"]["sparsity"] == pytest.approx(0.5)
     path = str(tmp_path / "mha.keras")
     pruned.save(path)
-    np.testing.assert_allclose(keras.saving.load_model(path)(x), pruned(x), rtol=1e-6)
-    np.testing.assert_allclose(kp.strip_pruning(pruned)(x), pruned(x), rtol=1e-6)
+    assert_close(keras.saving.load_model(path)(x), pruned(x), rtol=1e-6)
+    assert_close(kp.strip_pruning(pruned)(x), pruned(x), rtol=1e-6)
 
 
 def test_unbuilt_multi_input_layer_wrapped_directly_gets_a_clear_error():
@@ -238,7 +239,7 @@ def test_save_and_load_round_trip(tmp_path):
     model, path = _saved(tmp_path)
     assert [f for f in os.listdir(tmp_path)] == ["m.keras"]  # no temp file left
     x, _ = data(4)
-    np.testing.assert_allclose(kp.load_model(path)(x), model(x), rtol=1e-6)
+    assert_close(kp.load_model(path)(x), model(x), rtol=1e-6)
 
 
 def test_truncated_keras_file_gives_a_clear_error(tmp_path):

@@ -6,10 +6,10 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_progprune as kp
 from keras_progprune import engine
+from conftest import assert_close
 
 L = keras.layers
 
@@ -43,6 +43,7 @@ def data(n=32):
     return rng.standard_normal((n, 6, 6, 2)).astype("float32"), rng.integers(0, 3, n)
 
 
+@pytest.mark.slow
 def test_phased_run_matches_one_masked_fit():
     x, y = data()
     masked = pruned_convnet()
@@ -51,7 +52,7 @@ def test_phased_run_matches_one_masked_fit():
     phased = pruned_convnet()
     result = kp.fit_shrinking(phased, x, y, batch_size=8, epochs=3, shrink_every=1,
                               shuffle=False, verbose=0)
-    np.testing.assert_allclose(result.history.history["loss"], reference.history["loss"],
+    assert_close(result.history.history["loss"], reference.history["loss"],
                                rtol=1e-4)
     assert result.history.epoch == [0, 1, 2]
     # The schedule reached 50% by step 8; the model lost those channels.
@@ -80,9 +81,9 @@ def test_one_step_after_a_shrink_gives_the_masked_models_loss():
                           callbacks=[kp.ProgressivePruningCallback()]).history["loss"]
     got = small.fit(x, y, batch_size=8, epochs=1, verbose=0,
                     callbacks=[kp.ProgressivePruningCallback()]).history["loss"]
-    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert_close(got, expected, rtol=1e-5)
     # The momentum was sliced, not reset: the weights after the step agree.
-    np.testing.assert_allclose(
+    assert_close(
         keras.ops.convert_to_numpy(small(x, training=False)),
         keras.ops.convert_to_numpy(masked(x, training=False)), atol=1e-5)
 
@@ -120,8 +121,29 @@ def test_fit_shrinking_refuses_what_it_cannot_support():
         kp.fit_shrinking(pruned_convnet(), x, y, initial_epoch=1)
     with pytest.raises(ValueError, match=r"takes a Sequential or Functional model"):
         kp.fit_shrinking("model", x, y)
+
+
+@pytest.mark.backends("tensorflow")
+def test_fit_shrinking_refuses_a_tf_distribute_strategy():
+    import tensorflow as tf
+
+    x, y = data()
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
         distributed = pruned_convnet()
-    with pytest.raises(ValueError, match=r"doesn't support tf.distribute strategies"):
+    with pytest.raises(ValueError, match=r"doesn't support distributed training.*Received: a "
+                       r"model training under OneDeviceStrategy"):
         kp.fit_shrinking(distributed, x, y)
+
+
+@pytest.mark.backends("jax")
+def test_fit_shrinking_refuses_a_keras_distribution():
+    x, y = data()
+    pruned = pruned_convnet()
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    try:
+        with pytest.raises(ValueError, match=r"doesn't support distributed training.*Received: "
+                           r"a model training under DataParallel"):
+            kp.fit_shrinking(pruned, x, y)
+    finally:
+        keras.distribution.set_distribution(None)

@@ -1,8 +1,14 @@
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from conftest import to_numpy
 
+from keras_progprune import backend
 from keras_progprune import thresholds
+from keras_progprune.backend import numpy_kernels
+from conftest import assert_equal
+
+T = keras.ops.convert_to_tensor
 
 
 def reference_masks(scores, k, active=None):
@@ -35,11 +41,11 @@ def test_keep_count(n, s):
 
 def test_ordered_keys_preserve_float_order():
     x = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-30, 2.0, np.inf], np.float32)
-    keys = thresholds.ordered_keys(tf.constant(x)).numpy()
+    keys = to_numpy(thresholds.ordered_keys(T(x)))
     assert np.all(np.diff(keys[[0, 1, 2, 4, 5, 6, 7]]) > 0)
     assert keys[3] == keys[4]  # -0.0 == +0.0
-    inactive = thresholds.ordered_keys(tf.constant(x), active=tf.zeros(8, tf.bool))
-    assert np.all(inactive.numpy() == thresholds.INT32_MIN)
+    inactive = thresholds.ordered_keys(T(x), active=keras.ops.zeros(8, "bool"))
+    assert np.all(to_numpy(inactive) == thresholds.INT32_MIN)
 
 
 @pytest.mark.parametrize("sizes", [[50], [30, 1, 17], [300_000], [200_000, 90_000, 13]])
@@ -49,46 +55,45 @@ def test_top_k_is_exact(sizes, sparsity):
     scores = [rng.standard_normal(n).astype(np.float32) for n in sizes]
     n = sum(sizes)
     k = max(1, round(n * (1 - sparsity)))
-    masks = tf.function(lambda s: thresholds.top_k_masks(s, k))(
-        [tf.constant(s) for s in scores])
+    masks = backend.compile(lambda s: thresholds.top_k_masks(s, k))([T(s) for s in scores])
     expected = reference_masks(scores, k)
-    assert sum(int(tf.reduce_sum(tf.cast(m, tf.int32))) for m in masks) == k
+    assert sum(int(to_numpy(m).sum()) for m in masks) == k
     for m, e in zip(masks, expected):
-        np.testing.assert_array_equal(m.numpy(), e)
+        assert_equal(to_numpy(m), e)
 
 
 @pytest.mark.parametrize("n", [40, 400_000])
 def test_ties_keep_first_flat_indices(n):
     scores = [np.ones((n // 2,), np.float32), np.ones((n // 2,), np.float32)]
     k = n // 2 + 3
-    masks = thresholds.top_k_masks([tf.constant(s) for s in scores], k)
-    assert masks[0].numpy().all()
-    assert masks[1].numpy()[:3].all() and not masks[1].numpy()[3:].any()
+    masks = [to_numpy(m) for m in thresholds.top_k_masks([T(s) for s in scores], k)]
+    assert masks[0].all()
+    assert masks[1][:3].all() and not masks[1][3:].any()
 
 
 def test_inactive_entries_come_last():
-    scores = [tf.constant([[5.0, 0.0], [0.0, 1.0]])]
-    active = [tf.constant([[False, True], [True, True]])]
+    scores = [np.array([[5.0, 0.0], [0.0, 1.0]], np.float32)]
+    active = [np.array([[False, True], [True, True]])]
     # Two active zeros outrank the inactive 5.0.
-    masks = thresholds.top_k_masks(scores, 3, active=active)
-    np.testing.assert_array_equal(masks[0].numpy(), [[False, True], [True, True]])
-    np.testing.assert_array_equal(
-        masks[0].numpy(), reference_masks([scores[0].numpy()], 3, [active[0].numpy()])[0])
+    masks = thresholds.top_k_masks([T(scores[0])], 3, active=[T(active[0])])
+    assert_equal(to_numpy(masks[0]), [[False, True], [True, True]])
+    assert_equal(to_numpy(masks[0]), reference_masks(scores, 3, active)[0])
 
 
 def test_bracket_miss_falls_back_to_exact(monkeypatch):
     # A zero-width bracket misses almost always; the answer must stay exact.
-    monkeypatch.setattr(thresholds, "_BRACKET_SIGMAS", 0.0)
-    monkeypatch.setattr(thresholds, "_SAMPLE_SIZE", 64)
-    monkeypatch.setattr(thresholds, "_SORT_ALL_BELOW", 100)
+    # (The TensorFlow kernel reads the same constants when it traces.)
+    monkeypatch.setattr(numpy_kernels, "BRACKET_SIGMAS", 0.0)
+    monkeypatch.setattr(numpy_kernels, "SAMPLE_SIZE", 64)
+    monkeypatch.setattr(numpy_kernels, "SORT_ALL_BELOW", 100)
     rng = np.random.default_rng(3)
     scores = [np.round(rng.standard_normal(5000), 1).astype(np.float32)]  # many ties
     for k in (1, 17, 2500, 4999, 5000):
-        masks = thresholds.top_k_masks([tf.constant(scores[0])], k)
-        np.testing.assert_array_equal(masks[0].numpy(), reference_masks(scores, k)[0])
+        masks = thresholds.top_k_masks([T(scores[0])], k)
+        assert_equal(to_numpy(masks[0]), reference_masks(scores, k)[0])
 
 
 def test_all_finite_flags_nan_and_inf():
-    assert bool(thresholds.all_finite([tf.constant([1.0, 2.0])]))
-    assert not bool(thresholds.all_finite([tf.constant([1.0]), tf.constant([np.nan])]))
-    assert not bool(thresholds.all_finite([tf.constant([-np.inf])]))
+    assert bool(to_numpy(thresholds.all_finite([T([1.0, 2.0])])))
+    assert not bool(to_numpy(thresholds.all_finite([T([1.0]), T([np.nan])])))
+    assert not bool(to_numpy(thresholds.all_finite([T([-np.inf])])))

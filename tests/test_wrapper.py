@@ -6,6 +6,7 @@ import pytest
 
 import keras_progprune as kp
 from keras_progprune import registry
+from conftest import assert_close, assert_equal
 
 L = keras.layers
 
@@ -38,7 +39,7 @@ def test_every_prunable_type_gets_masks_and_keeps_outputs(make, shape, count):
     for w, m in zip(wrapper.pruned_weights, wrapper.masks):
         assert m.shape == w.shape and not m.trainable
         assert "bias" not in w.name
-    np.testing.assert_allclose(out, layer(x), rtol=1e-6)
+    assert_close(out, layer(x), rtol=1e-6)
 
 
 def test_biases_and_norm_parameters_are_never_pruned():
@@ -69,14 +70,59 @@ def test_custom_layer_opts_in_with_get_prunable_weights():
     assert [w.name for w in wrapper.pruned_weights] == ["w"]
 
 
-def test_user_constraint_is_composed_with_the_mask():
-    layer = L.Dense(2, kernel_constraint=keras.constraints.NonNeg())
+def test_forward_pass_reads_weight_times_mask_and_leaves_user_constraint():
+    layer = L.Dense(2, use_bias=False, kernel_constraint=keras.constraints.NonNeg())
     wrapper = kp.PruningWrapper(layer)
     wrapper.build((None, 2))
-    wrapper.masks[0].assign([[1.0, 0.0], [1.0, 1.0]])
     kernel = wrapper.pruned_weights[0]
-    out = kernel.constraint(keras.ops.convert_to_tensor([[-1.0, 5.0], [2.0, 3.0]]))
-    np.testing.assert_array_equal(np.asarray(out), [[0.0, 0.0], [2.0, 3.0]])
+    kernel.assign([[1.0, 2.0], [3.0, 4.0]])
+    wrapper.masks[0].assign([[1.0, 0.0], [1.0, 1.0]])
+    # The pruned weight's stored value (2.0) doesn't reach the output.
+    assert_equal(wrapper(np.array([[1.0, 1.0]], "float32")), [[4.0, 4.0]])
+    assert isinstance(kernel.constraint, keras.constraints.NonNeg)  # the user's, untouched
+    wrapper.settle()
+    assert_equal(kernel.numpy(), [[1.0, 0.0], [3.0, 4.0]])
+    assert not np.signbit(kernel.numpy()).any()  # +0.0, never -0.0
+
+
+def test_weight_regularizer_sees_only_the_kept_weights():
+    layer = L.Dense(2, use_bias=False, kernel_regularizer=keras.regularizers.L1(1.0))
+    wrapper = kp.PruningWrapper(layer)
+    wrapper.build((None, 2))
+    wrapper.pruned_weights[0].assign([[1.0, -2.0], [3.0, 4.0]])
+    wrapper.masks[0].assign([[1.0, 0.0], [1.0, 1.0]])
+    assert float(keras.ops.convert_to_numpy(keras.ops.sum(wrapper.losses))) == 8.0
+    # The layer's config keeps the user's regularizer, not ours.
+    assert isinstance(kp.strip_pruning(wrapper).kernel_regularizer, keras.regularizers.L1)
+
+
+def test_state_updated_inside_the_wrapped_layer_is_kept():
+    """BatchNormalization statistics and dropout seeds change inside a
+    composite layer's call; the substitution must not swallow them."""
+
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = L.Dense(3)
+            self.norm = L.BatchNormalization()
+            self.drop = L.Dropout(0.5)
+
+        def build(self, shape):
+            self.dense.build(shape)
+            self.norm.build(shape[:-1] + (3,))
+
+        def call(self, x, training=None):
+            return self.drop(self.norm(self.dense(x), training=training), training=training)
+
+    wrapper = kp.PruningWrapper(Block())
+    wrapper.build((None, 4))
+    wrapper.arm()
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype("float32")
+    before = wrapper.layer.norm.moving_mean.numpy().copy()
+    first = keras.ops.convert_to_numpy(wrapper(x, training=True))
+    assert not np.allclose(wrapper.layer.norm.moving_mean.numpy(), before)
+    second = keras.ops.convert_to_numpy(wrapper(x, training=True))
+    assert not np.array_equal(first == 0, second == 0)  # a new dropout mask
 
 
 def test_default_schedule_is_fresh_per_wrapper():

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from keras_progprune import data
+from keras_progprune.experiments import data
 from conftest import make_cifar_dir, make_mnist_dir, write_idx
+from conftest import assert_close, assert_equal
 
 
 def _all(ds):
@@ -23,9 +24,9 @@ def test_mnist_idx_mirror_splits_and_normalizes(tmp_path):
     assert xt.shape == (30, 28, 28, 1) and xv.shape == (10, 28, 28, 1) and xs.shape == (20, 28, 28, 1)
     assert xt.dtype == np.float32 and yt.dtype == np.int32
     # Validation is the last 10 training examples, not test data.
-    np.testing.assert_array_equal(yv, np.arange(30, 40) % 10)
+    assert_equal(yv, np.arange(30, 40) % 10)
     raw = data.read_idx(os.path.join(root, "train-images-idx3-ubyte.gz"))
-    np.testing.assert_allclose(xv[..., 0], (raw[30:] / 255.0 - 0.1307) / 0.3081, rtol=1e-5)
+    assert_close(xv[..., 0], (raw[30:] / 255.0 - 0.1307) / 0.3081, rtol=1e-5)
     assert data.steps_per_epoch(train) == 4
 
 
@@ -34,7 +35,7 @@ def test_train_shuffle_is_seeded(tmp_path):
     a = _all(data.load("mnist", "train", 8, data_dir=root, validation_size=10, shuffle_seed=3))[1]
     b = _all(data.load("mnist", "train", 8, data_dir=root, validation_size=10, shuffle_seed=3))[1]
     c = _all(data.load("mnist", "train", 8, data_dir=root, validation_size=10, shuffle_seed=None))[1]
-    np.testing.assert_array_equal(a, b)
+    assert_equal(a, b)
     assert not np.array_equal(a, c) and sorted(a) == sorted(c)
 
 

@@ -1,0 +1,95 @@
+"""The backend seam: compiled functions, the k-th largest key, gradients."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import assert_close, to_numpy
+
+from keras_progprune import backend
+from keras_progprune.backend import numpy_kernels
+
+
+def _reference(keys, k):
+    ordered = np.sort(keys)[::-1]
+    t = ordered[k - 1]
+    return t, int(np.sum(keys > t)), int(np.sum(keys == t))
+
+
+@pytest.mark.parametrize("sizes", [[10], [7, 0, 40], [70_000, 3], [300_000]])
+@pytest.mark.parametrize("k_fraction", [0.0, 0.1, 0.5, 0.999, 1.0])
+def test_kth_largest_is_exact(sizes, k_fraction):
+    rng = np.random.default_rng(len(sizes))
+    parts = [rng.integers(-50, 50, n).astype(np.int32) for n in sizes]  # many ties
+    keys = np.concatenate(parts)
+    k = min(max(1, int(k_fraction * keys.size)), keys.size)
+    expected = _reference(keys, k)
+    assert tuple(int(v) for v in numpy_kernels.kth_largest(parts, k)) == expected
+    run = backend.compile(lambda flat: backend.kth_largest(flat, k))
+    got = run([keras.ops.convert_to_tensor(p) for p in parts if p.size])
+    assert tuple(int(to_numpy(v)) for v in got) == expected
+
+
+def test_kth_largest_keeps_pruned_keys_out_of_the_bracket():
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 1 << 20, 100_000).astype(np.int32)
+    keys[:90_000] = numpy_kernels.INT32_MIN  # 90% pruned
+    for k in (5_000, 10_000, 10_001, 95_000):
+        assert tuple(int(v) for v in numpy_kernels.kth_largest([keys], k)) == \
+            _reference(keys, k)
+
+
+def test_compile_takes_static_keyword_arguments():
+    fn = backend.compile(lambda x, scale: x * scale, static=("scale",))
+    assert_close(fn(keras.ops.ones((2,)), scale=3), [3.0, 3.0])
+    assert_close(fn(keras.ops.ones((2,)), scale=2), [2.0, 2.0])
+
+
+def test_gradients_and_hessian_vector_product_of_a_quadratic():
+    w = keras.Variable(np.array([1.0, -2.0], np.float32))
+
+    def loss():  # L = sum(w^3) / 3: dL/dw = w^2, H = diag(2w)
+        return keras.ops.sum(keras.ops.power(w, 3)) / 3.0
+
+    (g,) = backend.gradients(loss, [w])
+    assert_close(g, [1.0, 4.0], rtol=1e-6)
+    (hv,) = backend.hessian_vector_product(loss, [w], [np.array([1.0, 1.0], np.float32)])
+    assert_close(hv, [2.0, -4.0], rtol=1e-6)
+
+
+def test_gradients_of_a_variable_the_loss_does_not_read_are_zero():
+    used, unused = keras.Variable(np.ones(2, np.float32)), keras.Variable(np.ones(3, np.float32))
+    grads = backend.gradients(lambda: keras.ops.sum(used * 2.0), [used, unused])
+    assert_close(grads[0], [2.0, 2.0])
+    assert_close(grads[1], np.zeros(3))
+
+
+def test_no_distribution_outside_a_strategy():
+    assert backend.distribution_name(keras.Sequential([keras.Input((2,))])) is None
+
+
+def test_sync_outside_fit_is_a_no_op():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    before = [w.numpy().copy() for w in model.weights]
+    backend.sync_model_state(model)
+    for a, b in zip(before, model.weights):
+        assert_close(b.numpy(), a)
+
+
+def test_unsupported_backend_error_names_backend_and_fix():
+    error = backend.unsupported_backend_error("Feature X", "Use Y instead.")
+    assert str(error) == (f"Feature X is not available on the {backend.name()!r} backend. "
+                          f"Received: KERAS_BACKEND={backend.name()!r}. Use Y instead.")
+
+
+def test_summary_writer_writes_tensorboard_scalars(tmp_path):
+    writer = backend.summary_writer(str(tmp_path))
+    writer.scalar("sparsity/overall", 0.5, step=3)
+    writer.flush()
+    writer.close()
+    import tensorflow as tf
+
+    values = [(v.tag, v.simple_value if v.HasField("simple_value") else float(
+        tf.make_ndarray(v.tensor)), e.step)
+              for name in tmp_path.iterdir()
+              for e in tf.compat.v1.train.summary_iterator(str(name)) for v in e.summary.value]
+    assert values == [("sparsity/overall", 0.5, 3)]
