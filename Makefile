@@ -1,27 +1,48 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-# Both create .venv (once) and install the package with every extra.
+# Both create .venv (once) and install the package with every extra,
+# JAX and PyTorch (a CPU build) included.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The CPU build of PyTorch (a plain `torch` from PyPI is a CUDA build of
+# several GB). Override it for a GPU: make TORCH_SPEC=torch venv
+TORCH_SPEC ?= torch==2.13.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
+PYTEST := $(PY) -m pytest -q
 
-.PHONY: demo test venv bench bench-quick bench-report bench-gpu clean
+.PHONY: demo test test-tensorflow test-jax test-torch venv bench bench-quick bench-report \
+	bench-backends bench-gpu clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[experiments,litert,dev]"
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[experiments,litert,dev,jax,torch]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/train.py --output_dir=runs/demo --overwrite
 
-test: $(STAMP)
-	$(PY) -m pytest -q tests
+# The suite on TensorFlow (every test, the slow ones included) and on JAX
+# (all but the tests marked `slow`). PyTorch runs the same suite with
+# `make test-torch` (not part of `make test`, to keep CI within its time).
+test: test-tensorflow test-jax
+
+test-tensorflow: $(STAMP)
+	KERAS_BACKEND=tensorflow $(PYTEST) tests
+
+# XLA's backend optimizations only cost compile time on these tiny test
+# models; level 0 roughly halves the JAX suite's time. Tests only.
+test-jax: $(STAMP)
+	KERAS_BACKEND=jax XLA_FLAGS="$${XLA_FLAGS:---xla_backend_optimization_level=0}" \
+		$(PYTEST) tests
+
+test-torch: $(STAMP)
+	KERAS_BACKEND=torch $(PYTEST) tests
 
 # Benchmarks (see BUILD_NOTES.md). The full grid is resumable: finished cells
 # are cached under benchmarks/results/grid/ and skipped.
@@ -30,16 +51,14 @@ BENCH := $(PY) -m benchmarks
 bench-quick: $(STAMP)
 	rm -rf benchmarks/results/grid_quick
 	$(BENCH).grid --grid=quick
-	$(BENCH).mask_update --repeats=2 --out=mask_update_quick.json
+	$(BENCH).mask_update --repeats=2 --out=mask_update_quick.json --noreference
 	$(BENCH).report --grid=quick --out=benchmarks/results/BENCHMARKS_quick.md
 
 bench: $(STAMP)
 	$(BENCH).grid --grid=full
 	$(BENCH).grid --grid=nm
 	$(BENCH).grid --grid=channel
-	$(BENCH).overhead --pairs=3 --epochs=5
-	$(BENCH).mask_update
-	$(BENCH).refit
+	$(MAKE) bench-backends
 	$(BENCH).small_files
 	$(BENCH).applications
 	$(BENCH).tfmot_compare
@@ -49,6 +68,16 @@ bench: $(STAMP)
 	$(BENCH).report --grid=full
 
 bench-report: $(STAMP)
+	$(BENCH).report --grid=full
+
+# The engine's speed on each backend: mask update, training overhead
+# (CPU and wall time), later fits. Run alone: timings need an idle machine.
+bench-backends: $(STAMP)
+	for b in tensorflow jax torch; do \
+		$(BENCH).mask_update --backend=$$b && \
+		$(BENCH).overhead --backend=$$b && \
+		$(BENCH).refit --backend=$$b || exit 1; \
+	done
 	$(BENCH).report --grid=full
 
 # On a machine with a GPU only (it refuses to run without one).

@@ -21,15 +21,26 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def _installed(name):
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def versions():
     import keras
     import numpy
-    import tensorflow
 
     return {
         "python": platform.python_version(),
-        "tensorflow": tensorflow.__version__,
         "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "tensorflow": _installed("tensorflow"),
+        "jax": _installed("jax"),
+        "torch": _installed("torch"),
         "numpy": numpy.__version__,
     }
 
@@ -47,10 +58,23 @@ def provenance(command):
 
 
 def _gpu():
-    import tensorflow as tf
+    """The accelerators the current Keras backend sees, or None."""
+    import keras
 
-    gpus = tf.config.list_physical_devices("GPU")
-    return [g.name for g in gpus] or None
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        found = [str(d) for d in jax.devices() if d.platform != "cpu"]
+    elif backend == "torch":
+        import torch
+
+        found = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    else:
+        import tensorflow as tf
+
+        found = [g.name for g in tf.config.list_physical_devices("GPU")]
+    return found or None
 
 
 def _git_rev():

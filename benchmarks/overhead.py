@@ -1,97 +1,116 @@
-"""Training overhead: pruned vs dense `fit` wall time per epoch, Keras 3.
+"""Training overhead: pruned vs dense epoch time, CPU time beside wall time.
 
 Runs alternating (dense, pruned) pairs in one process on the same data and
-reports each pair's ratio of median epoch times, then the median ratio. The
-first epoch of every fit (tracing) is excluded. Data is the real MNIST
-shipped in data/mnist, through `keras_progprune.data.load` (the pipeline
-training uses). Feeding one big NumPy array instead makes Keras re-shuffle
-190 MB at every epoch start, which stalls for up to 2 s at random on these
-machines, in dense and pruned runs alike.
+reports each pair's ratio of median epoch times, then the median ratio,
+for CPU time (`time.process_time()`, all threads) and for wall time. On
+these shared 2-core machines wall-time pairs swing 0.8-1.4x for the same
+work while CPU-time pairs stay within a few percent, so CPU time is the
+figure judged. The first epoch of every fit (compilation) is not timed.
+Data is the real MNIST shipped in data/mnist, through
+`keras_progprune.data.load` (the pipeline training uses).
 
-    python benchmarks/overhead.py --pairs=3 --epochs=3
+    python -m benchmarks.overhead --backend=jax --pairs=5 --epochs=4
 """
 
+from benchmarks import backend_flag  # noqa: F401  (sets KERAS_BACKEND first)
 
-import json
-import os
+import os  # noqa: E402
+import time  # noqa: E402
 
-from absl import app
-from absl import flags
-import keras
-import numpy as np
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
-import keras_progprune as kp
-from keras_progprune import data
-from keras_progprune import models
-from benchmarks import common
+import keras_progprune as kp  # noqa: E402
+from benchmarks import common  # noqa: E402
+from keras_progprune import data  # noqa: E402
+from keras_progprune import models  # noqa: E402
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "data", "mnist")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("pairs", 3, "Alternating dense/pruned pairs.")
-flags.DEFINE_integer("epochs", 5, "Epochs per fit; the first is not timed.")
+flags.DEFINE_integer("pairs", 5, "Alternating dense/pruned pairs.")
+flags.DEFINE_integer("epochs", 4, "Epochs per fit; the first is not timed.")
 flags.DEFINE_integer("batch_size", 60, "Batch size.")
 flags.DEFINE_integer("frequency", 100, "Mask update frequency in steps.")
-flags.DEFINE_list("models", ["lenet_300_100", "lenet5"], "Models to time.")
-flags.DEFINE_string("out", "overhead.json", "Result file under benchmarks/results.")
-flags.DEFINE_boolean("merge", False, "Keep the other models' rows already in --out "
-                     "(each row records the command that measured it).")
+flags.DEFINE_list("models", ["lenet_300_100"], "Models to time.")
+flags.DEFINE_string("out", "", "Result file under benchmarks/results "
+                    "(default overhead_<backend>.json).")
 
 
-def _fit_epoch_time(name, pruned, train):
+class CpuEpochTimer(keras.callbacks.Callback):
+    """Wall and CPU seconds (all threads of the process) of each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.wall, self.cpu = [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.wall.append(time.perf_counter() - self._wall)
+        self.cpu.append(time.process_time() - self._cpu)
+
+
+def _fit_epoch_times(name, pruned, train):
     keras.utils.set_random_seed(0)
     model = models.get_model(name)
     callbacks = []
     if pruned:
         steps = FLAGS.epochs * data.steps_per_epoch(train)
         model = kp.prune_low_magnitude(
-            model,
-            kp.PolynomialDecay(0.0, 0.98, 0, steps, frequency=FLAGS.frequency),
-            scope="global",
-        )
+            model, kp.PolynomialDecay(0.0, 0.98, 0, steps, frequency=FLAGS.frequency),
+            scope="global")
         callbacks.append(kp.ProgressivePruningCallback())
-    timer = common.epoch_timer()
-    model.compile(
-        keras.optimizers.Adam(1.2e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    timer = CpuEpochTimer()
+    model.compile(keras.optimizers.Adam(1.2e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
     model.fit(train, epochs=FLAGS.epochs, verbose=0, callbacks=callbacks + [timer])
-    return float(np.median(timer.times[1:]))
+    return float(np.median(timer.wall[1:])), float(np.median(timer.cpu[1:]))
+
+
+def measure(name, train, pairs):
+    """Alternating (dense, pruned) pairs: one dict per pair."""
+    rows = []
+    for i in range(pairs):
+        dense_wall, dense_cpu = _fit_epoch_times(name, False, train)
+        pruned_wall, pruned_cpu = _fit_epoch_times(name, True, train)
+        rows.append({"dense_s": dense_wall, "pruned_s": pruned_wall,
+                     "dense_cpu_s": dense_cpu, "pruned_cpu_s": pruned_cpu,
+                     "ratio": pruned_wall / dense_wall, "cpu_ratio": pruned_cpu / dense_cpu})
+        print(f"{name} pair {i}: wall {dense_wall:.3f}/{pruned_wall:.3f} s "
+              f"({pruned_wall / dense_wall:.3f}), CPU {dense_cpu:.3f}/{pruned_cpu:.3f} s "
+              f"({pruned_cpu / dense_cpu:.3f})", flush=True)
+    return rows
+
+
+def summarize(rows):
+    med = lambda key: float(np.median([r[key] for r in rows]))  # noqa: E731
+    return {"pairs": rows, "median_ratio": med("ratio"), "median_cpu_ratio": med("cpu_ratio"),
+            "cpu_ratio_range": [min(r["cpu_ratio"] for r in rows),
+                                max(r["cpu_ratio"] for r in rows)],
+            "median_dense_s": med("dense_s"), "median_pruned_s": med("pruned_s"),
+            "median_dense_cpu_s": med("dense_cpu_s"), "median_pruned_cpu_s": med("pruned_cpu_s")}
 
 
 def main(argv):
     del argv
+    backend = keras.backend.backend()
     train = data.load("mnist", "train", FLAGS.batch_size, data_dir=DATA_DIR, shuffle_seed=0)
-    result = {"provenance": common.provenance(common.command_line()), "models": {}}
-    path = os.path.join(common.RESULTS_DIR, FLAGS.out)
-    if FLAGS.merge and os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        for name, row in old["models"].items():
-            row.setdefault("command", old["provenance"]["command"])
-            result["models"][name] = row
+    result = {"provenance": common.provenance(common.command_line()), "backend": backend,
+              "models": {}}
     for name in FLAGS.models:
-        pairs = []
-        for i in range(FLAGS.pairs):
-            dense = _fit_epoch_time(name, False, train)
-            pruned = _fit_epoch_time(name, True, train)
-            pairs.append({"dense_s": dense, "pruned_s": pruned, "ratio": pruned / dense})
-            print(f"{name} pair {i}: dense {dense:.3f}s pruned {pruned:.3f}s "
-                  f"ratio {pruned / dense:.3f}", flush=True)
-        ratio = float(np.median([p["ratio"] for p in pairs]))
-        result["models"][name] = {
-            "pairs": pairs,
-            "median_ratio": ratio,
-            "median_dense_s": float(np.median([p["dense_s"] for p in pairs])),
-            "median_pruned_s": float(np.median([p["pruned_s"] for p in pairs])),
-            "batch_size": FLAGS.batch_size,
-            "frequency": FLAGS.frequency,
-            "command": result["provenance"]["command"],
-        }
-        print(f"{name}: median ratio {ratio:.3f}")
-    print("wrote", common.write_result(FLAGS.out, result))
+        row = summarize(measure(name, train, FLAGS.pairs))
+        row.update(batch_size=FLAGS.batch_size, frequency=FLAGS.frequency,
+                   epochs=FLAGS.epochs)
+        result["models"][name] = row
+        print(f"{name} on {backend}: median CPU ratio {row['median_cpu_ratio']:.3f} "
+              f"(wall {row['median_ratio']:.3f})")
+    common.finish(FLAGS.out or f"overhead_{backend}.json", result, report=False)
 
 
 if __name__ == "__main__":
