@@ -9,7 +9,9 @@ deprecated.
 """
 
 import os
+import platform
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -19,6 +21,23 @@ from keras_progprune import prune as prune_lib
 from keras_progprune import saving
 
 QUANTIZATIONS = (None, "dynamic_int8", "float16")
+OPTIMIZE_FOR = ("latency", "size")
+
+
+def _is_x86():
+    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def encoding(sparse, quantize, optimize_for, sparse_blocks=None):
+    """`(sparse, sparse_blocks)` as `export_litert` uses them (see there)."""
+    if optimize_for not in OPTIMIZE_FOR:
+        raise ValueError(f"`optimize_for` must be one of {OPTIMIZE_FOR}. "
+                         f"Received: optimize_for={optimize_for!r}.")
+    if optimize_for == "latency" and quantize == "dynamic_int8":
+        sparse = False  # XNNPACK can't prepare sparse + dynamic-int8 weights
+    if sparse_blocks is None:
+        sparse_blocks = optimize_for == "latency"
+    return sparse, bool(sparse_blocks)
 
 
 def _converter_options(sparse, quantize):
@@ -37,7 +56,8 @@ def _converter_options(sparse, quantize):
     return options
 
 
-def export_litert(model, path, *, sparse=True, quantize=None, sparse_blocks=False):
+def export_litert(model, path, *, sparse=True, quantize=None, optimize_for="latency",
+                  sparse_blocks=None):
     """Strips the pruning wrappers and writes a `.tflite` file.
 
     Goes through Keras's own `model.export(path, format="litert")`, which
@@ -58,28 +78,47 @@ def export_litert(model, path, *, sparse=True, quantize=None, sparse_blocks=Fals
             `"dynamic_int8"` combines with `sparse`; `"float16"` needs
             `sparse=False` (together they give NaN outputs in TF 2.21's
             converter). Defaults to None.
-        sparse_blocks: bool. The converter stores a FullyConnected weight in
-            1x4 blocks for LiteRT's block-sparse kernel (ARM); after
-            unstructured pruning most blocks hold one weight, so the file
-            is up to 4x larger. False (the default) re-encodes those weights
-            as plain CSR behind a DENSIFY op where that is smaller (12.4x
-            instead of 7.0x smaller than dense on `make demo`'s model); True
-            keeps the converter's blocks.
+        optimize_for: `"latency"` (the default) or `"size"`: how the zeros
+            are stored, for LiteRT's default CPU delegate (XNNPACK).
+            `"latency"` keeps the converter's own encoding (FullyConnected
+            weights in 1x4 blocks, read by XNNPACK like dense ones) and,
+            with `quantize="dynamic_int8"`, dense int8 weights (XNNPACK
+            can't run sparse int8 ones): as fast as the dense file or
+            faster. `"size"` re-encodes the blocks as plain CSR behind a
+            DENSIFY op and keeps int8 weights sparse: the smallest file,
+            but XNNPACK leaves those layers to LiteRT's builtin kernels, so
+            on x86 it runs slower than the dense file (LeNet-300-100 at
+            95%: 12.5x instead of 8.5x smaller than dense, 2.8x slower at
+            batch 32; BENCHMARKS.md section 3). Warns on x86.
+        sparse_blocks: None (the default: as `optimize_for` says), or a
+            bool to choose the FullyConnected encoding yourself: True keeps
+            the converter's 1x4 blocks, False re-encodes them as CSR where
+            that is smaller.
 
     Returns:
         `path`, as a string.
 
     Raises:
         ValueError: for a path that doesn't end in `.tflite` or whose folder
-            doesn't exist or can't be written, an unknown `quantize`, or
-            `sparse=True` with `quantize="float16"`.
+            doesn't exist or can't be written, an unknown `quantize` or
+            `optimize_for`, or `sparse=True` with `quantize="float16"`.
 
     Note:
         XNNPACK's sparse kernels are disabled on x86 CPUs with AVX, so on
-        x86 a sparse `.tflite` is no faster than a dense one (measured here:
-        sometimes slower, BENCHMARKS.md section 3); the gain there is size.
-        Sparse speed-ups apply on ARM and WebAssembly. On x86, speed needs
-        fewer channels (channel pruning, not yet in this package).
+        x86 a sparse `.tflite` is smaller, not faster (BENCHMARKS.md section
+        3). For speed everywhere, remove whole channels:
+        `structure="channel"`, then `keras_progprune.shrink`.
+
+    Examples:
+        >>> import os, tempfile, keras, keras_progprune as kp
+        >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64)])
+        >>> kernel = model.layers[0].kernel
+        >>> _ = kernel.assign(keras.ops.where(keras.ops.abs(kernel) > 0.2, kernel, 0.0))
+        >>> folder = tempfile.mkdtemp()
+        >>> sparse = kp.export_litert(model, os.path.join(folder, "sparse.tflite"))
+        >>> dense = kp.export_litert(model, os.path.join(folder, "dense.tflite"), sparse=False)
+        >>> os.path.getsize(sparse) < os.path.getsize(dense) / 2
+        True
     """
     path = os.fspath(path)
     if quantize not in QUANTIZATIONS:
@@ -98,13 +137,21 @@ def export_litert(model, path, *, sparse=True, quantize=None, sparse_blocks=Fals
         raise ValueError(
             f"Can't write `path`: its folder {folder!r} doesn't exist or isn't "
             f"writable. Received: path={path!r}. Create the folder, or choose another.")
+    sparse, sparse_blocks = encoding(sparse, quantize, optimize_for, sparse_blocks)
+    if optimize_for == "size" and sparse and _is_x86():
+        warnings.warn(
+            "export_litert(optimize_for='size') writes the smallest file, but on x86 "
+            "LiteRT's XNNPACK delegate leaves its sparse layers to slower builtin "
+            "kernels (LeNet-300-100 at 95%: 2.8x slower than the dense file at batch "
+            "32). To serve on x86, use optimize_for='latency' (the default).",
+            stacklevel=2)
     plain = prune_lib.strip_pruning(model) if engine.collect_wrappers(model) else model
     if keras.backend.backend() != "tensorflow":
         # The converter is TensorFlow's: export from a TensorFlow process.
         from keras_progprune import tensorflow_export  # noqa: PLC0415
 
         return tensorflow_export.run(plain, "litert", path, sparse=sparse, quantize=quantize,
-                                     sparse_blocks=sparse_blocks)
+                                     optimize_for=optimize_for, sparse_blocks=sparse_blocks)
     fd, tmp = tempfile.mkstemp(suffix=".tflite", prefix=".export-", dir=folder)
     os.close(fd)
     try:
@@ -332,8 +379,15 @@ def unblock_sparse_weights(tflite_bytes):
             sp.traversalOrder, sp.blockMap, sp.dimMetadata = [0, 1], [], [dense_dim, csr_dim]
             buffer.data = np.frombuffer(values.tobytes(), np.uint8)
             # A DENSIFY op turns it back into the dense weight its consumers read.
+            # Declared as the converter declares its own DENSIFY outputs: ranked
+            # (`hasRank`; TensorT's default is False) and with an empty buffer
+            # of its own. Unranked, it made XNNPACK leave the
+            # FULLY_CONNECTED that reads it to LiteRT's builtin kernel: about
+            # 3x slower than the dense file at batch 32 on x86.
+            model.buffers.append(schema.BufferT())
             out = schema.TensorT()
-            out.shape, out.type, out.buffer = list(tensor.shape), tensor.type, 0
+            out.shape, out.type, out.hasRank = list(tensor.shape), tensor.type, True
+            out.buffer = len(model.buffers) - 1
             out.name = (tensor.name or b"") + b"/densified"
             out.quantization = tensor.quantization
             graph.tensors.append(out)

@@ -1,5 +1,6 @@
 """Compressed saves, LiteRT export, Keras int8 on top of sparsity, N:M checks."""
 
+import contextlib
 import os
 import zipfile
 
@@ -142,14 +143,31 @@ def test_export_litert_float_matches_and_sparse_is_smaller(tmp_path):
     x, _ = _task(16)
     expected = to_numpy(kp.strip_pruning(pruned)(x))
     dense = str(tmp_path / "dense.tflite")
-    sparse = str(tmp_path / "sparse.tflite")
-    blocks = str(tmp_path / "blocks.tflite")
+    latency = str(tmp_path / "latency.tflite")  # the default: the converter's blocks
+    size = str(tmp_path / "size.tflite")  # plain CSR behind DENSIFY ops
+    csr = str(tmp_path / "csr.tflite")
     assert kp.export_litert(pruned, dense, sparse=False) == dense
-    kp.export_litert(pruned, sparse)
-    kp.export_litert(pruned, blocks, sparse_blocks=True)
-    for path in (dense, sparse, blocks):
+    kp.export_litert(pruned, latency)
+    with pytest.warns(UserWarning, match=r"optimize_for='size'.*on x86") if (
+            litert._is_x86()) else contextlib.nullcontext():
+        kp.export_litert(pruned, size, optimize_for="size")
+    kp.export_litert(pruned, csr, sparse_blocks=False)  # the explicit switch wins
+    for path in (dense, latency, size, csr):
         assert_close(litert.predict(path, x), expected, atol=1e-5)
-    assert os.path.getsize(sparse) < os.path.getsize(blocks) < os.path.getsize(dense) / 2
+    assert os.path.getsize(size) < os.path.getsize(latency) < os.path.getsize(dense) / 2
+    assert os.path.getsize(csr) == os.path.getsize(size)
+
+
+def test_litert_encoding_follows_optimize_for():
+    assert litert.encoding(True, None, "latency") == (True, True)
+    assert litert.encoding(True, None, "size") == (True, False)
+    # XNNPACK can't run sparse int8 weights: for latency they stay dense.
+    assert litert.encoding(True, "dynamic_int8", "latency") == (False, True)
+    assert litert.encoding(True, "dynamic_int8", "size") == (True, False)
+    assert litert.encoding(True, None, "latency", sparse_blocks=False) == (True, False)
+    with pytest.raises(ValueError, match=r"`optimize_for` must be one of \('latency', "
+                                         r"'size'\)\. Received: optimize_for='speed'\."):
+        litert.encoding(True, None, "speed")
 
 
 @pytest.mark.slow
