@@ -50,7 +50,7 @@ def _check(values, n, m, axis):
 
 def _keras_weights(model):
     engine.settle(model)
-    for _, weights in report_lib.prunable_layers(model):
+    for _, weights, _ in report_lib.prunable_layers(model):
         for w in weights:
             yield w.path, keras.ops.convert_to_numpy(w)
 
@@ -74,17 +74,16 @@ def check_m_by_n(model_or_tflite_path, n=2, m=4):
         ValueError: for a bad `n`/`m`, or a path that is not a `.tflite`
             file.
 
-    Example:
-
-    >>> import keras, numpy as np, keras_progprune as kp
-    >>> dense = keras.layers.Dense(2, use_bias=False)
-    >>> dense.build((None, 4))
-    >>> dense.kernel.assign(np.array([[1., 0.], [0., 1.], [2., 3.], [0., 0.]]))
-    >>> kp.check_m_by_n(dense, 2, 4).all_hold
-    True
-    >>> dense.kernel.assign(np.ones((4, 2)))
-    >>> kp.check_m_by_n(dense, 2, 4).all_hold
-    False
+    Examples:
+        >>> import keras, numpy as np, keras_progprune as kp
+        >>> dense = keras.layers.Dense(2, use_bias=False)
+        >>> dense.build((None, 4))
+        >>> _ = dense.kernel.assign(np.array([[1., 0.], [0., 1.], [2., 3.], [0., 0.]]))
+        >>> kp.check_m_by_n(dense, 2, 4).all_hold
+        True
+        >>> _ = dense.kernel.assign(np.ones((4, 2)))
+        >>> kp.check_m_by_n(dense, 2, 4).all_hold
+        False
     """
     structures.MByN(n, m)  # validates n and m
     if isinstance(model_or_tflite_path, (str, os.PathLike)):

@@ -5,6 +5,7 @@ import numpy as np
 
 from keras_progprune import engine
 from keras_progprune import registry
+from keras_progprune import structures
 from keras_progprune import walk
 from keras_progprune.channels import macs as macs_lib
 from keras_progprune.channels import shrink as shrink_lib
@@ -12,12 +13,13 @@ from keras_progprune.wrapper import PruningWrapper
 
 
 def prunable_layers(model):
-    """`(layer name, prunable weights)` for each prunable layer in `model`.
+    """`(layer name, prunable weights, wrapper or None)` for each prunable
+    layer in `model`.
 
     A `PruningWrapper` gives its wrapped layer's name and pruned weights; a
-    plain (or stripped) prunable layer its registry weights. Each layer is
-    listed once, and layers inside a listed one (a wrapped Dense, MHA's
-    projections) are not listed again.
+    plain (or stripped, or excluded) prunable layer its registry weights.
+    Each layer is listed once, and layers inside a listed one (a wrapped
+    Dense, MHA's projections) are not listed again.
     """
     candidates = [model] if not isinstance(model, keras.Model) else walk.sublayers(model)
     seen = set()
@@ -26,41 +28,54 @@ def prunable_layers(model):
             continue
         seen.add(id(layer))
         if isinstance(layer, PruningWrapper) and layer.built:
-            name, weights = layer.layer.name, layer.pruned_weights
+            name, weights, wrapper = layer.layer.name, layer.pruned_weights, layer
         elif registry.is_prunable(layer) and layer.built:
-            name, weights = layer.name, registry.get_prunable_weights(layer)
+            name, weights, wrapper = layer.name, registry.get_prunable_weights(layer), None
         else:
             continue
         seen.update(id(sub) for sub in walk.sublayers(layer))
-        yield name, weights
+        yield name, weights, wrapper
 
 
 class SparsityReport(dict):
     """A dict of per-layer and total counts that prints as a table.
 
-    Keys: `"layers"` (name -> `{"weights", "zeros", "sparsity"}`, plus
-    `"channels": {"kept", "total"}` for a Dense/conv layer of a
-    Sequential or Functional model: the output channels `shrink` would
-    keep, and `"left_whole"`: why channel pruning can't remove any of
-    them, when it can't), `"total"` (the first three over all prunable weights) and
-    `"macs"` (`{"dense", "shrunk"}`: multiply-accumulates per example as
-    built and after `shrink`; None for a subclassed model).
+    Keys:
+
+    - `"layers"`: name -> `{"weights", "zeros", "sparsity", "pruned"}`
+      (`"pruned"`: False for a prunable layer left unwrapped, for example
+      excluded), plus `"structure"` for a wrapped layer and `"channels":
+      {"kept", "total"}` for a Dense/conv layer of a Sequential or
+      Functional model (the output channels `shrink` would keep, and
+      `"left_whole"`: why channel pruning can't remove any of them, when it
+      can't).
+    - `"pruned"`: `{"weights", "zeros", "sparsity"}` over the pruned
+      layers' weights: the wrapped ones, or for a model without wrappers
+      (stripped, plain) every prunable layer's. `"total"` is the same dict,
+      under its older name.
+    - `"model"`: the same counts over every weight of the model: biases,
+      normalization, embeddings and excluded layers included (the masks and
+      step counters of the wrappers are not weights).
+    - `"macs"`: `{"dense", "shrunk"}`, multiply-accumulates per example as
+      built and after `shrink`; None for a subclassed model.
     """
 
     def __str__(self):
-        rows = [(name, r["weights"], r["zeros"], r["sparsity"], r.get("channels"))
-                for name, r in self["layers"].items()]
-        t = self["total"]
-        rows.append(("TOTAL", t["weights"], t["zeros"], t["sparsity"], None))
-        width = max([len("layer")] + [len(r[0]) for r in rows])
+        rows = [(name + ("" if r["pruned"] else " (not pruned)"), r["weights"], r["zeros"],
+                 r["sparsity"], r.get("channels")) for name, r in self["layers"].items()]
+        totals = [("TOTAL over pruned layers", self["pruned"]),
+                  ("TOTAL over the whole model", self["model"])]
+        width = max([len("layer")] + [len(r[0]) for r in rows] + [len(t[0]) for t in totals])
         lines = [f"{'layer':<{width}}  {'weights':>10}  {'zeros':>10}  {'sparsity':>8}"
                  f"  {'channels':>11}"]
         lines.append("-" * len(lines[0]))
-        for i, (name, n, z, s, ch) in enumerate(rows):
-            if i == len(rows) - 1:
-                lines.append("-" * len(lines[0]))
+        for name, n, z, s, ch in rows:
             kept = f"{ch['kept']}/{ch['total']}" if ch else ""
             lines.append(f"{name:<{width}}  {n:>10,}  {z:>10,}  {s:>8.2%}  {kept:>11}")
+        lines.append("-" * len(lines[0]))
+        for name, t in totals:
+            lines.append(f"{name:<{width}}  {t['weights']:>10,}  {t['zeros']:>10,}  "
+                         f"{t['sparsity']:>8.2%}")
         whole = [(name, r["channels"]["left_whole"]) for name, r in self["layers"].items()
                  if "left_whole" in r.get("channels", {})]
         if whole:
@@ -72,6 +87,30 @@ class SparsityReport(dict):
                          f"{macs['shrunk']:,} after shrink "
                          f"({macs['shrunk'] / max(macs['dense'], 1):.1%})")
         return "\n".join(lines)
+
+    def plot(self, path=None, kind="auto", title=None):
+        """Draws the report as a bar chart (needs matplotlib).
+
+        Args:
+            path: where to write the picture (`.png`, `.pdf`, `.svg`); None
+                writes nothing.
+            kind: `"sparsity"` (the fraction of zeros per layer),
+                `"channels"` (output channels kept per layer, out of the
+                layer's total), or `"auto"`: `"channels"` when a layer is
+                pruned with `structure="channel"`, else `"sparsity"`.
+            title: the chart's title; None gives one from the totals.
+
+        Returns:
+            The `matplotlib.figure.Figure`.
+
+        Raises:
+            ImportError: without matplotlib (`pip install matplotlib`).
+            ValueError: for an unknown `kind`, or `"channels"` when no
+                layer has channel counts.
+        """
+        from keras_progprune import report_plot  # noqa: PLC0415 (matplotlib is optional)
+
+        return report_plot.plot(self, path=path, kind=kind, title=title)
 
 
 def _channel_summary(model):
@@ -101,9 +140,11 @@ def sparsity_report(model):
     gives each Dense/conv layer's output channels that `shrink` would keep,
     and the MACs per example before and after `shrink`.
 
-    A pruned model's sparsity counts the weights its wrappers mask: with
-    `structure="channel"` these include biases and BatchNormalization
-    gamma and beta.
+    Two totals, each labelled: over the pruned layers (`"pruned"`, the
+    sparsity the schedule aims at) and over the whole model (`"model"`,
+    every weight, what a saved file holds). A pruned model's layer sparsity
+    counts the weights its wrappers mask: with `structure="channel"` these
+    include biases and BatchNormalization gamma and beta.
 
     Args:
         model: a `keras.Model` or a layer.
@@ -111,30 +152,60 @@ def sparsity_report(model):
     Returns:
         A `SparsityReport` (a dict; `print` shows a table).
 
-    Example:
-
-    >>> import keras, keras_progprune as kp
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    >>> kp.sparsity_report(model)["total"]["weights"]
-    8
+    Examples:
+        >>> import keras, keras_progprune as kp
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> report = kp.sparsity_report(model)
+        >>> report["pruned"]["weights"], report["model"]["weights"]  # kernel; kernel + bias
+        (8, 10)
     """
     engine.settle(model)  # stored values of pruned weights: 0.0
     layers = {}
     channels, macs = _channel_summary(model)
-    for name, weights in prunable_layers(model):
-        n = int(sum(np.prod(w.shape) for w in weights))
-        z = int(sum(np.sum(np.asarray(w.numpy()) == 0) for w in weights))
-        layers[name] = {"weights": n, "zeros": z, "sparsity": z / n if n else 0.0}
+    listed = list(prunable_layers(model))
+    any_wrapped = any(wrapper is not None for _, _, wrapper in listed)
+    for name, weights, wrapper in listed:
+        layers[name] = dict(_counts(weights), pruned=wrapper is not None or not any_wrapped)
+        if wrapper is not None:
+            layers[name]["structure"] = _structure_name(wrapper.structure)
         if name in channels:
             layers[name]["channels"] = channels[name]
-    total_n = sum(r["weights"] for r in layers.values())
-    total_z = sum(r["zeros"] for r in layers.values())
-    return SparsityReport(
-        layers=layers,
-        macs=macs,
-        total={
-            "weights": total_n,
-            "zeros": total_z,
-            "sparsity": total_z / total_n if total_n else 0.0,
-        },
-    )
+    pruned = _total([r for r in layers.values() if r["pruned"]])
+    return SparsityReport(layers=layers, macs=macs, pruned=pruned, total=pruned,
+                          model=_counts(_model_weights(model)))
+
+
+def _structure_name(structure):
+    """The string `prune_low_magnitude(structure=...)` takes for it."""
+    if isinstance(structure, structures.MByN):
+        return f"{structure.n}:{structure.m}"
+    return "channel" if structure.needs_graph else "unstructured"
+
+
+def _counts(weights):
+    n = int(sum(np.prod(w.shape) for w in weights))
+    z = int(sum(np.sum(np.asarray(keras.ops.convert_to_numpy(w)) == 0) for w in weights))
+    return {"weights": n, "zeros": z, "sparsity": z / n if n else 0.0}
+
+
+def _total(rows):
+    n = sum(r["weights"] for r in rows)
+    z = sum(r["zeros"] for r in rows)
+    return {"weights": n, "zeros": z, "sparsity": z / n if n else 0.0}
+
+
+def _model_weights(model):
+    """Every float weight of `model` once, without the wrappers' masks and
+    step counters (bookkeeping, not weights)."""
+    bookkeeping = set()
+    for wrapper in engine.collect_wrappers(model):
+        if wrapper.built:
+            bookkeeping.update(id(v) for v in wrapper.masks)
+            bookkeeping.add(id(wrapper.pruning_step))
+    found, seen = [], set()
+    for w in model.weights:
+        if id(w) in seen or id(w) in bookkeeping or "float" not in str(w.dtype):
+            continue
+        seen.add(id(w))
+        found.append(w)
+    return found

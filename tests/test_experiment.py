@@ -26,8 +26,8 @@ def test_run_writes_every_output(tmp_path):
                    weight_decay=1e-4, label_smoothing=0.1)
     results = experiment.run(config)
     out = config.output_dir
-    for name in ("config.json", "history.csv", "results.json", "history.png", "model.keras",
-                 "saved_model/saved_model.pb"):
+    for name in ("config.json", "history.csv", "results.json", "history.png", "sparsity.png",
+                 "model.keras", "saved_model/saved_model.pb"):
         assert os.path.exists(os.path.join(out, name)), name
     assert os.listdir(os.path.join(out, "tensorboard"))
     with open(os.path.join(out, "history.csv")) as f:

@@ -153,23 +153,3 @@ def test_strip_one_wrapper_and_refuse_other_input():
     with pytest.raises(ValueError, match=r"`strip_pruning` takes a Sequential or Functional "
                        r"model or a PruningWrapper\. Received: model="):
         kp.strip_pruning("model")
-
-
-def test_sparsity_report_counts_and_prints_a_table():
-    pruned = kp.prune_low_magnitude(mlp(units=(4,)))
-    wrapper = engine.collect_wrappers(pruned)[0]
-    k = wrapper.pruned_weights[0]
-    values = k.numpy()
-    values[:2] = 0.0  # 2 rows of 4 -> 8 zeros of 20
-    k.assign(values)
-    report = kp.sparsity_report(pruned)
-    assert report["layers"]["fc0"] == {"weights": 20, "zeros": 8, "sparsity": 0.4,
-                                       "channels": {"kept": 4, "total": 4}}
-    assert report["layers"]["head"]["channels"]["left_whole"] == "reaches a model output"
-    assert report["total"]["weights"] == 20 + 12
-    # Zeroed input rows remove no output channel; MACs count fc0 (5*4) + out (4*3).
-    assert report["macs"] == {"dense": 32, "shrunk": 32}
-    text = str(report)
-    assert "fc0" in text and "40.00%" in text and "TOTAL" in text and "4/4" in text
-    assert "MACs per example: 32 as built, 32 after shrink" in text
-    assert isinstance(report, dict)

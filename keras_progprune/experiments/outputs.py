@@ -51,6 +51,14 @@ def plot_history(csv_path, png_path, title):
     return png_path
 
 
+def plot_sparsity(report, png_path):
+    """PNG of a `SparsityReport` (per-layer sparsity, or channels kept)."""
+    import matplotlib.pyplot as plt
+
+    plt.close(report.plot(png_path))
+    return png_path
+
+
 def _tree_bytes(path):
     if os.path.isfile(path):
         return os.path.getsize(path)

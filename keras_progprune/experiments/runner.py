@@ -85,7 +85,8 @@ def run(config, overwrite=False):
     """Trains one model with `config.method` and writes every output file.
 
     Writes to `config.output_dir`: `config.json`, `history.csv`,
-    `results.json`, `tensorboard/`, `history.png`, `model.keras` (stripped,
+    `results.json`, `tensorboard/`, `history.png`, `sparsity.png` (the
+    report's bar chart), `model.keras` (stripped,
     compressed, no optimizer state), `model.tflite` (sparse LiteRT) and
     `saved_model/` (stripped, SavedModel). `results.json` records their
     sizes beside a dense model's of the same architecture. With
@@ -173,4 +174,6 @@ def run(config, overwrite=False):
     if os.path.exists(csv_path):
         outputs.plot_history(csv_path, os.path.join(config.output_dir, "history.png"),
                              f"{config.model} / {config.dataset} / {config.method}")
+    # Per-layer sparsity, or channels kept per layer for channel pruning.
+    outputs.plot_sparsity(report, os.path.join(config.output_dir, "sparsity.png"))
     return results
