@@ -9,26 +9,12 @@ benchmark imports this module before anything that imports Keras:
 import os
 import sys
 
-BACKENDS = ("tensorflow", "jax", "torch")
+from absl import flags
 
+import keras_progprune_cli
 
-def from_argv(argv):
-    """The value of a `--backend=NAME` (or `--backend NAME`) argument, or None."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--backend="):
-            return arg.split("=", 1)[1]
-        if arg == "--backend" and i + 1 < len(argv):
-            return argv[i + 1]
-    return None
+keras_progprune_cli.choose_backend(sys.argv[1:])
 
-
-_chosen = from_argv(sys.argv[1:])
-if _chosen is not None:
-    if _chosen not in BACKENDS:
-        raise SystemExit(f"--backend must be one of {BACKENDS}. Received: --backend={_chosen!r}.")
-    os.environ["KERAS_BACKEND"] = _chosen
-
-from absl import flags  # noqa: E402
-
-flags.DEFINE_enum("backend", os.environ.get("KERAS_BACKEND", "tensorflow"), list(BACKENDS),
+flags.DEFINE_enum("backend", os.environ.get("KERAS_BACKEND", "tensorflow"),
+                  list(keras_progprune_cli.BACKENDS),
                   "Keras backend to run on (sets KERAS_BACKEND before Keras is imported).")
