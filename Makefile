@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 PYTEST := $(PY) -m pytest -q
 
-.PHONY: demo test test-tensorflow test-jax test-torch venv bench bench-quick bench-report \
+.PHONY: demo docs test test-tensorflow test-jax test-torch venv bench bench-quick bench-report \
 	bench-backends bench-gpu clean
 
 venv: $(STAMP)
@@ -21,11 +21,16 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[experiments,litert,dev,jax,torch]"
+	$(PY) -m pip install --quiet -e ".[experiments,litert,dev,jax,torch,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/train.py --output_dir=runs/demo --overwrite
+
+# The documentation site, from the docstrings and the README's guides, into
+# site/ (offline). Warnings are errors: a broken link or reference fails.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict
 
 # The suite on TensorFlow (every test, the slow ones included) and on JAX
 # (all but the tests marked `slow`). PyTorch runs the same suite with

@@ -137,17 +137,16 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
             `PruningWrapper`, or if `steps_per_execution` doesn't divide the
             schedule's updates (see above).
 
-    Example:
-
-    >>> import keras, numpy as np, keras_progprune as kp
-    >>> model = kp.prune_low_magnitude(
-    ...     keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)]),
-    ...     kp.ConstantSparsity(0.75, begin_step=0, frequency=1))
-    >>> model.compile("sgd", "mse")
-    >>> history = model.fit(np.ones((4, 8)), np.ones((4, 4)), verbose=0,
-    ...                     callbacks=[kp.ProgressivePruningCallback()])
-    >>> history.history["sparsity"]
-    [0.75]
+    Examples:
+        >>> import keras, numpy as np, keras_progprune as kp
+        >>> model = kp.prune_low_magnitude(
+        ...     keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)]),
+        ...     kp.ConstantSparsity(0.75, begin_step=0, frequency=1))
+        >>> model.compile("sgd", "mse")
+        >>> history = model.fit(np.ones((4, 8)), np.ones((4, 4)), verbose=0,
+        ...                     callbacks=[kp.ProgressivePruningCallback()])
+        >>> history.history["sparsity"]
+        [0.75]
     """
 
     # Keras may run `on_train_batch_end` on a worker thread instead of

@@ -80,13 +80,12 @@ def prune_low_magnitude(
             already wrapped, an `exclude` name not in the model, or a bad
             `scope`, `pruning_schedule` or `structure`.
 
-    Example:
-
-    >>> import keras, keras_progprune as kp
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    >>> pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0))
-    >>> type(pruned.layers[0]).__name__
-    'PruningWrapper'
+    Examples:
+        >>> import keras, keras_progprune as kp
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0))
+        >>> type(pruned.layers[0]).__name__
+        'PruningWrapper'
     """
     check_scope(scope)
     schedule = check_schedule(pruning_schedule)
@@ -221,13 +220,12 @@ def strip_pruning(model):
         ValueError: for a subclassed model (it can't be cloned; its
             wrappers stay).
 
-    Example:
-
-    >>> import keras, keras_progprune as kp
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    >>> plain = kp.strip_pruning(kp.prune_low_magnitude(model))
-    >>> type(plain.layers[0]).__name__
-    'Dense'
+    Examples:
+        >>> import keras, keras_progprune as kp
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> plain = kp.strip_pruning(kp.prune_low_magnitude(model))
+        >>> type(plain.layers[0]).__name__
+        'Dense'
     """
     if isinstance(model, PruningWrapper):
         model.check_not_quantized()

@@ -120,15 +120,14 @@ def save_model(model, filepath, include_optimizer=True, compression="bzip2"):
         ValueError: if `filepath` doesn't end in `.keras`, its folder
             doesn't exist, or `compression` is unknown.
 
-    Example:
-
-    >>> import os, tempfile, keras, keras_progprune as kp
-    >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64)])
-    >>> model.layers[0].kernel.assign(keras.ops.zeros((64, 64)))
-    >>> path = os.path.join(tempfile.mkdtemp(), "zeros.keras")
-    >>> kp.save_model(model, path, include_optimizer=False)
-    >>> os.path.getsize(path) < 64 * 64 * 4 / 4
-    True
+    Examples:
+        >>> import os, tempfile, keras, keras_progprune as kp
+        >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64)])
+        >>> _ = model.layers[0].kernel.assign(keras.ops.zeros((64, 64)))
+        >>> path = os.path.join(tempfile.mkdtemp(), "zeros.keras")
+        >>> kp.save_model(model, path, include_optimizer=False)
+        >>> os.path.getsize(path) < 64 * 64 * 4 / 4
+        True
     """
     filepath = os.fspath(filepath)
     if not filepath.endswith(".keras"):

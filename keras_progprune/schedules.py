@@ -134,10 +134,9 @@ class ConstantSparsity(PruningSchedule):
         ValueError: on a sparsity outside [0, 1), `end_step < begin_step`
             or `frequency < 1`.
 
-    Example:
-
-    >>> ConstantSparsity(0.8, begin_step=10, frequency=5)(15)
-    (True, 0.8)
+    Examples:
+        >>> ConstantSparsity(0.8, begin_step=10, frequency=5)(15)
+        (True, 0.8)
     """
 
     def __init__(self, target_sparsity, begin_step, end_step=-1, frequency=100):
@@ -189,11 +188,10 @@ class PolynomialDecay(PruningSchedule):
         ValueError: on a sparsity outside [0, 1), `end_step < begin_step` or
             `frequency < 1`.
 
-    Example:
-
-    >>> s = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=100, power=1)
-    >>> s(50)
-    (False, 0.4)
+    Examples:
+        >>> s = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=100, power=1)
+        >>> s(50)
+        (False, 0.4)
     """
 
     def __init__(

@@ -216,7 +216,9 @@ def fit_shrinking(pruned, x=None, y=None, *, epochs=1, shrink_every=1, callbacks
     Args:
         pruned: a compiled Sequential or Functional model from
             `prune_low_magnitude(..., structure="channel")`.
-        x, y: training data, as for `model.fit`.
+        x: training data, as for `model.fit` (arrays, a `tf.data.Dataset`
+            or a generator).
+        y: targets, as for `model.fit` (None when `x` yields them).
         epochs: int, total epochs over all phases.
         shrink_every: int >= 1, epochs per phase.
         callbacks: list of Keras callbacks.
@@ -231,19 +233,18 @@ def fit_shrinking(pruned, x=None, y=None, *, epochs=1, shrink_every=1, callbacks
             wrappers, an uncompiled model, a distribution strategy, or
             `BackupAndRestore` among the callbacks.
 
-    Example:
-
-    >>> import keras, numpy as np, keras_progprune as kp
-    >>> inputs = keras.Input((6,))
-    >>> hidden = keras.layers.Dense(16, activation="relu")(inputs)
-    >>> model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
-    >>> pruned = kp.prune_low_magnitude(
-    ...     model, kp.ConstantSparsity(0.5, 0, frequency=1), structure="channel")
-    >>> pruned.compile("adam", "mse")
-    >>> result = kp.fit_shrinking(pruned, np.ones((8, 6)), np.ones((8, 2)),
-    ...                           epochs=2, shrink_every=1, verbose=0)
-    >>> result.model.layers[1].layer.units
-    8
+    Examples:
+        >>> import keras, numpy as np, keras_progprune as kp
+        >>> inputs = keras.Input((6,))
+        >>> hidden = keras.layers.Dense(16, activation="relu")(inputs)
+        >>> model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+        >>> pruned = kp.prune_low_magnitude(
+        ...     model, kp.ConstantSparsity(0.5, 0, frequency=1), structure="channel")
+        >>> pruned.compile("adam", "mse")
+        >>> result = kp.fit_shrinking(pruned, np.ones((8, 6)), np.ones((8, 2)),
+        ...                           epochs=2, shrink_every=1, verbose=0)
+        >>> result.model.layers[1].layer.units
+        8
     """
     callbacks = list(callbacks or [])
     _check(pruned, shrink_every, callbacks)

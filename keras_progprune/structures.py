@@ -103,13 +103,12 @@ class Unstructured(Structure):
     The group keeps exactly `max(1, round(n * (1 - sparsity)))` weights;
     ties are broken by flat index. A weight pruned earlier stays pruned.
 
-    Example:
-
-    >>> import keras
-    >>> from keras_progprune.structures import Unstructured
-    >>> [keras.ops.convert_to_numpy(m).tolist() for m in Unstructured().select(
-    ...     [keras.ops.convert_to_tensor([3.0, 1.0, 2.0, 0.5])], 0.5, None)]
-    [[True, False, True, False]]
+    Examples:
+        >>> import keras
+        >>> from keras_progprune.structures import Unstructured
+        >>> [keras.ops.convert_to_numpy(m).tolist() for m in Unstructured().select(
+        ...     [keras.ops.convert_to_tensor([3.0, 1.0, 2.0, 0.5])], 0.5, None)]
+        [[True, False, True, False]]
     """
 
     def count(self, size, sparsity):
@@ -184,13 +183,12 @@ class MByN(Structure):
     Raises:
         ValueError: unless `1 <= n < m`.
 
-    Example:
-
-    >>> import keras
-    >>> from keras_progprune.structures import MByN
-    >>> w = keras.ops.convert_to_tensor([[4.0], [1.0], [3.0], [2.0]])  # Dense [in=4, out=1]
-    >>> keras.ops.convert_to_numpy(MByN(2, 4).select([w], 0.5, None)[0]).ravel().tolist()
-    [True, False, True, False]
+    Examples:
+        >>> import keras
+        >>> from keras_progprune.structures import MByN
+        >>> w = keras.ops.convert_to_tensor([[4.0], [1.0], [3.0], [2.0]])  # Dense [in=4, out=1]
+        >>> keras.ops.convert_to_numpy(MByN(2, 4).select([w], 0.5, None)[0]).ravel().tolist()
+        [True, False, True, False]
     """
 
     intersects = False

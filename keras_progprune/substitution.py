@@ -31,15 +31,14 @@ class Substituted:
             written back on exit.
         pairs: list of `(variable, value)`.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> dense = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
-    >>> dense.build((None, 2))
-    >>> with Substituted(dense, [(dense.kernel, keras.ops.zeros((2, 1)))]):
-    ...     y = dense(np.ones((1, 2)))
-    >>> float(keras.ops.convert_to_numpy(y)[0, 0])
-    0.0
+    Examples:
+        >>> import keras, numpy as np
+        >>> dense = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+        >>> dense.build((None, 2))
+        >>> with Substituted(dense, [(dense.kernel, keras.ops.zeros((2, 1)))]):
+        ...     y = dense(np.ones((1, 2)))
+        >>> float(keras.ops.convert_to_numpy(y)[0, 0])
+        0.0
     """
 
     def __init__(self, layer, pairs):

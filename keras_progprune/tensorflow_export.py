@@ -101,14 +101,13 @@ def export_saved_model(model, path):
     Raises:
         RuntimeError: if the TensorFlow child process fails, with its output.
 
-    Example:
-
-    >>> import os, tempfile, keras, keras_progprune as kp
-    >>> model = kp.prune_low_magnitude(
-    ...     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
-    >>> path = kp.export_saved_model(model, os.path.join(tempfile.mkdtemp(), "served"))
-    >>> os.path.exists(os.path.join(path, "saved_model.pb"))
-    True
+    Examples:
+        >>> import os, tempfile, keras, keras_progprune as kp
+        >>> model = kp.prune_low_magnitude(
+        ...     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+        >>> path = kp.export_saved_model(model, os.path.join(tempfile.mkdtemp(), "served"))
+        >>> os.path.exists(os.path.join(path, "saved_model.pb"))
+        True
     """
     path = os.fspath(path)
     plain = prune.strip_pruning(model) if engine.collect_wrappers(model) else model

@@ -94,12 +94,11 @@ def top_k_masks(scores, k, active=None, nonnegative=False):
         A list of bool tensors shaped like `scores`, with exactly `k` true
         entries in total.
 
-    Example:
-
-    >>> import keras
-    >>> masks = top_k_masks([keras.ops.convert_to_tensor([0.1, -3.0, 2.0, 2.0])], k=1)
-    >>> keras.ops.convert_to_numpy(masks[0]).tolist()
-    [False, False, True, False]
+    Examples:
+        >>> import keras
+        >>> masks = top_k_masks([keras.ops.convert_to_tensor([0.1, -3.0, 2.0, 2.0])], k=1)
+        >>> keras.ops.convert_to_numpy(masks[0]).tolist()
+        [False, False, True, False]
     """
     if active is None:
         active = [None] * len(scores)

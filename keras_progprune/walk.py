@@ -23,7 +23,10 @@ def sublayers(layer):
     # Keras 3 has no public API that lists a plain Layer's sublayers:
     # `Model.layers` stops at the first level, and Layer has no `layers`.
     # `_flatten_layers` is the layer tracker's own recursive walk, the one
-    # Keras uses for `model.weights`; this is the package's only private call.
+    # Keras uses for `model.weights`. This module is the only place in the
+    # package that reads private Keras attributes (this one and, in
+    # `graph_nodes`, the functional graph's nodes); tests/test_layout.py
+    # enforces it.
     seen, out = set(), []
     for sub in layer._flatten_layers(include_self=False, recursive=True):
         if id(sub) not in seen:

@@ -115,13 +115,12 @@ class PruningWrapper(keras.layers.Wrapper):
         ValueError: if `layer` is already a `PruningWrapper` or can't be
             pruned, or on a bad `pruning_schedule`, `scope` or `structure`.
 
-    Example:
-
-    >>> import keras, keras_progprune as kp
-    >>> dense = kp.PruningWrapper(keras.layers.Dense(4))
-    >>> _ = dense(keras.ops.ones((1, 3)))
-    >>> [v.name for v in dense.non_trainable_weights]
-    ['pruning_mask_0', 'pruning_step']
+    Examples:
+        >>> import keras, keras_progprune as kp
+        >>> dense = kp.PruningWrapper(keras.layers.Dense(4))
+        >>> _ = dense(keras.ops.ones((1, 3)))
+        >>> [v.name for v in dense.non_trainable_weights]
+        ['pruning_mask_0', 'pruning_step']
     """
 
     def __init__(self, layer, pruning_schedule=None, scope="layer",

@@ -346,17 +346,16 @@ def shrink(model):
     Raises:
         ValueError: if `model` is not a Sequential or Functional model.
 
-    Example:
-
-    >>> import keras, numpy as np, keras_progprune as kp
-    >>> inputs = keras.Input((4,))
-    >>> hidden = keras.layers.Dense(8, activation="relu")(inputs)
-    >>> model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
-    >>> kernel, bias = model.layers[1].get_weights()
-    >>> kernel[:, 4:] = 0.0; bias[4:] = 0.0
-    >>> model.layers[1].set_weights([kernel, bias])
-    >>> kp.shrink(model).layers[1].units
-    4
+    Examples:
+        >>> import keras, numpy as np, keras_progprune as kp
+        >>> inputs = keras.Input((4,))
+        >>> hidden = keras.layers.Dense(8, activation="relu")(inputs)
+        >>> model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+        >>> kernel, bias = model.layers[1].get_weights()
+        >>> kernel[:, 4:] = 0.0; bias[4:] = 0.0
+        >>> model.layers[1].set_weights([kernel, bias])
+        >>> kp.shrink(model).layers[1].units
+        4
     """
     if not isinstance(model, keras.Model) or not walk.is_graph_model(model):
         kind = type(model).__name__

@@ -275,13 +275,12 @@ def load(
             data, a missing or corrupt raw file, a wrong image shape, or tfds
             failing (offline) with no local mirror.
 
-    Example:
-
-    >>> from keras_progprune import data
-    >>> ds = data.load("mnist", "test", 100, data_dir="data/mnist")
-    >>> images, labels = next(iter(ds))
-    >>> tuple(images.shape), labels.dtype.name
-    ((100, 28, 28, 1), 'int32')
+    Examples:
+        >>> from keras_progprune import data
+        >>> ds = data.load("mnist", "test", 100, data_dir="data/mnist")
+        >>> images, labels = next(iter(ds))
+        >>> tuple(images.shape), labels.dtype.name
+        ((100, 28, 28, 1), 'int32')
     """
     _check_name(name)
     _check_split(split, validation_size)

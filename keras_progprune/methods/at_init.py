@@ -41,15 +41,14 @@ def prune_at_init(model, method, target_sparsity, *, data=None, loss=None,
         ValueError: for an unknown method, a method that does not prune at
             initialization, a missing `data`/`loss`, or a bad option.
 
-    Example:
-
-    >>> import keras, numpy as np, keras_progprune as kp
-    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
-    >>> x, y = np.ones((16, 8), "float32"), np.zeros((16,), "int32")
-    >>> pruned = kp.prune_at_init(model, "snip", 0.75, data=[(x, y)],
-    ...     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    >>> kp.sparsity_report(pruned)["total"]["sparsity"]
-    0.75
+    Examples:
+        >>> import keras, numpy as np, keras_progprune as kp
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+        >>> x, y = np.ones((16, 8), "float32"), np.zeros((16,), "int32")
+        >>> pruned = kp.prune_at_init(model, "snip", 0.75, data=[(x, y)],
+        ...     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        >>> kp.sparsity_report(pruned)["total"]["sparsity"]
+        0.75
     """
     cls = get_method(method)
     if not issubclass(cls, ScoringMethod):

@@ -212,17 +212,16 @@ def lottery_ticket(model, train_round, target_sparsity, *, rate=0.2, rewind_step
         ValueError: for a bad `rate`, `scope` or `target_sparsity`, or a
             `rewind_step` beyond round 0.
 
-    Example:
-
-    >>> import keras, numpy as np, keras_progprune as kp
-    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
-    >>> x, y = np.ones((16, 8), "float32"), np.zeros((16, 4), "float32")
-    >>> def train_round(m, callbacks):
-    ...     m.compile("adam", "mse")
-    ...     return m.fit(x, y, epochs=1, callbacks=callbacks, verbose=0)
-    >>> pruned, rounds = kp.lottery_ticket(model, train_round, 0.5, rate=0.3)
-    >>> [round(r["sparsity"], 3) for r in rounds]
-    [0.0, 0.312, 0.5]
+    Examples:
+        >>> import keras, numpy as np, keras_progprune as kp
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+        >>> x, y = np.ones((16, 8), "float32"), np.zeros((16, 4), "float32")
+        >>> def train_round(m, callbacks):
+        ...     m.compile("adam", "mse")
+        ...     return m.fit(x, y, epochs=1, callbacks=callbacks, verbose=0)
+        >>> pruned, rounds = kp.lottery_ticket(model, train_round, 0.5, rate=0.3)
+        >>> [round(r["sparsity"], 3) for r in rounds]
+        [0.0, 0.312, 0.5]
     """
     method = Lottery(target_sparsity, scope=scope, rate=rate, rewind_step=rewind_step,
                      milestones=list(milestones))
