@@ -112,8 +112,8 @@ def export_litert(model, path, *, sparse=True, quantize=None, optimize_for="late
     Examples:
         >>> import os, tempfile, keras, keras_progprune as kp
         >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64)])
-        >>> kernel = model.layers[0].kernel
-        >>> _ = kernel.assign(keras.ops.where(keras.ops.abs(kernel) > 0.2, kernel, 0.0))
+        >>> w = keras.ops.convert_to_tensor(model.layers[0].kernel)
+        >>> _ = model.layers[0].kernel.assign(keras.ops.where(keras.ops.abs(w) > 0.2, w, 0.0))
         >>> folder = tempfile.mkdtemp()
         >>> sparse = kp.export_litert(model, os.path.join(folder, "sparse.tflite"))
         >>> dense = kp.export_litert(model, os.path.join(folder, "dense.tflite"), sparse=False)
