@@ -182,16 +182,18 @@ def _structure_name(structure):
     return "channel" if structure.needs_graph else "unstructured"
 
 
+def _summary(n, z):
+    return {"weights": n, "zeros": z, "sparsity": z / n if n else 0.0}
+
+
 def _counts(weights):
     n = int(sum(np.prod(w.shape) for w in weights))
     z = int(sum(np.sum(np.asarray(keras.ops.convert_to_numpy(w)) == 0) for w in weights))
-    return {"weights": n, "zeros": z, "sparsity": z / n if n else 0.0}
+    return _summary(n, z)
 
 
 def _total(rows):
-    n = sum(r["weights"] for r in rows)
-    z = sum(r["zeros"] for r in rows)
-    return {"weights": n, "zeros": z, "sparsity": z / n if n else 0.0}
+    return _summary(sum(r["weights"] for r in rows), sum(r["zeros"] for r in rows))
 
 
 def _model_weights(model):
