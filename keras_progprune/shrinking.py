@@ -78,13 +78,21 @@ def _check(model, shrink_every, callbacks):
             f"Model {model.name!r} is not compiled. Call `model.compile(optimizer, loss, "
             "...)` first; `fit_shrinking` recompiles each smaller model the same way.")
     distribution = backend.distribution_name(model)
-    if distribution is not None:
+    if distribution == "ModelParallel":
         raise ValueError(
-            "`fit_shrinking` doesn't support distributed training: each phase builds "
-            "a new, smaller model and optimizer, whose variables would have to be "
-            "re-created and re-distributed between phases. Received: a model training "
-            f"under {distribution}. Train without a distribution, or use `model.fit` "
+            "`fit_shrinking` works without a distribution and under "
+            "`keras.distribution.DataParallel`, where each smaller model's variables "
+            "are created replicated again. Received: a model training under "
+            "ModelParallel, whose LayoutMap shards variables by their shapes: a shrunk "
+            "width need not divide the mesh axis that shards it. Use `model.fit` "
             "(masks only, no shrinking), then `kp.shrink` once at the end.")
+    if distribution not in (None, "DataParallel"):
+        raise ValueError(
+            "`fit_shrinking` doesn't support tf.distribute strategies: each phase builds "
+            "a new, smaller model and optimizer outside the strategy's scope. Received: "
+            f"a model training under {distribution}. Use `keras.distribution.DataParallel` "
+            "(JAX), or `model.fit` (masks only, no shrinking), then `kp.shrink` once at "
+            "the end.")
     for callback in callbacks:
         if isinstance(callback, keras.callbacks.BackupAndRestore):
             raise ValueError(

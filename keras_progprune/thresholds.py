@@ -102,7 +102,9 @@ def top_k_masks(scores, k, active=None, nonnegative=False):
     """
     if active is None:
         active = [None] * len(scores)
-    keys = [ops.reshape(ordered_keys(s, a, nonnegative), [-1]) for s, a in zip(scores, active)]
+    # Keys keep their tensors' shapes: flattening a tensor sharded over
+    # devices would move it. Only the (rare) tie-break needs an order.
+    keys = [ordered_keys(s, a, nonnegative) for s, a in zip(scores, active)]
     k = ops.cast(k, "int32")
     t, num_greater, num_equal = backend.kth_largest(keys, k)
     need = k - num_greater
@@ -114,12 +116,13 @@ def top_k_masks(scores, k, active=None, nonnegative=False):
         out = []
         offset = ops.convert_to_tensor(0, "int32")
         for f in keys:
-            eq = f == t
+            flat = ops.reshape(f, [-1])
+            eq = flat == t
             running = ops.cumsum(ops.cast(eq, "int32")) + offset
-            out.append(ops.logical_or(f > t, ops.logical_and(eq, running <= need)))
-            if f.shape[0]:
+            kept = ops.logical_or(flat > t, ops.logical_and(eq, running <= need))
+            out.append(ops.reshape(kept, ops.shape(f)))
+            if flat.shape[0]:
                 offset = running[-1]
         return out
 
-    flat = ops.cond(ops.equal(num_equal, need), simple, tie_break)
-    return [ops.reshape(m, ops.shape(s)) for m, s in zip(flat, scores)]
+    return ops.cond(ops.equal(num_equal, need), simple, tie_break)

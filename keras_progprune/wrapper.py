@@ -4,6 +4,7 @@ import warnings
 
 import keras
 
+from keras_progprune import backend
 from keras_progprune import registry
 from keras_progprune import schedules as schedules_lib
 from keras_progprune import structures as structures_lib
@@ -193,16 +194,24 @@ class PruningWrapper(keras.layers.Wrapper):
                 "layer, or give it a compatible shape.", stacklevel=2)
         masks = []
         for i, w in enumerate(weights):
-            keep = self.add_weight(
-                name=f"pruning_mask_{i}",
+            # `add_weight` takes no layout, and a mask must be laid out like
+            # its weight under `keras.distribution.ModelParallel` (sharded the
+            # same way, so no device holds a whole mask). A Variable assigned
+            # to a layer attribute is tracked as `add_weight`'s are.
+            keep = keras.Variable(
+                initializer="ones",
                 shape=tuple(w.shape),
                 dtype=w.dtype,
-                initializer="ones",
                 trainable=False,
+                name=f"pruning_mask_{i}",
+                layout=backend.variable_layout(w),
             )
             if w.regularizer is not None and not isinstance(w.regularizer, _MaskedRegularizer):
                 w.regularizer = _MaskedRegularizer(w.regularizer, keep)
             masks.append(keep)
+        # Tracked here, before `pruning_step`: the saved variable order
+        # (masks, then the step) is the file format.
+        self._pruning_masks = masks
         self.pruning_step = self.add_weight(
             name="pruning_step",
             shape=(),
@@ -213,7 +222,6 @@ class PruningWrapper(keras.layers.Wrapper):
             trainable=False,
         )
         self._pruned_weights = weights
-        self._pruning_masks = masks
         if self.structure.needs_graph and self.initial_channels is None:
             self.initial_channels = self.structure.channel_count(self.layer)
         self.built = True

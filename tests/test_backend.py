@@ -38,6 +38,23 @@ def test_kth_largest_keeps_pruned_keys_out_of_the_bracket():
             _reference(keys, k)
 
 
+@pytest.mark.backends("jax")
+def test_jax_bitwise_kth_largest_is_exact_on_any_shapes():
+    # The selection JAX uses under a keras.distribution, on one device here:
+    # keys keep their shapes, extremes and ties included.
+    from keras_progprune.backend import jax as jax_backend  # noqa: PLC0415
+
+    rng = np.random.default_rng(3)
+    parts = [rng.integers(-(2**31), 2**31 - 1, (64, 33), dtype=np.int64).astype(np.int32),
+             rng.integers(-3, 3, (5, 7, 2)).astype(np.int32),
+             np.array([numpy_kernels.INT32_MIN, numpy_kernels.INT32_MAX] * 4, np.int32)]
+    keys = np.concatenate([p.ravel() for p in parts])
+    run = backend.compile(jax_backend._kth_largest_by_bits)
+    for k in (1, 2, 9, 100, 2112, keys.size - 4, keys.size):
+        got = run([keras.ops.convert_to_tensor(p) for p in parts], k)
+        assert tuple(int(to_numpy(v)) for v in got) == _reference(keys, k)
+
+
 def test_compile_takes_static_keyword_arguments():
     fn = backend.compile(lambda x, scale: x * scale, static=("scale",))
     assert_close(fn(keras.ops.ones((2,)), scale=3), [3.0, 3.0])

@@ -131,19 +131,24 @@ def test_fit_shrinking_refuses_a_tf_distribute_strategy():
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
         distributed = pruned_convnet()
-    with pytest.raises(ValueError, match=r"doesn't support distributed training.*Received: a "
-                       r"model training under OneDeviceStrategy"):
+    with pytest.raises(ValueError, match=r"doesn't support tf.distribute strategies.*Received: "
+                       r"a model training under OneDeviceStrategy. Use `keras.distribution"):
         kp.fit_shrinking(distributed, x, y)
 
 
 @pytest.mark.backends("jax")
-def test_fit_shrinking_refuses_a_keras_distribution():
+def test_fit_shrinking_refuses_model_parallel():
+    # DataParallel works (tests/test_keras_distribution.py); ModelParallel's
+    # LayoutMap could not shard a shrunk width that the mesh doesn't divide.
     x, y = data()
     pruned = pruned_convnet()
-    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    mesh = keras.distribution.DeviceMesh((1, 1), ["batch", "model"],
+                                         keras.distribution.list_devices()[:1])
+    keras.distribution.set_distribution(keras.distribution.ModelParallel(
+        layout_map=keras.distribution.LayoutMap(mesh), batch_dim_name="batch"))
     try:
-        with pytest.raises(ValueError, match=r"doesn't support distributed training.*Received: "
-                           r"a model training under DataParallel"):
+        with pytest.raises(ValueError, match=r"Received: a model training under ModelParallel, "
+                           r"whose LayoutMap shards.*then `kp.shrink` once at the end"):
             kp.fit_shrinking(pruned, x, y)
     finally:
         keras.distribution.set_distribution(None)

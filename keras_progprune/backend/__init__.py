@@ -7,8 +7,9 @@ express lives in one module per backend (`tensorflow.py`, `jax.py`,
 
 - `compile(function)`: a pure function of tensors, compiled
   (`tf.function`, `jax.jit`; PyTorch runs it eagerly, without autograd).
-- `kth_largest(flat_keys, k)`: the exact k-th largest of int32 keys, the
-  kernel under every top-k (see `thresholds`).
+- `kth_largest(keys, k)`: the exact k-th largest of int32 keys, the
+  kernel under every top-k (see `thresholds`). Under a
+  `keras.distribution` it works on the keys where they lie (JAX).
 - `argsort_stable(x)`: a stable sort's indices (ties in index order), for
   exact ties in the per-space channel selection.
 - `gradients(loss_fn, variables)` and `hessian_vector_product(loss_fn,
@@ -19,6 +20,8 @@ express lives in one module per backend (`tensorflow.py`, `jax.py`,
 - `distribution_name(model)`: the distribution a model trains under, if
   any (a tf.distribute strategy, a `keras.distribution`), for features that
   must refuse one.
+- `variable_layout(variable)`: how `variable` is laid out over devices by
+  `keras.distribution`, so a mask can be laid out like its weight.
 - `summary_writer(log_dir)`: TensorBoard scalars.
 
 Each function here dispatches on `keras.backend.backend()`; the backend
@@ -70,18 +73,20 @@ def compile(function, static=()):  # noqa: A001 - the verb Keras and JAX use
     return _impl().compile(function, tuple(static))
 
 
-def kth_largest(flat_keys, k):
-    """The exact k-th largest of int32 keys spread over 1-D tensors.
+def kth_largest(keys, k):
+    """The exact k-th largest of int32 keys spread over several tensors.
 
     Args:
-        flat_keys: list of 1-D int32 tensors (static sizes).
+        keys: list of int32 tensors (any static shapes; the order of their
+            entries doesn't matter). They are not flattened here, so keys
+            sharded over devices stay where they are.
         k: scalar int32 tensor, `1 <= k <= total size`.
 
     Returns:
         `(threshold, num_greater, num_equal)`, scalar int32 tensors: the
         k-th largest key, how many keys are above it, how many equal it.
     """
-    return _impl().kth_largest(flat_keys, k)
+    return _impl().kth_largest(keys, k)
 
 
 def argsort_stable(x):
@@ -126,6 +131,13 @@ def distribution_name(model=None):
     (JAX).
     """
     return _impl().distribution_name(model)
+
+
+def variable_layout(variable):
+    """The `keras.distribution.TensorLayout` of `variable` under the current
+    `keras.distribution`, or None when there is none (and on backends
+    without one)."""
+    return _impl().variable_layout(variable)
 
 
 def summary_writer(log_dir):

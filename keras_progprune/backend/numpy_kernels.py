@@ -30,12 +30,12 @@ def _kth_of(keys, rank):
     return t, int(np.count_nonzero(keys > t)), int(np.count_nonzero(keys == t))
 
 
-def kth_largest(flat_keys, k, seed=0):
-    """`(threshold, num_greater, num_equal)` over a list of 1-D int32 arrays.
+def kth_largest(keys, k, seed=0):
+    """`(threshold, num_greater, num_equal)` over a list of int32 arrays.
 
     The answer is exact and does not depend on `seed` (only the speed can).
     """
-    flat_keys = [np.asarray(f) for f in flat_keys]
+    flat_keys = [np.asarray(f).reshape(-1) for f in keys]
     sizes = [f.size for f in flat_keys]
     n = sum(sizes)
     k = int(k)

@@ -35,7 +35,7 @@ def _sort_desc(x):
     return tf.sort(x, direction="DESCENDING")
 
 
-def kth_largest(flat_keys, k, seed=0):
+def kth_largest(keys, k, seed=0):
     """See `keras_progprune.backend.kth_largest`.
 
     1. A seeded random sample of the keys is sorted. Around the expected
@@ -46,6 +46,7 @@ def kth_largest(flat_keys, k, seed=0):
        k-th key. If the bracket missed (it is checked, not assumed), the
        whole key set is sorted instead, so the answer is exact either way.
     """
+    flat_keys = [tf.reshape(f, [-1]) for f in keys]
     sizes = [int(f.shape[0]) for f in flat_keys]
     n = sum(sizes)
     k = tf.cast(k, tf.int32)
@@ -129,6 +130,11 @@ def distribution_name(model=None):
         return type(tf.distribute.get_strategy()).__name__
     if strategy is not None and strategy is not tf.distribute.get_strategy():
         return type(strategy).__name__
+    return None
+
+
+def variable_layout(variable):
+    del variable  # keras.distribution lays out variables on JAX only
     return None
 
 

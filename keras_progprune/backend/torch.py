@@ -26,8 +26,9 @@ def compile(function, static=()):  # noqa: A001
     return run
 
 
-def kth_largest(flat_keys, k):
+def kth_largest(keys, k):
     k = int(k)
+    flat_keys = [f.reshape(-1) for f in keys]
     device = flat_keys[0].device
     if device.type == "cpu":
         result = numpy_kernels.kth_largest([f.detach().numpy() for f in flat_keys], k)
@@ -77,4 +78,9 @@ def sync_model_state(model):
 
 def distribution_name(model=None):
     del model
+    return None
+
+
+def variable_layout(variable):
+    del variable  # keras.distribution lays out variables on JAX only
     return None

@@ -1,0 +1,193 @@
+"""Pruning under `keras.distribution` (JAX) on host CPU devices.
+
+1. DataParallel overhead: epoch time of a pruned against a dense model,
+   both under `DataParallel` over --devices host devices, in alternating
+   (dense, pruned) pairs in one process, CPU time beside wall time (as
+   `benchmarks.overhead`). LeNet-300-100 on real MNIST; resnet20 on
+   generated CIFAR-shaped data (--resnet_examples per epoch: the ratio is
+   what is measured, and a full CIFAR epoch takes too long on 2 cores).
+   The first epoch of every fit (compilation) is not timed.
+2. ModelParallel mask update: one exact global update (`PruningGroup.
+   update`) over --update_weights prunable weights in two Dense kernels,
+   on one device against `ModelParallel` with both kernels (and their
+   masks) sharded over --devices devices; the masks must come out equal.
+
+    python -m benchmarks.distribution --devices=2
+
+Writes benchmarks/results/distribution.json; `benchmarks.report` makes
+its BENCHMARKS.md section.
+"""
+
+import os
+import sys
+
+
+def _devices(argv):
+    for i, arg in enumerate(argv):
+        if arg.startswith("--devices="):
+            return int(arg.split("=", 1)[1])
+        if arg == "--devices" and i + 1 < len(argv):
+            return int(argv[i + 1])
+    return 2
+
+
+# Before JAX starts: the host device count, and the backend.
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""),
+     f"--xla_force_host_platform_device_count={_devices(sys.argv[1:])}"]).strip()
+if not any(a.startswith("--backend") for a in sys.argv[1:]):
+    sys.argv.append("--backend=jax")
+
+from benchmarks import backend_flag  # noqa: F401, E402  (sets KERAS_BACKEND first)
+
+import contextlib  # noqa: E402
+import time  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_progprune as kp  # noqa: E402
+from benchmarks import common  # noqa: E402
+from benchmarks import overhead  # noqa: E402  (its --pairs, --epochs, --batch_size, --out)
+from keras_progprune import data  # noqa: E402
+from keras_progprune import engine  # noqa: E402
+from keras_progprune import models  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("devices", 2, "Host CPU devices (set before JAX starts).")
+flags.DEFINE_integer("resnet_examples", 1280, "Generated examples per resnet20 epoch.")
+flags.DEFINE_integer("resnet_batch_size", 64, "resnet20 batch size.")
+flags.DEFINE_integer("resnet_frequency", 10, "resnet20 mask update frequency in steps.")
+flags.DEFINE_integer("update_weights", 10_485_760, "Prunable weights in the update model "
+                     "(1024 -> h -> 1536 Dense kernels; h is chosen to reach this).")
+flags.DEFINE_integer("update_repeats", 5, "Timed mask updates per setting.")
+
+
+def _data_parallel():
+    return keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+
+
+def _fit_times(name, pruned, train, frequency):
+    keras.utils.set_random_seed(0)
+    with _data_parallel().scope():
+        model = models.get_model(name)
+        callbacks = []
+        if pruned:
+            steps = FLAGS.epochs * data.steps_per_epoch(train)
+            model = kp.prune_low_magnitude(
+                model, kp.PolynomialDecay(0.0, 0.9, 0, steps, frequency=frequency),
+                scope="global")
+            callbacks.append(kp.ProgressivePruningCallback())
+        timer = overhead.CpuEpochTimer()
+        model.compile(keras.optimizers.Adam(1e-3),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(train, epochs=FLAGS.epochs, verbose=0, callbacks=callbacks + [timer])
+    return float(np.median(timer.wall[1:])), float(np.median(timer.cpu[1:]))
+
+
+def data_parallel_overhead(name, train, frequency):
+    rows = []
+    for i in range(FLAGS.pairs):
+        dense_wall, dense_cpu = _fit_times(name, False, train, frequency)
+        pruned_wall, pruned_cpu = _fit_times(name, True, train, frequency)
+        rows.append({"dense_s": dense_wall, "pruned_s": pruned_wall,
+                     "dense_cpu_s": dense_cpu, "pruned_cpu_s": pruned_cpu,
+                     "ratio": pruned_wall / dense_wall, "cpu_ratio": pruned_cpu / dense_cpu})
+        print(f"{name} pair {i}: CPU {dense_cpu:.3f}/{pruned_cpu:.3f} s "
+              f"({pruned_cpu / dense_cpu:.3f}), wall {pruned_wall / dense_wall:.3f}", flush=True)
+    return overhead.summarize(rows)
+
+
+def _resnet_data():
+    import tensorflow as tf  # noqa: PLC0415  (tf.data only, as keras_progprune.data)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(FLAGS.resnet_examples, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, FLAGS.resnet_examples).astype("int32")
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(
+        FLAGS.resnet_batch_size, drop_remainder=True).prefetch(2)
+
+
+def _update_model():
+    hidden = max(8, FLAGS.update_weights // (1024 + 1536) // 8 * 8)  # divides the mesh
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((1024,))
+    x = keras.layers.Dense(hidden, name="wide_in")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(1536, name="wide_out")(x))
+
+
+def _model_parallel():
+    mesh = keras.distribution.DeviceMesh((1, FLAGS.devices), ["batch", "model"],
+                                         keras.distribution.list_devices())
+    layout_map = keras.distribution.LayoutMap(mesh)
+    layout_map["wide_in/kernel"] = (None, "model")
+    layout_map["wide_out/kernel"] = ("model", None)
+    return keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
+
+
+def _time_update(distribution, sparsity):
+    """(median wall s, median CPU s, masks, shard shapes) of one global update."""
+    scope = distribution.scope() if distribution else contextlib.nullcontext()
+    with scope:
+        model = kp.prune_low_magnitude(_update_model(), scope="global")
+        model.build((None, 1024))
+        (group,) = engine.build_groups(engine.collect_wrappers(model))
+        walls, cpus = [], []
+        for i in range(FLAGS.update_repeats + 1):
+            for m in group.masks:
+                m.assign(keras.ops.ones(m.shape))
+            wall, cpu = time.perf_counter(), time.process_time()
+            group.update(sparsity)
+            keras.ops.convert_to_numpy(group.masks[-1].value[0, 0])  # wait for it
+            if i:  # the first compiles
+                walls.append(time.perf_counter() - wall)
+                cpus.append(time.process_time() - cpu)
+        masks = [np.asarray(m.numpy()) for m in group.masks]
+        shards = [sorted({tuple(s.data.shape) for s in m.value.addressable_shards})
+                  for m in group.masks]
+    return float(np.median(walls)), float(np.median(cpus)), masks, shards, group.size
+
+
+def model_parallel_update():
+    rows = []
+    for sparsity in (0.5, 0.9, 0.98):
+        one_wall, one_cpu, one_masks, _, size = _time_update(None, sparsity)
+        mp_wall, mp_cpu, mp_masks, shards, _ = _time_update(_model_parallel(), sparsity)
+        equal = all(np.array_equal(a, b) for a, b in zip(one_masks, mp_masks))
+        rows.append({"sparsity": sparsity, "weights": size, "one_device_s": one_wall,
+                     "one_device_cpu_s": one_cpu, "model_parallel_s": mp_wall,
+                     "model_parallel_cpu_s": mp_cpu, "masks_equal": equal,
+                     "mask_shards": [[list(s) for s in m] for m in shards]})
+        print(f"update at {sparsity}: one device {one_wall:.3f} s, ModelParallel over "
+              f"{FLAGS.devices} {mp_wall:.3f} s, masks equal: {equal}", flush=True)
+    return rows
+
+
+def main(argv):
+    del argv
+    if keras.backend.backend() != "jax":
+        raise SystemExit("keras.distribution lays out variables on JAX only: "
+                         "run with --backend=jax.")
+    mnist = data.load("mnist", "train", FLAGS.batch_size, data_dir=overhead.DATA_DIR,
+                      shuffle_seed=0)
+    result = {"provenance": common.provenance(common.command_line()),
+              "devices": len(keras.distribution.list_devices()),
+              "data_parallel": {
+                  "lenet_300_100": dict(data_parallel_overhead("lenet_300_100", mnist,
+                                                               FLAGS.frequency),
+                                        data="real MNIST", batch_size=FLAGS.batch_size,
+                                        frequency=FLAGS.frequency),
+                  "resnet20": dict(data_parallel_overhead("resnet20", _resnet_data(),
+                                                          FLAGS.resnet_frequency),
+                                   data=f"generated, {FLAGS.resnet_examples} examples",
+                                   batch_size=FLAGS.resnet_batch_size,
+                                   frequency=FLAGS.resnet_frequency)},
+              "epochs": FLAGS.epochs,
+              "model_parallel_update": model_parallel_update()}
+    common.finish(FLAGS.out or "distribution.json", result, report=False)
+
+
+if __name__ == "__main__":
+    app.run(main)

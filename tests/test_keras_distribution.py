@@ -1,0 +1,106 @@
+"""`keras.distribution` (JAX): DataParallel and ModelParallel on 2 and 4
+host CPU devices, and two processes on localhost. Each case runs
+`scripts/keras_distribution.py` in a subprocess (the device count must be
+set before JAX starts), which checks the distributed run against a
+single-device run of the same program."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "scripts", "keras_distribution.py")
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="jax")
+ENV.pop("XLA_FLAGS", None)  # the script sets the device count
+# keras.distribution lays out variables on JAX only.
+pytestmark = pytest.mark.backends("jax")
+
+
+def _result(output):
+    line = next((l for l in output.splitlines() if l.startswith("RESULT ")), None)
+    assert line is not None, output[-3000:]
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.fixture(scope="module", params=[2, 4], ids=["2-devices", "4-devices"])
+def checks(request):
+    proc = subprocess.run([sys.executable, SCRIPT, "checks", str(request.param)],
+                          capture_output=True, text=True, timeout=420, env=ENV)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = _result(proc.stdout)
+    assert result["devices"] == request.param
+    return result
+
+
+@pytest.mark.parametrize("case", ["global/unstructured", "layer/unstructured", "global/2:4",
+                                  "layer/channel"])
+def test_data_parallel_masks_equal_one_device(checks, case):
+    result = checks[f"data_parallel/{case}"]
+    assert result["masks_equal"]
+    assert result["exact"] is not False  # None: channels, checked by equality
+    assert result["max_weight_diff"] < 1e-5
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_model_parallel_masks_are_sharded_like_their_weights(checks, scope):
+    result = checks[f"model_parallel/{scope}"]
+    assert result["masks_equal"] and result["exact"]
+    for path in ("big/kernel", "emb/embeddings"):
+        weight, mask = result["specs"][path]
+        assert weight == mask == "P(None, 'model')"
+    assert result["specs"]["head/kernel"] == ["P(None, None)", "P(None, None)"]
+
+
+def test_saved_under_a_distribution_loads_on_one_device(checks):
+    assert checks["saved_dp_max_diff"] < 1e-6
+    assert checks["saved_mp_max_diff"] < 1e-6
+
+
+def test_backup_and_restore_resumes_exactly_under_data_parallel(checks):
+    result = checks["backup_and_restore"]
+    assert result["masks_equal"] and result["exact"] and result["step"] == 24
+    assert result["max_weight_diff"] < 1e-5
+
+
+def test_fit_shrinking_under_data_parallel_matches_one_device(checks):
+    result = checks["fit_shrinking"]
+    assert result["parameters"] == result["reference_parameters"]
+    assert result["parameters"][-1] < result["parameters"][0]
+    assert result["max_weight_diff"] < 1e-5
+    assert result["devices_per_variable"] == [checks["devices"]]  # re-created replicated
+
+
+def test_fit_shrinking_under_model_parallel_names_the_alternative(checks):
+    assert "then `kp.shrink` once at the end" in checks["model_parallel_fit_shrinking_error"]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_end_with_identical_masks():
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, SCRIPT, "process", str(i), "2", str(port)],
+                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for i in range(2)]
+    try:
+        outputs = [p.communicate(timeout=240)[0] for p in procs]
+    finally:
+        for p in procs:  # bounded: never leave a process behind
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+    results = []
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+        results.append(_result(out))
+    assert [r["process"] for r in results] == [0, 1]
+    assert all(r["devices"] == 4 for r in results)  # 2 processes x 2 host devices
+    assert results[0]["digest"] == results[1]["digest"]
+    assert all(r["masks_equal"] and r["exact"] for r in results)  # = one device, one process
