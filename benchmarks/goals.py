@@ -10,6 +10,7 @@ from keras_progprune.experiments import DENSE_TARGETS  # noqa: F401
 LOTTERY_STEP_RATIO = 0.2       # progressive costs <= 1/5 of lottery's steps (at 98%)
 OVERHEAD_RATIO = 1.05          # pruned / dense epoch CPU time, every backend
 MASK_UPDATE_SECONDS = 0.10     # one global update over ResNet-18's weights, every backend
+DATA_PARALLEL_RATIO = 1.05     # pruned / dense epoch under keras.distribution.DataParallel
 
 # Channel pruning (issue: channel pruning that physically shrinks the model):
 # batch-32 CPU speed-up of the shrunk model at 50% of channels.

@@ -1,19 +1,25 @@
 """File sizes, LiteRT latency and quantized accuracy of pruned LeNets (real MNIST).
 
 For LeNet-300-100 and LeNet-5: dense, 90/95/98% unstructured (global
-progressive) and 2:4, each trained with the short recipe below, then saved
-in every format a user ships:
+progressive) and 2:4, each trained with the short recipe below; and
+channel-shrunk models: 50% and 75% of the channels removed (progressive,
+`structure="channel"`, layer scope, then `kp.shrink`), and shrunk +
+unstructured (the shrunk model pruned again to 90% of its weights, global
+progressive, for the same recipe: channels first, then weights). Each is
+saved in every format a user ships:
 
 - `.keras` (plain `model.save`), `.keras` compressed (`kp.save_model(...,
   include_optimizer=False)`), the SavedModel folder;
-- `.tflite` float, sparse, sparse + dynamic int8 (`kp.export_litert`);
+- `.tflite` float, sparse, sparse + dynamic int8 (`kp.export_litert`, the
+  default `optimize_for="latency"`), and the same two with
+  `optimize_for="size"`;
 - Keras int8 (`quantize("int8")` then `kp.save_model`).
 
 Test accuracy: the Keras float model, the sparse+int8 `.tflite` (LiteRT
 interpreter) and the Keras int8 model. LiteRT latency: batch 1 and 32, median
 of repeated runs, XNNPACK on where it can prepare the file.
 
-    python -m benchmarks.small_files            # ~15 min on 2 cores
+    python -m benchmarks.small_files            # ~25 min on 2 cores
     python -m benchmarks.small_files --quick    # 1 epoch, a smoke run
 
 Trained models are cached in /tmp/progprune_small_files, so a rerun only
@@ -24,6 +30,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 
 from absl import app
 from absl import flags
@@ -50,27 +57,65 @@ VARIANTS = [("dense", "dense", 0.0, "unstructured"),
             ("90%", "progressive", 0.9, "unstructured"),
             ("95%", "progressive", 0.95, "unstructured"),
             ("98%", "progressive", 0.98, "unstructured"),
-            ("2:4", "progressive", 0.5, "2:4")]
+            ("2:4", "progressive", 0.5, "2:4"),
+            ("ch50%", "progressive", 0.5, "channel"),
+            ("ch75%", "progressive", 0.75, "channel")]
+# Shrunk, then pruned again: (label, the shrunk variant it starts from, sparsity).
+THEN_WEIGHTS = [("ch50%+90%", "ch50%", 0.9), ("ch75%+90%", "ch75%", 0.9)]
 
 
-def _trained(model_name, label, method, sparsity, structure):
-    path = os.path.join(FLAGS.cache, f"{model_name}_{label.replace(':', 'of')}"
+def _cached(model_name, label):
+    return os.path.join(FLAGS.cache, f"{model_name}_{label.replace(':', 'of')}"
                         f"{'_quick' if FLAGS.quick else ''}.keras")
-    if os.path.exists(path):
-        return keras.saving.load_model(path)
+
+
+def _recipe(model_name):
     recipe = dict(RECIPES[model_name])
     if FLAGS.quick:
         recipe["epochs"] = 1
-    config = experiments.Config(
-        model=model_name, method=method, target_sparsity=sparsity, structure=structure,
-        scope="global", data_dir=FLAGS.data_dir, verbose="0", seed=0,
-        output_dir=os.path.join(FLAGS.cache, "run"), **recipe)
-    print(f"[small_files] training {model_name} {label}", flush=True)
-    model, _, _, _ = experiments.train(config, log=False)
-    plain = experiments.strip_if_pruned(model)
+    return recipe
+
+
+def _keep(plain, path):
     os.makedirs(FLAGS.cache, exist_ok=True)
     kp.save_model(plain, path, include_optimizer=False)
     return keras.saving.load_model(path)
+
+
+def _trained(model_name, label, method, sparsity, structure):
+    path = _cached(model_name, label)
+    if os.path.exists(path):
+        return keras.saving.load_model(path)
+    config = experiments.Config(
+        model=model_name, method=method, target_sparsity=sparsity, structure=structure,
+        scope="layer" if structure == "channel" else "global", data_dir=FLAGS.data_dir,
+        verbose="0", seed=0, output_dir=os.path.join(FLAGS.cache, "run"),
+        **_recipe(model_name))
+    print(f"[small_files] training {model_name} {label}", flush=True)
+    model, _, _, _ = experiments.train(config, log=False)
+    plain = kp.shrink(model) if structure == "channel" else experiments.strip_if_pruned(model)
+    return _keep(plain, path)
+
+
+def _pruned_again(model_name, label, shrunk, sparsity):
+    """`shrunk`, pruned to `sparsity` of its weights while trained again with
+    the model's recipe (Adam, cosine learning rate, global progressive)."""
+    path = _cached(model_name, label)
+    if os.path.exists(path):
+        return keras.saving.load_model(path)
+    print(f"[small_files] training {model_name} {label}", flush=True)
+    recipe = _recipe(model_name)
+    train = kp.data.load("mnist", "train", recipe["batch_size"], data_dir=FLAGS.data_dir,
+                         shuffle_seed=0)
+    steps = recipe["epochs"] * kp.data.steps_per_epoch(train)
+    model = kp.prune_low_magnitude(
+        shrunk, kp.PolynomialDecay(0.0, sparsity, 0, int(steps * 0.75),
+                                   frequency=max(1, steps // 100)), scope="global")
+    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+        recipe["lr"], steps)), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(train, epochs=recipe["epochs"], verbose=0,
+              callbacks=[kp.ProgressivePruningCallback()])
+    return _keep(kp.strip_pruning(model), path)
 
 
 def _size(path):
@@ -106,6 +151,8 @@ def measure(model, x, y, tmp):
         "tflite_float": os.path.join(tmp, "float.tflite"),
         "tflite_sparse": os.path.join(tmp, "sparse.tflite"),
         "tflite_sparse_int8": os.path.join(tmp, "sparse_int8.tflite"),
+        "tflite_size": os.path.join(tmp, "size.tflite"),
+        "tflite_size_int8": os.path.join(tmp, "size_int8.tflite"),
         "keras_int8": os.path.join(tmp, "int8.keras"),
     }
     model.save(files["keras"])
@@ -114,6 +161,11 @@ def measure(model, x, y, tmp):
     kp.export_litert(model, files["tflite_float"], sparse=False)
     kp.export_litert(model, files["tflite_sparse"])
     kp.export_litert(model, files["tflite_sparse_int8"], quantize="dynamic_int8")
+    with warnings.catch_warnings():  # "size" warns that it is slow on x86: measured here
+        warnings.simplefilter("ignore")
+        kp.export_litert(model, files["tflite_size"], optimize_for="size")
+        kp.export_litert(model, files["tflite_size_int8"], quantize="dynamic_int8",
+                         optimize_for="size")
     row = {"sizes": {k: _size(p) for k, p in files.items() if k != "keras_int8"},
            "report": kp.sparsity_report(model)["total"]}
     row["accuracy"] = {
@@ -133,7 +185,9 @@ def measure(model, x, y, tmp):
     row["accuracy"]["keras_int8"] = _accuracy(
         lambda a: reloaded.predict(a, batch_size=500, verbose=0), x, y)
     row["latency_ms"] = {}
-    for name in ("tflite_float", "tflite_sparse", "tflite_sparse_int8"):
+    row["parameters"] = int(sum(np.prod(w.shape) for w in model.weights))
+    for name in ("tflite_float", "tflite_sparse", "tflite_sparse_int8", "tflite_size",
+                 "tflite_size_int8"):
         for batch in (1, 32):
             ms, xnn = _latency(files[name], x, batch, 200 if batch == 1 else 50)
             row["latency_ms"][f"{name}_b{batch}"] = ms
@@ -152,20 +206,29 @@ def main(argv):
     x, y = next(iter(test))
     x, y = x.numpy(), y.numpy()
     rows = {}
+
+    def add(model_name, label, model, structure):
+        with tempfile.TemporaryDirectory() as tmp:
+            rows[f"{model_name}/{label}"] = {
+                "model": model_name, "variant": label,
+                "m_by_n_holds": _holds(model) if structure == "2:4" else None,
+                **measure(model, x, y, tmp)}
+        print(f"[small_files] {model_name} {label}: {rows[f'{model_name}/{label}']['sizes']}",
+              flush=True)
+
     for model_name in RECIPES:
+        trained = {}
         for label, method, sparsity, structure in VARIANTS:
             keras.utils.set_random_seed(0)
-            model = _trained(model_name, label, method, sparsity, structure)
-            with tempfile.TemporaryDirectory() as tmp:
-                rows[f"{model_name}/{label}"] = {
-                    "model": model_name, "variant": label,
-                    "m_by_n_holds": _holds(model) if structure == "2:4" else None,
-                    **measure(model, x, y, tmp)}
-            print(f"[small_files] {model_name} {label}: {rows[f'{model_name}/{label}']['sizes']}",
-                  flush=True)
+            trained[label] = _trained(model_name, label, method, sparsity, structure)
+            add(model_name, label, trained[label], structure)
+        for label, start, sparsity in THEN_WEIGHTS:
+            keras.utils.set_random_seed(0)
+            add(model_name, label, _pruned_again(model_name, label, trained[start], sparsity),
+                "unstructured")
     common.write_result("small_files_quick.json" if FLAGS.quick else "small_files.json", {
         "provenance": common.provenance(common.command_line()),
-        "recipes": RECIPES, "quick": FLAGS.quick, "rows": rows})
+        "recipes": RECIPES, "quick": FLAGS.quick, "then_weights": THEN_WEIGHTS, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ by TensorFlow, NumPy's introselect for CPU arrays of JAX and PyTorch).
    threshold the first ones in (tensor order, row-major) order are kept.
 """
 
+import math
+
 from keras import ops
 
 from keras_progprune import backend
@@ -62,7 +64,10 @@ def ordered_keys(scores, active=None, nonnegative=False):
         if active is not None:
             keys = ops.where(ops.cast(active, "bool"), keys, INT32_MIN)
         return keys
-    x = ops.cast(scores, "float32") + 0.0
+    x = ops.cast(scores, "float32")
+    # -0.0 -> +0.0 by a select: compilers may drop an `x + 0.0` (XLA and
+    # TensorFlow's graph optimizer do), leaving -0.0 ranked below +0.0.
+    x = ops.where(ops.equal(x, 0.0), ops.zeros_like(x), x)
     bits = ops.view(x, "int32")
     keys = ops.where(bits < 0, ops.bitwise_xor(bits, INT32_MAX), bits)
     if active is not None:
@@ -113,6 +118,8 @@ def top_k_masks(scores, k, active=None, nonnegative=False):
         return [f >= t for f in keys]
 
     def tie_break():
+        if backend.is_distributed():
+            return _tie_break_in_place(keys, t, need)
         out = []
         offset = ops.convert_to_tensor(0, "int32")
         for f in keys:
@@ -126,3 +133,44 @@ def top_k_masks(scores, k, active=None, nonnegative=False):
         return out
 
     return ops.cond(ops.equal(num_equal, need), simple, tie_break)
+
+
+def _flat_indices(shape, offset):
+    """The row-major flat index (+ `offset`) of every entry of a tensor of
+    `shape`, summed from one small range per axis: a sharded tensor's
+    indices are made where its shards lie, with nothing moved."""
+    index = ops.convert_to_tensor(offset, "int32")
+    stride = 1
+    for axis in reversed(range(len(shape))):
+        steps = ops.arange(shape[axis], dtype="int32") * stride
+        index = index + ops.reshape(steps, [-1 if a == axis else 1 for a in range(len(shape))])
+        stride *= shape[axis]
+    return ops.broadcast_to(index, shape)
+
+
+def _tie_break_in_place(keys, t, need):
+    """Keeps the keys above `t` and the first `need` keys equal to it (flat
+    order), without flattening: for keys sharded over devices, where the
+    running count of the single-device tie-break would move every key.
+
+    The `need`-th equal key's flat index `p` is found bit by bit: the
+    greatest `p` with fewer than `need` equal keys before it. Each step is
+    one count (an all-reduce of one int32 when the keys are sharded).
+    """
+    equal, indices, offset = [], [], 0
+    for f in keys:
+        shape = tuple(f.shape)
+        equal.append(f == t)
+        indices.append(_flat_indices(shape, offset))
+        offset += math.prod(shape)
+
+    def before(position):
+        return sum(ops.sum(ops.cast(ops.logical_and(e, i < position), "int32"))
+                   for e, i in zip(equal, indices))
+
+    p = ops.convert_to_tensor(0, "int32")
+    for bit in reversed(range(max(1, (offset - 1).bit_length()))):
+        candidate = p + (1 << bit)
+        p = ops.where(before(candidate) < need, candidate, p)
+    return [ops.logical_or(f > t, ops.logical_and(e, i <= p))
+            for f, e, i in zip(keys, equal, indices)]

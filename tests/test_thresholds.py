@@ -71,6 +71,22 @@ def test_ties_keep_first_flat_indices(n):
     assert masks[1][:3].all() and not masks[1][3:].any()
 
 
+@pytest.mark.parametrize("distributed", [False, True], ids=["running-count", "in-place"])
+def test_both_tie_breaks_match_the_reference_on_any_shapes(monkeypatch, distributed):
+    # The in-place tie-break (used under a keras.distribution) is pure
+    # keras.ops, so every backend can run it here.
+    monkeypatch.setattr(backend, "is_distributed", lambda: distributed)
+    rng = np.random.default_rng(5)
+    scores = [np.round(rng.standard_normal((7, 9, 3)), 0).astype(np.float32),
+              np.round(rng.standard_normal((40,)), 0).astype(np.float32),
+              np.ones((3, 5), np.float32)]
+    run = backend.compile(lambda s, k: thresholds.top_k_masks(s, k))
+    for k in (1, 30, 100, 150, 204, 189 + 40 + 15):
+        masks = run([T(s) for s in scores], T(k, "int32"))
+        for m, e in zip(masks, reference_masks(scores, k)):
+            assert_equal(to_numpy(m), e)
+
+
 def test_inactive_entries_come_last():
     scores = [np.array([[5.0, 0.0], [0.0, 1.0]], np.float32)]
     active = [np.array([[False, True], [True, True]])]

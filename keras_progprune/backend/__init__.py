@@ -20,6 +20,8 @@ express lives in one module per backend (`tensorflow.py`, `jax.py`,
 - `distribution_name(model)`: the distribution a model trains under, if
   any (a tf.distribute strategy, a `keras.distribution`), for features that
   must refuse one.
+- `is_distributed()`: whether a `keras.distribution` lays arrays out over
+  devices, so selections must work where the values lie.
 - `variable_layout(variable)`: how `variable` is laid out over devices by
   `keras.distribution`, so a mask can be laid out like its weight.
 - `summary_writer(log_dir)`: TensorBoard scalars.
@@ -131,6 +133,13 @@ def distribution_name(model=None):
     (JAX).
     """
     return _impl().distribution_name(model)
+
+
+def is_distributed():
+    """Whether a `keras.distribution` lays arrays out over devices (JAX):
+    selections then count where the values lie instead of gathering,
+    sorting or flattening them."""
+    return _impl().is_distributed()
 
 
 def variable_layout(variable):

@@ -26,8 +26,12 @@ def compile(function, static=()):  # noqa: A001
     return jax.jit(function, static_argnames=static)
 
 
+def is_distributed():
+    return keras.distribution.distribution() is not None
+
+
 def kth_largest(keys, k):
-    if keras.distribution.distribution() is not None:
+    if is_distributed():
         return _kth_largest_by_bits(keys, k)
     flat_keys = [jnp.ravel(f) for f in keys]
     shapes = (jax.ShapeDtypeStruct((), jnp.int32),) * 3

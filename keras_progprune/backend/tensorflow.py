@@ -133,6 +133,10 @@ def distribution_name(model=None):
     return None
 
 
+def is_distributed():
+    return False  # keras.distribution lays out variables on JAX only
+
+
 def variable_layout(variable):
     del variable  # keras.distribution lays out variables on JAX only
     return None
