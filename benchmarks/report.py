@@ -923,7 +923,9 @@ def distribution_section():
               "(`LayoutMap`). One device finds the k-th key with NumPy's introselect on "
               "the host; under the distribution it is found bit by bit where the keys lie "
               "(32 counts, each an all-reduce of one int32, then 2 more for the counts "
-              "above and at the threshold): no weight, score or key crosses devices. "
+              "above and at the threshold; when keys tie at the threshold, about 24 more "
+              "over flat indices pick the first ones): no weight, score or key crosses "
+              "devices. "
               "Median of the timed updates after one compiling update.", "",
               "| sparsity | one device s (CPU s) | ModelParallel s (CPU s) | ratio | "
               "masks equal | mask shard shapes |", "| --- | --- | --- | --- | --- | --- |"]

@@ -21,6 +21,7 @@ of repeated runs, XNNPACK on where it can prepare the file.
 
     python -m benchmarks.small_files            # ~25 min on 2 cores
     python -m benchmarks.small_files --quick    # 1 epoch, a smoke run
+    python -m benchmarks.small_files --train_only   # cache the models (any load)
 
 Trained models are cached in /tmp/progprune_small_files, so a rerun only
 measures. Results: benchmarks/results/small_files.json.
@@ -45,6 +46,8 @@ from keras_progprune import litert
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean("quick", False, "1 epoch per model, for a smoke run.")
 flags.DEFINE_string("cache", "/tmp/progprune_small_files", "Trained-model cache.")
+flags.DEFINE_boolean("train_only", False, "Train and cache the models, measure nothing "
+                     "(training needs no quiet machine; the latencies do).")
 flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "data", "mnist"), "MNIST IDX folder.")
 
@@ -208,6 +211,8 @@ def main(argv):
     rows = {}
 
     def add(model_name, label, model, structure):
+        if FLAGS.train_only:
+            return
         with tempfile.TemporaryDirectory() as tmp:
             rows[f"{model_name}/{label}"] = {
                 "model": model_name, "variant": label,
@@ -226,6 +231,8 @@ def main(argv):
             keras.utils.set_random_seed(0)
             add(model_name, label, _pruned_again(model_name, label, trained[start], sparsity),
                 "unstructured")
+    if FLAGS.train_only:
+        return
     common.write_result("small_files_quick.json" if FLAGS.quick else "small_files.json", {
         "provenance": common.provenance(common.command_line()),
         "recipes": RECIPES, "quick": FLAGS.quick, "then_weights": THEN_WEIGHTS, "rows": rows})
