@@ -22,11 +22,13 @@ of repeated runs, XNNPACK on where it can prepare the file.
     python -m benchmarks.small_files            # ~25 min on 2 cores
     python -m benchmarks.small_files --quick    # 1 epoch, a smoke run
     python -m benchmarks.small_files --train_only   # cache the models (any load)
+    python -m benchmarks.small_files --only=dense,ch50%   # remeasure some rows
 
 Trained models are cached in /tmp/progprune_small_files, so a rerun only
 measures. Results: benchmarks/results/small_files.json.
 """
 
+import json
 import os
 import statistics
 import tempfile
@@ -46,6 +48,8 @@ from keras_progprune import litert
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean("quick", False, "1 epoch per model, for a smoke run.")
 flags.DEFINE_string("cache", "/tmp/progprune_small_files", "Trained-model cache.")
+flags.DEFINE_list("only", [], "Variants to measure (e.g. dense,ch50%); the other rows are "
+                  "kept from the existing result file.")
 flags.DEFINE_boolean("train_only", False, "Train and cache the models, measure nothing "
                      "(training needs no quiet machine; the latencies do).")
 flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(os.path.dirname(
@@ -210,6 +214,11 @@ def main(argv):
     x, y = x.numpy(), y.numpy()
     rows = {}
 
+    result_name = "small_files_quick.json" if FLAGS.quick else "small_files.json"
+    if FLAGS.only:
+        with open(os.path.join(common.RESULTS_DIR, result_name)) as f:
+            rows = json.load(f)["rows"]
+
     def add(model_name, label, model, structure):
         if FLAGS.train_only:
             return
@@ -224,16 +233,22 @@ def main(argv):
     for model_name in RECIPES:
         trained = {}
         for label, method, sparsity, structure in VARIANTS:
+            if FLAGS.only and label not in FLAGS.only and not any(
+                    start == label and then in FLAGS.only for then, start, _ in THEN_WEIGHTS):
+                continue
             keras.utils.set_random_seed(0)
             trained[label] = _trained(model_name, label, method, sparsity, structure)
-            add(model_name, label, trained[label], structure)
+            if not FLAGS.only or label in FLAGS.only:
+                add(model_name, label, trained[label], structure)
         for label, start, sparsity in THEN_WEIGHTS:
+            if FLAGS.only and label not in FLAGS.only:
+                continue
             keras.utils.set_random_seed(0)
             add(model_name, label, _pruned_again(model_name, label, trained[start], sparsity),
                 "unstructured")
     if FLAGS.train_only:
         return
-    common.write_result("small_files_quick.json" if FLAGS.quick else "small_files.json", {
+    common.write_result(result_name, {
         "provenance": common.provenance(common.command_line()),
         "recipes": RECIPES, "quick": FLAGS.quick, "then_weights": THEN_WEIGHTS, "rows": rows})
 

@@ -19,6 +19,7 @@ import numpy as np
 from keras_progprune import engine
 from keras_progprune import prune as prune_lib
 from keras_progprune import saving
+from keras_progprune import walk
 
 QUANTIZATIONS = (None, "dynamic_int8", "float16")
 OPTIMIZE_FOR = ("latency", "size")
@@ -101,7 +102,9 @@ def export_litert(model, path, *, sparse=True, quantize=None, optimize_for="late
     Raises:
         ValueError: for a path that doesn't end in `.tflite` or whose folder
             doesn't exist or can't be written, an unknown `quantize` or
-            `optimize_for`, or `sparse=True` with `quantize="float16"`.
+            `optimize_for`, `sparse=True` with `quantize="float16"`, or a
+            model quantized with Keras's `quantize(...)` (the converter
+            can't take its int8 layers; quantize here instead).
 
     Note:
         XNNPACK's sparse kernels are disabled on x86 CPUs with AVX, so on
@@ -145,6 +148,18 @@ def export_litert(model, path, *, sparse=True, quantize=None, optimize_for="late
             "kernels (LeNet-300-100 at 95%: 2.8x slower than the dense file at batch "
             "32). To serve on x86, use optimize_for='latency' (the default).",
             stacklevel=2)
+    quantized = sorted({layer.name for layer in walk.sublayers(model)
+                        if getattr(layer, "quantization_mode", None)})
+    if quantized:
+        # TF 2.21's converter stops on the int8 matmuls of Keras's quantized
+        # layers ("'tfl.fully_connected' op operand #0 must be ... but got
+        # 'tensor<?x784xi8>'"), deep in MLIR; say it here instead.
+        raise ValueError(
+            "Can't export a model quantized with Keras's `quantize(...)` to LiteRT: "
+            "TensorFlow's converter doesn't take its int8 layers. Received: a model "
+            f"with quantized layers {quantized}. Export the float model with "
+            "`export_litert(model, path, quantize='dynamic_int8')` for an int8 "
+            "`.tflite`, and keep the Keras int8 model as a `.keras` file.")
     plain = prune_lib.strip_pruning(model) if engine.collect_wrappers(model) else model
     if keras.backend.backend() != "tensorflow":
         # The converter is TensorFlow's: export from a TensorFlow process.

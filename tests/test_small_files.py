@@ -137,6 +137,16 @@ def test_quantizing_a_wrapped_model_is_refused_clearly():
         pruned.fit(x, y, verbose=0, callbacks=[kp.ProgressivePruningCallback()])
 
 
+def test_export_litert_refuses_a_keras_quantized_model_with_the_fix(tmp_path):
+    model = keras.Sequential([keras.Input((8,)), L.Dense(8, name="first"), L.Dense(2)])
+    model.quantize("int8")
+    with pytest.raises(ValueError, match=r"Can't export a model quantized with Keras's "
+                       r"`quantize\(\.\.\.\)`.*quantized layers \[.*'first'.*\]\. Export the "
+                       r"float model with `export_litert\(model, path, quantize='dynamic_int8'\)`"):
+        kp.export_litert(model, tmp_path / "int8.tflite")
+    assert not os.path.exists(tmp_path / "int8.tflite")
+
+
 def test_export_litert_float_matches_and_sparse_is_smaller(tmp_path):
     # At 97% most 1x4 blocks are empty, so the converter picks block storage.
     pruned = _sparse_mlp(0.97)
