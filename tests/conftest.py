@@ -127,3 +127,34 @@ def served_outputs(model, x, path):
     tensorflow_export.run(model, "saved_model", str(path))
     loaded = tf.saved_model.load(str(path))
     return loaded.serve(tf.constant(np.asarray(x))).numpy()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_together(commands, envs, timeout):
+    """Runs `commands` at once (each with its env); returns their combined
+    stdout+stderr. Bounded: a process still running after `timeout` s is
+    killed, and a failed one fails the test with its output."""
+    import subprocess  # noqa: PLC0415
+
+    procs = []
+    try:
+        for command, env in zip(commands, envs):
+            procs.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:  # never leave a process behind
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    return outputs

@@ -4,13 +4,12 @@ TF_CONFIG must be set before TensorFlow starts)."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import assert_equal
+from conftest import assert_equal, free_port, run_together
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
@@ -32,30 +31,13 @@ def test_mirrored_masks_identical_on_replicas_and_match_one_device(scope):
     assert result["sparsity"] == pytest.approx(0.8, abs=0.01)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_multi_worker_two_local_workers(tmp_path):
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
-    procs = []
-    try:
-        for index in range(2):
-            env = dict(ENV, TF_CONFIG=json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-            procs.append(subprocess.Popen(
-                [sys.executable, os.path.join(HERE, "scripts", "multiworker.py"), str(tmp_path)],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        outputs = [p.communicate(timeout=240)[0] for p in procs]
-    finally:
-        for p in procs:  # bounded: never leave a worker behind
-            if p.poll() is None:
-                p.kill()
-                p.wait(timeout=30)
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
+    script = os.path.join(HERE, "scripts", "multiworker.py")
+    run_together([[sys.executable, script, str(tmp_path)]] * 2, [
+        dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster,
+                                        "task": {"type": "worker", "index": index}}))
+        for index in range(2)], timeout=240)
     a, b = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
     assert int(a["step"]) == int(b["step"]) == 6
     assert float(a["sparsity"]) == pytest.approx(0.75, abs=1e-3)

@@ -6,11 +6,11 @@ single-device run of the same program."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
+from conftest import free_port, run_together
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "scripts", "keras_distribution.py")
@@ -78,28 +78,11 @@ def test_fit_shrinking_under_model_parallel_names_the_alternative(checks):
     assert "then `kp.shrink` once at the end" in checks["model_parallel_fit_shrinking_error"]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_end_with_identical_masks():
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, SCRIPT, "process", str(i), "2", str(port)],
-                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) for i in range(2)]
-    try:
-        outputs = [p.communicate(timeout=240)[0] for p in procs]
-    finally:
-        for p in procs:  # bounded: never leave a process behind
-            if p.poll() is None:
-                p.kill()
-                p.wait(timeout=30)
-    results = []
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
-        results.append(_result(out))
+    port = free_port()
+    outputs = run_together([[sys.executable, SCRIPT, "process", str(i), "2", str(port)]
+                            for i in range(2)], [ENV, ENV], timeout=240)
+    results = [_result(out) for out in outputs]
     assert [r["process"] for r in results] == [0, 1]
     assert all(r["devices"] == 4 for r in results)  # 2 processes x 2 host devices
     assert results[0]["digest"] == results[1]["digest"]
