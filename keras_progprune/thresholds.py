@@ -108,7 +108,8 @@ def top_k_masks(scores, k, active=None, nonnegative=False):
     if active is None:
         active = [None] * len(scores)
     # Keys keep their tensors' shapes: flattening a tensor sharded over
-    # devices would move it. Only the (rare) tie-break needs an order.
+    # devices would move it. Only the tie-break needs a flat order (and
+    # under a distribution it makes the indices in place instead).
     keys = [ordered_keys(s, a, nonnegative) for s, a in zip(scores, active)]
     k = ops.cast(k, "int32")
     t, num_greater, num_equal = backend.kth_largest(keys, k)

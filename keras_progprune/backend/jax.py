@@ -6,7 +6,8 @@
   introselect on the host (`jax.pure_callback`, no copy on CPU). On an
   accelerator it sorts on the device. Under a `keras.distribution` it is
   found bit by bit where the keys lie, moving 34 int32 sums between
-  devices (`_kth_largest_by_bits`).
+  devices (`_kth_largest_by_bits`; ties at the threshold take about 24
+  more, in `thresholds`).
 - Gradients: the loss is evaluated with the variables' values passed in
   through a `keras.StatelessScope`, as Keras's own JAX trainer does, and
   differentiated with `jax.grad`.

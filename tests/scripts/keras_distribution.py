@@ -2,7 +2,7 @@
 against a single-device run of the same program in the same process.
 
     python keras_distribution.py checks N       # one process, N devices
-    python keras_distribution.py process I P PORT [OUT]
+    python keras_distribution.py process I P PORT
                                                 # process I of P on localhost
 
 `XLA_FLAGS=--xla_force_host_platform_device_count=N` is set here, before
