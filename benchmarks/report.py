@@ -327,15 +327,23 @@ def small_files_section():
             goals_rows.append(f"| {row['model']} 2:4: pattern holds (weights) | "
                               f"{row['m_by_n_holds']} | see note |")
     lines += ["", "Goals:", "", "| goal | measured | met? |", "| --- | --- | --- |"] + goals_rows
+    current = any("tflite_size_int8" in row["sizes"] for row in r["rows"].values())
+    files = ("Sparse files are the default `optimize_for=\"latency\"` export (see the next "
+             "tables; its int8 weights are dense); `size` = `optimize_for=\"size\"` (sparse "
+             "int8 weights, builtin kernels). " if current else
+             "**This table was measured before `optimize_for` existed (git "
+             f"{r['provenance'].get('git', '?')})**: its sparse columns are today's "
+             "`optimize_for=\"size\"` files, whose CSR weights XNNPACK leaves to builtin "
+             "kernels (the slow rows; see the encodings table below). Rerun `python -m "
+             "benchmarks.small_files` for the default files and the channel-shrunk rows "
+             "(not measured yet). ")
     lines += ["", "LiteRT latency: batch 1 / batch 32, median of 200 / 50 `invoke()` calls, "
               "2 threads; `*` = XNNPACK could not prepare the file and LiteRT's builtin "
-              "kernels ran it. Sparse files are the default `optimize_for=\"latency\"` "
-              "export (see the next tables; its int8 weights are dense); `size` = "
-              "`optimize_for=\"size\"` (sparse int8 weights, builtin kernels). XNNPACK's sparse kernels are disabled on x86 "
+              "kernels ran it. " + files + "XNNPACK's sparse kernels are disabled on x86 "
               "CPUs with AVX, so on x86 the gain of an unstructured sparse file is size, not "
               "speed. A 2:4 LeNet-5 leaves its first conv (1 input channel) dense: N:M "
-              "needs the input axis to be a multiple of 4.", ""]
-    return lines + shrunk_lines(r) + litert_encoding_lines()
+              "needs the input axis to be a multiple of 4."]
+    return lines + [""] + shrunk_lines(r) + litert_encoding_lines()
 
 
 def shrunk_lines(r):
