@@ -88,16 +88,9 @@ def _fit_times(name, pruned, train, frequency):
 
 
 def data_parallel_overhead(name, train, frequency):
-    rows = []
-    for i in range(FLAGS.pairs):
-        dense_wall, dense_cpu = _fit_times(name, False, train, frequency)
-        pruned_wall, pruned_cpu = _fit_times(name, True, train, frequency)
-        rows.append({"dense_s": dense_wall, "pruned_s": pruned_wall,
-                     "dense_cpu_s": dense_cpu, "pruned_cpu_s": pruned_cpu,
-                     "ratio": pruned_wall / dense_wall, "cpu_ratio": pruned_cpu / dense_cpu})
-        print(f"{name} pair {i}: CPU {dense_cpu:.3f}/{pruned_cpu:.3f} s "
-              f"({pruned_cpu / dense_cpu:.3f}), wall {pruned_wall / dense_wall:.3f}", flush=True)
-    return overhead.summarize(rows)
+    return overhead.summarize(overhead.measure(
+        name, train, FLAGS.pairs,
+        fit_times=lambda n, pruned, t: _fit_times(n, pruned, t, frequency)))
 
 
 def _resnet_data():

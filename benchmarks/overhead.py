@@ -73,12 +73,17 @@ def _fit_epoch_times(name, pruned, train):
     return float(np.median(timer.wall[1:])), float(np.median(timer.cpu[1:]))
 
 
-def measure(name, train, pairs):
-    """Alternating (dense, pruned) pairs: one dict per pair."""
+def measure(name, train, pairs, fit_times=None):
+    """Alternating (dense, pruned) pairs: one dict per pair.
+
+    `fit_times(name, pruned, train)` gives one fit's (wall, CPU) median
+    epoch; defaults to a plain fit of the zoo model.
+    """
+    fit_times = fit_times or _fit_epoch_times
     rows = []
     for i in range(pairs):
-        dense_wall, dense_cpu = _fit_epoch_times(name, False, train)
-        pruned_wall, pruned_cpu = _fit_epoch_times(name, True, train)
+        dense_wall, dense_cpu = fit_times(name, False, train)
+        pruned_wall, pruned_cpu = fit_times(name, True, train)
         rows.append({"dense_s": dense_wall, "pruned_s": pruned_wall,
                      "dense_cpu_s": dense_cpu, "pruned_cpu_s": pruned_cpu,
                      "ratio": pruned_wall / dense_wall, "cpu_ratio": pruned_cpu / dense_cpu})
