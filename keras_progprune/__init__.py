@@ -29,6 +29,12 @@ from keras_progprune.structures import Channel
 from keras_progprune.structures import MByN
 from keras_progprune.structures import Unstructured
 from keras_progprune.wrapper import PruningWrapper
+from keras_progprune.channels.rules import AttentionRule
+from keras_progprune.channels.rules import FeedForwardRule
+from keras_progprune.channels.rules import LayerRule
+from keras_progprune.channels.rules import WidthGroup
+from keras_progprune.channels.rules import register_layer_rule
+from keras_progprune.width import prune_width
 
 __version__ = "0.1.0"
 
@@ -43,6 +49,13 @@ _LAZY = {"data": ("keras_progprune.data", None),
          "export_litert": ("keras_progprune.litert", "export_litert")}
 
 
+# The KerasHub blocks `shrink` builds when it removes heads (registered for
+# loading); imported here only when KerasHub already is (it imports
+# TensorFlow). `kp.load_model` imports them for a file that holds one.
+if "keras_hub" in __import__("sys").modules:
+    from keras_progprune import hub_layers  # noqa: E402,F401
+
+
 def __getattr__(name):
     if name not in _LAZY:
         raise AttributeError(f"module 'keras_progprune' has no attribute {name!r}")
@@ -55,7 +68,10 @@ def __getattr__(name):
     return value
 
 __all__ = [
+    "AttentionRule",
     "Channel",
+    "FeedForwardRule",
+    "LayerRule",
     "ConstantSparsity",
     "MByN",
     "PatternReport",
@@ -66,6 +82,7 @@ __all__ = [
     "ShrinkingFitResult",
     "SparsityReport",
     "Unstructured",
+    "WidthGroup",
     "check_m_by_n",
     "data",
     "export_litert",
@@ -78,6 +95,8 @@ __all__ = [
     "models",
     "prune_at_init",
     "prune_low_magnitude",
+    "prune_width",
+    "register_layer_rule",
     "save_model",
     "shrink",
     "sparsity_report",

@@ -48,7 +48,10 @@ class SparsityReport(dict):
       {"kept", "total"}` for a Dense/conv layer of a Sequential or
       Functional model (the output channels `shrink` would keep, and
       `"left_whole"`: why channel pruning can't remove any of them, when it
-      can't).
+      can't). A layer with feed-forward neurons or attention heads inside
+      (a transformer block, an attention layer) has `"channels": {"kept",
+      "total", "width"}`, where `"width"` maps each group (`"block/ffn"`,
+      `"block/heads"`) to its own `{"kept", "total"}`.
     - `"pruned"`: `{"weights", "zeros", "sparsity"}` over the pruned
       layers' weights: the wrapped ones, or for a model without wrappers
       (stripped, plain) every prunable layer's. `"total"` is the same dict,
@@ -70,7 +73,8 @@ class SparsityReport(dict):
                  f"  {'channels':>11}"]
         lines.append("-" * len(lines[0]))
         for name, n, z, s, ch in rows:
-            kept = f"{ch['kept']}/{ch['total']}" if ch else ""
+            kept = _width_text(ch["width"]) if ch and "width" in ch else (
+                f"{ch['kept']}/{ch['total']}" if ch else "")
             lines.append(f"{name:<{width}}  {n:>10,}  {z:>10,}  {s:>8.2%}  {kept:>11}")
         lines.append("-" * len(lines[0]))
         for name, t in totals:
@@ -78,6 +82,9 @@ class SparsityReport(dict):
                          f"{t['sparsity']:>8.2%}")
         whole = [(name, r["channels"]["left_whole"]) for name, r in self["layers"].items()
                  if "left_whole" in r.get("channels", {})]
+        whole += [(label, g["left_whole"]) for r in self["layers"].values()
+                  for label, g in r.get("channels", {}).get("width", {}).items()
+                  if "left_whole" in g]
         if whole:
             lines.append("Channels that structure='channel' leaves whole: " + "; ".join(
                 f"{name} ({reason})" for name, reason in whole))
@@ -113,6 +120,16 @@ class SparsityReport(dict):
         return report_plot.plot(self, path=path, kind=kind, title=title)
 
 
+def _width_text(width):
+    """`"ffn 16/32, heads 2/4"`: a layer's width groups, summed by kind."""
+    sums = {}
+    for label, g in width.items():
+        kind = label.rsplit("/", 1)[-1]
+        kept, total = sums.get(kind, (0, 0))
+        sums[kind] = (kept + g["kept"], total + g["total"])
+    return ", ".join(f"{k} {kept}/{total}" for k, (kept, total) in sums.items())
+
+
 def _channel_summary(model):
     """`({layer name: {"kept", "total"}}, {"dense", "shrunk"} MACs)` from
     the shrink plan, or `({}, None)` for a model without a readable graph."""
@@ -123,6 +140,15 @@ def _channel_summary(model):
     channels = {}
     for space in graph.spaces:
         kept = len(keep[space.index]) if space.index in keep else space.size
+        if space.width is not None:  # "ffn" / "heads" inside a layer
+            layer, group = space.width
+            entry = channels.setdefault(layer.name, {"kept": 0, "total": 0, "width": {}})
+            entry["width"][group.label] = {"kept": int(kept), "total": space.size}
+            if not space.prunable:
+                entry["width"][group.label]["left_whole"] = reasons[space.origin]
+            entry["kept"] += int(kept)
+            entry["total"] += space.size
+            continue
         for layer in space.producers:
             channels[layer.name] = {"kept": int(kept), "total": space.size}
             if not space.prunable:  # why channel pruning leaves these whole

@@ -205,6 +205,8 @@ def load_model(filepath, **kwargs):
             f"Keras {keras.__version__}. Upgrade keras (pip install -U keras) to load it.")
     with zipfile.ZipFile(filepath) as archive:
         config = json.loads(archive.read(_CONFIG))
+    if "keras_progprune>HeadSized" in json.dumps(config):
+        from keras_progprune import hub_layers  # noqa: F401,PLC0415 (registers them)
     if portable_config(config) == config:
         return keras.saving.load_model(filepath, **kwargs)
     # Written by plain `model.save` on PyTorch: load a portable copy.

@@ -35,6 +35,7 @@ from keras import ops
 from keras_progprune import registry
 from keras_progprune import thresholds
 from keras_progprune.channels import kinds as channel_kinds
+from keras_progprune.channels import rules as channel_rules
 from keras_progprune.values import ConfigValue
 
 
@@ -147,14 +148,23 @@ class Channel(Structure):
             "them, or use keras_progprune.channels.engine.ChannelGroup.")
 
     def accepts(self, layer):
-        return channel_kinds.carries_channels(layer)
+        return channel_kinds.carries_channels(layer) or channel_rules.rule_for(
+            layer) is not None
 
     def prunable_weights(self, layer):
-        return [w for w, _ in channel_kinds.channel_weights(layer)]
+        pairs = channel_kinds.channel_weights(layer)
+        if pairs is None:  # a layer with width channels inside (rules.py)
+            pairs = [m for g in channel_rules.width_groups(layer) if not g.fixed
+                     for m in g.members]
+        return [w for w, _ in pairs]
 
     def channel_count(self, layer):
-        """The number of channels `layer`'s masks cover."""
-        weight, axis = channel_kinds.channel_weights(layer)[0]
+        """The number of channels `layer`'s masks cover (for a layer with
+        width groups inside, of its first group)."""
+        pairs = channel_kinds.channel_weights(layer)
+        if pairs is None:
+            return channel_rules.width_groups(layer)[0].size
+        weight, axis = pairs[0]
         return int(weight.shape[axis])
 
 

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from keras_progprune import walk
+from keras_progprune.channels import rules
 from keras_progprune.wrapper import PruningWrapper
 
 
@@ -38,10 +39,12 @@ def from_config(layer, overrides=None):
     Args:
         layer: a Keras layer.
         overrides: optional dict of config values to change (a smaller
-            `units`, say).
+            `units`, say); under the key `rules.CLASS`, the class to build
+            instead (a subclass whose config can say the new width).
     """
-    cls = type(layer)
-    config = {**layer.get_config(), **(overrides or {})}
+    overrides = dict(overrides or {})
+    cls = overrides.pop(rules.CLASS, type(layer))
+    config = {**layer.get_config(), **overrides}
     try:
         new = cls.from_config(config)
     except (TypeError, ValueError):  # Keras reports unknown kwargs as either

@@ -123,6 +123,15 @@ class ChannelGroup:
         self.spaces, self._masked, producer_of, self._initial = [], {}, [], []
         start = 0
         for space in graph.prunable_spaces():
+            if space.width is not None:  # channels inside one layer
+                first = self._width_members(space, by_layer, start)
+                if first is None:
+                    continue
+                producer_of.append(first)
+                self.spaces.append(space)
+                self._initial.append(space.size)
+                start += space.size
+                continue
             members = self._members(space, by_layer)
             if members is None:
                 continue
@@ -177,6 +186,20 @@ class ChannelGroup:
             rows = (rows[:, None] * multiplier + np.arange(multiplier)).ravel()
             groups = np.repeat(groups, multiplier)
         entry.read_rows(kinds.input_axis(layer), rows, groups)
+
+    def _width_members(self, space, by_layer, start):
+        """Masks a width group's members (see `rules.py`); returns the id
+        of the variable its liveness is read from, or None when its layer
+        isn't wrapped."""
+        layer, group = space.width
+        wrapper = by_layer.get(id(layer))
+        if wrapper is None:
+            return None
+        masks = {id(w): m for w, m in zip(wrapper.pruned_weights, wrapper.masks)}
+        for w, axis in group.members:
+            entry = self._masked.setdefault(id(w), _Masked(w, masks[id(w)], axis))
+            entry.group[:] = np.arange(start, start + space.size)
+        return id(group.outputs[0][0])
 
     @staticmethod
     def _members(space, by_layer):

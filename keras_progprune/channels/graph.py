@@ -17,6 +17,11 @@ does:
   channels, at an offset when they follow a Concatenate;
 - consumers: the Dense/Conv layers that read them (their input rows).
 
+A layer with a width rule (`rules.py`: the feed-forward neurons and
+attention heads inside a transformer block) adds one space per
+`WidthGroup`: internal channels, never coupled to other nodes, whose
+members are the group's weights (`Space.width`).
+
 A space is *frozen* (never pruned) when removing a channel could change the
 model's outputs, with the reasons kept for the report: it is a model input,
 reaches a model output, reaches an operation the rules in `kinds.py` don't
@@ -27,6 +32,7 @@ import numpy as np
 
 from keras_progprune import walk
 from keras_progprune.channels import kinds
+from keras_progprune.channels import rules
 from keras_progprune.wrapper import PruningWrapper
 
 
@@ -66,10 +72,14 @@ class Space:
         # activation with f(0) != 0 on the way): no training masks, but
         # `shrink` may still remove channels it finds constant.
         self.soft = []
+        # `(layer, rules.WidthGroup)` for a width space: the channels inside
+        # `layer` (the graph node's layer, which a wrapper wraps whole).
+        self.width = None
 
     @property
     def shrinkable(self):
-        return not self.frozen and self.size > 1 and bool(self.producers)
+        return not self.frozen and self.size > 1 and (
+            bool(self.producers) or self.width is not None)
 
     @property
     def prunable(self):
@@ -158,6 +168,10 @@ class ChannelGraph:
         """Spaces whose constant channels `shrink` may remove."""
         return [s for s in self.spaces if s.shrinkable]
 
+    def width_spaces(self):
+        """The width spaces (see `rules.py`), prunable or not."""
+        return [s for s in self.spaces if s.width is not None]
+
     def desc(self, tensor):
         return self.descs.get(id(tensor))
 
@@ -178,7 +192,8 @@ class ChannelGraph:
         and followers): the layers a channel-structured prune wraps."""
         names = []
         for space in self.prunable_spaces():
-            for layer in space.producers + [f for f, _ in space.followers]:
+            width = [space.width[0]] if space.width else []
+            for layer in space.producers + [f for f, _ in space.followers] + width:
                 if layer.name not in names:
                     names.append(layer.name)
         return names
@@ -191,6 +206,8 @@ class ChannelGraph:
                 continue
             if space.frozen or space.soft:
                 reason = (space.frozen + space.soft)[0]
+            elif space.width is not None:
+                reason = "a single channel"
             elif not space.producers:
                 reason = "no layer produces these channels"
             else:
@@ -226,13 +243,27 @@ def analyze(model):
         index = graph.new_space(_channels(tensor) or 0, "model input")
         graph.freeze(index, "model input")
         graph.descs[id(tensor)] = Desc([[index, None]])
+    seen = set()
     for node in nodes:
+        _add_width_spaces(graph, layer_of(node.operation), seen)
         _visit(graph, node, calls[id(node.operation)])
     for tensor in outputs:
         desc = graph.desc(tensor)
         for index, _ in (desc.segments if desc else []):
             graph.freeze(index, "reaches a model output")
     return graph
+
+
+def _add_width_spaces(graph, layer, seen):
+    """One space per width group of `layer` (once per layer)."""
+    if id(layer) in seen or not walk.is_layer(layer):
+        return
+    seen.add(id(layer))
+    for group in rules.width_groups(layer):
+        index = graph.new_space(group.size, group.label)
+        graph.space(index).width = (layer, group)
+        if group.fixed:
+            graph.freeze(index, group.fixed)
 
 
 def _unknown(graph, node, reason, layer):

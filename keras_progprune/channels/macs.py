@@ -1,8 +1,10 @@
 """Multiply-accumulates per example, as built and as `shrink` would leave it.
 
 Counted for Dense and convolution layers (regular, transposed, depthwise,
-separable), the layers that hold nearly all of a network's arithmetic;
-normalization, activations, pooling and merges are not counted.
+separable), the layers that hold nearly all of a network's arithmetic, and
+for layers with a width rule (`rules.py`: attention, transformer blocks),
+which count themselves; normalization, activations, pooling and merges are
+not counted.
 """
 
 import numpy as np
@@ -10,6 +12,7 @@ import numpy as np
 import keras
 
 from keras_progprune.channels import graph as graph_lib
+from keras_progprune.channels import rules
 from keras_progprune.channels import shrink as shrink_lib
 
 L = keras.layers
@@ -37,6 +40,14 @@ def layer_macs(layer, input_shape, output_shape, in_channels, out_channels):
     return 0
 
 
+def _width_macs(layer, input_shape, spaces, keep):
+    """A layer with width groups (`rules.py`): its rule counts them."""
+    widths = {s.width[1].label: len(keep.get(s.index, range(s.size))) for s in spaces}
+    if not any(len(keep.get(s.index, range(s.size))) < s.size for s in spaces):
+        widths = {s.width[1].label: s.size for s in spaces}
+    return rules.rule_for(layer).macs(layer, input_shape, widths)
+
+
 def count(graph, keep=None):
     """MACs per example of the graph's Dense/conv layers; with `keep`
     (`{space index: kept channels}`), as after removing the others."""
@@ -49,6 +60,12 @@ def count(graph, keep=None):
         x, y = node.inputs[0], node.outputs[0]
         if any(d is None for d in list(x.shape[1:]) + list(y.shape[1:])):
             continue  # dynamic spatial size: not counted
+        width = [s for s in graph.width_spaces() if s.width[0] is layer]
+        if width:
+            counted = _width_macs(layer, x.shape, width, keep)
+            if counted is not None:
+                total += counted
+                continue
         width_in = len(shrink_lib.kept_rows(graph, x, keep)) if graph.desc(x) else x.shape[-1]
         width_out = len(shrink_lib.kept_rows(graph, y, keep)) if graph.desc(y) else y.shape[-1]
         total += layer_macs(layer, x.shape, y.shape, width_in, width_out)

@@ -28,6 +28,7 @@ from keras_progprune import surgery
 from keras_progprune import walk
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import kinds
+from keras_progprune.channels import rules
 
 L = keras.layers
 _SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
@@ -188,6 +189,12 @@ def removable(graph, values):
     """`{space index: bool array}`: channels that can go, exactly."""
     out = {}
     for space in graph.shrinkable_spaces():
+        if space.width is not None:  # inside a layer: zero output slices
+            ok = space.width[1].zero_outputs()
+            if ok.all():
+                ok[0] = False  # a block keeps at least one neuron or head
+            out[space.index] = ok
+            continue
         ok = np.ones(space.size, bool)
         for consumer in space.consumers:
             v = values[id(consumer.tensor)][consumer.offset:consumer.offset + space.size]
@@ -251,6 +258,9 @@ def slicers(graph, node, keep):
     an optimizer slot) to its shrunk value. Variables not listed keep their
     shape."""
     layer = graph_lib.layer_of(node.operation)
+    width = [s for s in graph.width_spaces() if s.width[0] is layer]
+    if width:
+        return width_slicers(layer, width, keep)
     kind = graph.kinds.get(id(node))
     if kind is None or kind.name not in (kinds.PRODUCER, kinds.FOLLOWER, kinds.RESHAPE):
         return {}, {}
@@ -279,6 +289,23 @@ def slicers(graph, node, keep):
             np.take(a, in_rows, axis=in_axis), out_rows, axis=out_axis)
     key = "units" if isinstance(layer, L.Dense) else "filters"
     return {key: int(len(out_rows))}, out
+
+
+def width_slicers(layer, spaces, keep):
+    """`slicers` for a layer with width groups inside (`rules.py`): its
+    rule's config overrides, and each group member cut to the kept
+    channels."""
+    spaces = [s for s in spaces if not s.width[1].fixed]
+    kept = {s.width[1].label: keep.get(s.index, np.arange(s.size)) for s in spaces}
+    if all(len(k) == s.size for k, s in zip(kept.values(), spaces)):
+        return {}, {}
+    overrides, kept = rules.rule_for(layer).resize(layer, kept)
+    cut = {}
+    for space in spaces:
+        group = space.width[1]
+        for w, axis in group.members:
+            cut[id(w)] = _take(np.asarray(kept[group.label]), axis)
+    return overrides, cut
 
 
 def layer_changes(graph, node, values, keep):

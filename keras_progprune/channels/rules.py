@@ -1,0 +1,406 @@
+"""Width rules: the channels inside a layer (feed-forward neurons, attention
+heads), how to mask them and how to rebuild the layer without them.
+
+The channel grouping (`graph.py`) sees a model's layers as nodes. Some
+layers hold channels of their own that no other node sees: the
+intermediate units of a transformer block's feed-forward network, the
+heads of an attention layer. A `LayerRule` names them as `WidthGroup`s, and
+says how the layer is rebuilt smaller; the grouping, the mask updates, the
+MACs count and `shrink` then treat each group as one more channel space.
+
+One rule per layer class, looked up along the class's MRO, so a rule for a
+base class covers its subclasses. Built in: `keras.layers.MultiHeadAttention`
+(heads), and KerasHub's `TransformerEncoder`, `TransformerDecoder`,
+`ViTEncoderBlock` and `ViTEncoder` (feed-forward neurons; heads where the
+block's config can say the head size, see `keras_progprune.layers`). A user
+registers a rule for their own class with `register_layer_rule`.
+
+Exactness: a removed channel's *output* slices (the rows of the projection
+that carries it back to the residual stream) are zero, so it contributes
+exactly nothing, whatever its inputs and activation compute. Removing it
+then changes no output.
+"""
+
+import numpy as np
+
+import keras
+
+_RULES = {}          # class -> LayerRule
+_RULES_BY_NAME = {}  # "module.QualName" -> LayerRule, for optional packages
+
+
+class WidthGroup:
+    """Channels inside one layer that are kept or removed one at a time.
+
+    Args:
+        name: `"ffn"` (feed-forward neurons) or `"heads"` (attention
+            heads), or a name of the rule's choosing.
+        owner: the (sub)layer whose config sets this width.
+        members: `[(variable, axis)]`: the weights that belong to the
+            channels; index `c` along `axis` is channel `c`. All are masked
+            and scored.
+        outputs: the members (a subset, same form) that carry a channel's
+            contribution out of the layer; a channel whose output slices are
+            all zero is removable exactly.
+        probe: `(sublayer, "input" or "output", axis)`: the tensor whose
+            `axis` indexes these channels, read for activation importance.
+        fixed: None, or why this group can't be removed (it is then only
+            reported).
+    """
+
+    def __init__(self, name, owner, members, outputs, probe=None, fixed=None):
+        self.name = name
+        self.owner = owner
+        self.members = [(w, axis % len(w.shape)) for w, axis in members if w is not None]
+        self.outputs = [(w, axis % len(w.shape)) for w, axis in outputs if w is not None]
+        self.probe = probe
+        self.fixed = fixed
+        w, axis = self.members[0]
+        self.size = int(w.shape[axis])
+
+    @property
+    def label(self):
+        return f"{self.owner.name}/{self.name}"
+
+    def zero_outputs(self):
+        """Per channel: whether every output slice is all zero."""
+        zero = np.ones(self.size, bool)
+        for w, axis in self.outputs:
+            value = np.asarray(keras.ops.convert_to_numpy(w))
+            others = tuple(a for a in range(value.ndim) if a != axis)
+            zero &= np.all(value == 0, axis=others)
+        return zero
+
+    def __repr__(self):
+        return f"WidthGroup({self.label!r}, size={self.size})"
+
+
+class LayerRule:
+    """How one layer class holds width channels, and how it is rebuilt.
+
+    Subclass it for your own layer class and register it with
+    `keras_progprune.register_layer_rule`. Two methods:
+
+    - `width_groups(layer)`: the `WidthGroup`s of a built layer.
+    - `resize(layer, kept)`: `kept` maps each group's `label` to the sorted
+      channel indices that stay; returns `(config overrides, kept)`: the
+      config changes that rebuild the layer at those widths, and the
+      indices to keep (the same, or more where the layer's config can only
+      say one width for several groups: extra channels are ones whose
+      output slices are zero, so the result stays exact).
+
+    `macs(layer, input_shape, widths)` may return the multiply-accumulates
+    per example at `widths` (`{label: channels}`), or None (not counted).
+    """
+
+    def width_groups(self, layer):
+        raise NotImplementedError
+
+    def resize(self, layer, kept):
+        raise NotImplementedError
+
+    def macs(self, layer, input_shape, widths):
+        return None
+
+
+def register_layer_rule(layer_class, rule):
+    """Registers `rule` (a `LayerRule`) for `layer_class` and its subclasses.
+
+    Then `structure="channel"`, `kp.shrink` and `kp.prune_width` remove the
+    layer's width channels. A rule registered later for the same class
+    replaces the earlier one.
+
+    Args:
+        layer_class: a subclass of `keras.layers.Layer`.
+        rule: a `LayerRule` instance.
+
+    Raises:
+        ValueError: if `layer_class` is not a Layer class or `rule` is not a
+            `LayerRule`.
+
+    Examples:
+        >>> import keras, keras_progprune as kp
+        >>> class Block(keras.layers.Layer):
+        ...     def __init__(self, units=8, **kwargs):
+        ...         super().__init__(**kwargs)
+        ...         self.units = units
+        ...     def build(self, shape):
+        ...         self.up = keras.layers.Dense(self.units, activation="relu")
+        ...         self.up.build(shape)
+        ...         self.down = keras.layers.Dense(shape[-1])
+        ...         self.down.build(shape[:-1] + (self.units,))
+        ...     def call(self, x):
+        ...         return x + self.down(self.up(x))
+        ...     def get_config(self):
+        ...         return {**super().get_config(), "units": self.units}
+        >>> kp.register_layer_rule(Block, kp.FeedForwardRule("up", "down", "units"))
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise ValueError(
+            "`layer_class` must be a subclass of keras.layers.Layer. Received: "
+            f"layer_class={layer_class!r}.")
+    if not isinstance(rule, LayerRule):
+        raise ValueError(
+            "`rule` must be a keras_progprune.LayerRule instance (for example "
+            "kp.FeedForwardRule(...)). Received: "
+            f"rule={rule!r} of type {type(rule).__name__}.")
+    _RULES[layer_class] = rule
+
+
+def rule_for(layer):
+    """The `LayerRule` of `layer`'s class (the nearest along its MRO), or None."""
+    for cls in type(layer).__mro__:
+        if cls in _RULES:
+            return _RULES[cls]
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        if name in _RULES_BY_NAME:
+            return _RULES_BY_NAME[name]
+    return None
+
+
+def width_groups(layer):
+    """The `WidthGroup`s of a built layer (none if it has no rule)."""
+    rule = rule_for(layer)
+    if rule is None or not getattr(layer, "built", False):
+        return []
+    return rule.width_groups(layer)
+
+
+def _sub(layer, path):
+    for part in path.split(".") if path else ():
+        layer = getattr(layer, part)
+    return layer
+
+
+def _bias(layer):
+    return getattr(layer, "bias", None)
+
+
+# -- the two kinds of width ------------------------------------------------
+def heads_group(attention, owner, fixed=None):
+    """The heads of a `keras.layers.MultiHeadAttention` (or subclass): each
+    head's query, key and value kernel and bias slices, and its rows of the
+    output projection."""
+    members = []
+    for dense in (attention.query_dense, attention.key_dense, attention.value_dense):
+        members += [(dense.kernel, 1), (_bias(dense), 0)]
+    members.append((attention.output_dense.kernel, 0))
+    return WidthGroup("heads", owner, members, [(attention.output_dense.kernel, 0)],
+                      probe=(attention.output_dense, "input", -2), fixed=fixed)
+
+
+def ffn_group(inner, outer, owner):
+    """The intermediate units of Dense `inner` -> activation -> Dense `outer`."""
+    return WidthGroup("ffn", owner,
+                      [(inner.kernel, -1), (_bias(inner), 0), (outer.kernel, 0)],
+                      [(outer.kernel, 0)], probe=(inner, "output", -1))
+
+
+def attention_macs(attention, length, heads):
+    """MACs of one attention call per example, self-attention of `length`
+    positions with `heads` heads."""
+    model_dim = int(attention.query_dense.kernel.shape[0])
+    key_dim, value_dim = int(attention.key_dim), int(attention.value_dim or attention.key_dim)
+    out_dim = int(attention.output_dense.kernel.shape[-1])
+    projections = length * model_dim * heads * (2 * key_dim + value_dim)
+    scores = length * length * heads * (key_dim + value_dim)
+    return projections + scores + length * heads * value_dim * out_dim
+
+
+def _length(input_shape):
+    shape = list(input_shape)
+    return None if len(shape) < 3 or shape[1] is None else int(np.prod(shape[1:-1]))
+
+
+class AttentionRule(LayerRule):
+    """`keras.layers.MultiHeadAttention`: whole heads, rebuilt with a lower
+    `num_heads` (its `key_dim` and `value_dim` are in its config)."""
+
+    def width_groups(self, layer):
+        return [heads_group(layer, layer)]
+
+    def resize(self, layer, kept):
+        (indices,) = kept.values()
+        return {"num_heads": int(len(indices))}, kept
+
+    def macs(self, layer, input_shape, widths):
+        length = _length(input_shape)
+        (heads,) = widths.values()
+        return None if length is None else attention_macs(layer, length, heads)
+
+
+class FeedForwardRule(LayerRule):
+    """A layer with a feed-forward network inside: Dense `inner` ->
+    activation -> Dense `outer`, its width in config key `config_key`.
+
+    Args:
+        inner: attribute path (dots for nesting) of the first Dense.
+        outer: attribute path of the second Dense.
+        config_key: the config key holding the intermediate width.
+        attention: optional attribute path of a MultiHeadAttention inside;
+            its heads are removable when `heads_key` is given.
+        heads_key: the config key holding the number of heads, or None.
+        heads_fixed: why the heads can't be removed when `heads_key` is
+            None (reported).
+    """
+
+    def __init__(self, inner, outer, config_key, attention=None, heads_key=None,
+                 heads_fixed=None):
+        self.inner, self.outer, self.config_key = inner, outer, config_key
+        self.attention, self.heads_key = attention, heads_key
+        self.heads_fixed = heads_fixed
+
+    def width_groups(self, layer):
+        groups = [ffn_group(_sub(layer, self.inner), _sub(layer, self.outer), layer)]
+        if self.attention is not None:
+            fixed = None if self.heads_key else (
+                self.heads_fixed or f"{type(layer).__name__} has no config key for "
+                "its number of heads")
+            groups.append(heads_group(_sub(layer, self.attention), layer, fixed))
+        return groups
+
+    def resize(self, layer, kept):
+        overrides = {}
+        for label, indices in kept.items():
+            key = self.config_key if label.endswith("/ffn") else self.heads_key
+            overrides[key] = int(len(indices))
+        return overrides, kept
+
+    def macs(self, layer, input_shape, widths):
+        length = _length(input_shape)
+        if length is None:
+            return None
+        inner = _sub(layer, self.inner)
+        model_dim = int(inner.kernel.shape[0])
+        out_dim = int(_sub(layer, self.outer).kernel.shape[-1])
+        total = 0
+        for label, width in widths.items():
+            if label.endswith("/ffn"):
+                total += length * width * (model_dim + out_dim)
+            else:
+                total += attention_macs(_sub(layer, self.attention), length, width)
+        return total
+
+
+def pad_to(kept, groups, width):
+    """Each group's kept indices, padded to `width` with removed channels
+    whose output slices are zero (exact: they add nothing)."""
+    out = {}
+    for group in groups:
+        indices = np.asarray(kept[group.label], np.int64)
+        spare = [c for c in np.flatnonzero(group.zero_outputs()) if c not in set(indices)]
+        out[group.label] = np.sort(np.concatenate(
+            [indices, np.asarray(spare[:width - len(indices)], np.int64)]))
+    return out
+
+
+class UniformStackRule(LayerRule):
+    """A stack of blocks whose config says one width for all of them
+    (KerasHub's `ViTEncoder`: `mlp_dim` for every block). Each block is
+    rebuilt at the widest kept width; the extra channels of narrower blocks
+    are removed ones, zero, so the result is exact.
+
+    Args:
+        blocks: attribute holding the list of blocks.
+        block_rule: the `LayerRule` of one block.
+        keys: `{group name: config key of the stack}`.
+    """
+
+    def __init__(self, blocks, block_rule, keys):
+        self.blocks, self.block_rule, self.keys = blocks, block_rule, keys
+
+    def width_groups(self, layer):
+        return [g for block in getattr(layer, self.blocks)
+                for g in self.block_rule.width_groups(block)]
+
+    def resize(self, layer, kept):
+        groups = [g for g in self.width_groups(layer) if g.label in kept]
+        overrides, out = {}, {}
+        for name, key in self.keys.items():
+            same = [g for g in groups if g.name == name]
+            if same:
+                width = max(len(kept[g.label]) for g in same)
+                overrides[key] = int(width)
+                out.update(pad_to(kept, same, width))
+        return overrides, out
+
+    def macs(self, layer, input_shape, widths):
+        total = 0
+        for block in getattr(layer, self.blocks):
+            own = {k: v for k, v in widths.items() if k.startswith(block.name + "/")}
+            count = self.block_rule.macs(block, input_shape, own)
+            if count is None:
+                return None
+            total += count
+        return total
+
+
+class HubBlockRule(FeedForwardRule):
+    """KerasHub's `TransformerEncoder` / `TransformerDecoder`: feed-forward
+    neurons by `intermediate_dim`; heads by rebuilding the block as its
+    `keras_progprune.hub_layers` subclass with an explicit `head_dim` (its
+    own head size is `hidden_dim // num_heads`). A decoder with
+    cross-attention keeps its heads (both attentions share `num_heads`)."""
+
+    def __init__(self):
+        super().__init__("_feedforward_intermediate_dense", "_feedforward_output_dense",
+                         "intermediate_dim", attention="_self_attention_layer",
+                         heads_key="num_heads")
+
+    def width_groups(self, layer):
+        groups = super().width_groups(layer)
+        if getattr(layer, "_cross_attention_layer", None) is not None:
+            groups[1].fixed = ("its cross-attention shares `num_heads` with its "
+                               "self-attention")
+        return groups
+
+    def resize(self, layer, kept):
+        overrides, kept = super().resize(layer, kept)
+        return head_sized(layer, overrides, _sub(layer, self.attention)), kept
+
+
+def head_sized(layer, overrides, attention):
+    """Overrides that rebuild a KerasHub block with fewer heads as its
+    `hub_layers` subclass, whose `head_dim` keeps the heads' size."""
+    if overrides.get("num_heads", layer.num_heads) == layer.num_heads:
+        return overrides
+    from keras_progprune import hub_layers  # noqa: PLC0415 (needs KerasHub)
+
+    overrides["head_dim"] = int(attention.key_dim)
+    for base, sized in hub_layers.HEAD_SIZED.items():
+        if isinstance(layer, base):
+            overrides[CLASS] = sized
+    return overrides
+
+
+class HubViTRule(UniformStackRule):
+    """KerasHub's `ViTEncoder`: one `mlp_dim` and one `num_heads` for every
+    block (the widest kept, see `UniformStackRule`); fewer heads rebuild it
+    as `hub_layers.HeadSizedViTEncoder`."""
+
+    def __init__(self):
+        super().__init__("encoder_layers", FeedForwardRule(
+            "mlp.dense_1", "mlp.dense_2", "mlp_dim", attention="mha",
+            heads_key="num_heads"), {"ffn": "mlp_dim", "heads": "num_heads"})
+
+    def resize(self, layer, kept):
+        overrides, kept = super().resize(layer, kept)
+        return head_sized(layer, overrides, layer.encoder_layers[0].mha), kept
+
+
+# An override key of `resize`: the class to rebuild the layer as.
+CLASS = "__class__"
+
+def _register_builtins():
+    register_layer_rule(keras.layers.MultiHeadAttention, AttentionRule())
+    hub = "keras_hub.src.layers.modeling."
+    _RULES_BY_NAME[hub + "transformer_encoder.TransformerEncoder"] = HubBlockRule()
+    _RULES_BY_NAME[hub + "transformer_decoder.TransformerDecoder"] = HubBlockRule()
+    vit = "keras_hub.src.models.vit.vit_layers."
+    block = FeedForwardRule("mlp.dense_1", "mlp.dense_2", "mlp_dim", attention="mha",
+                            heads_key="num_heads")
+    _RULES_BY_NAME[vit + "ViTEncoderBlock"] = block
+    _RULES_BY_NAME[vit + "ViTEncoder"] = HubViTRule()
+
+
+_register_builtins()

@@ -1,0 +1,286 @@
+"""`prune_width`: one-shot width pruning of a trained transformer.
+
+Removes a fraction of the feed-forward neurons and of the attention heads
+in every block, ranked by an importance score, and returns the shrunk
+model. The default importance is Minitron's (Muralidharan et al., 2024):
+the mean absolute activation of each neuron, and of each head's output,
+over a few calibration batches. Recover the accuracy afterwards with
+Keras's own `keras.distillation.Distiller` (see the README).
+
+What counts as a block's width:
+
+- feed-forward neurons: the intermediate units of every layer with a width
+  rule (`channels/rules.py`: KerasHub's transformer blocks, a user's
+  registered layer), and, in a plain Keras graph, every prunable channel
+  space made by one Dense layer and read only by Dense layers (the
+  `Dense(ff) -> Dense(hidden)` of a hand-written block);
+- attention heads: the heads of every `MultiHeadAttention` (plain, or
+  inside a KerasHub block).
+
+The hidden width (the residual stream) is never touched: it runs through
+every LayerNormalization, so removing part of it can't be exact.
+"""
+
+import numpy as np
+
+import keras
+
+from keras_progprune import prune
+from keras_progprune import walk
+from keras_progprune.channels import graph as graph_lib
+from keras_progprune.channels import shrink as shrink_lib
+
+IMPORTANCES = ("activation", "magnitude")
+
+
+class _Target:
+    """One block's width: a group of channels, how to read them, how to
+    zero some of them."""
+
+    def __init__(self, kind, label, size, members, probe):
+        self.kind = kind              # "ffn" or "heads"
+        self.label = label
+        self.size = size
+        self.members = members        # [(variable, channel axis)]
+        self.probe = probe            # (layer, "input"/"output", axis) or None
+
+    def magnitude(self):
+        """Mean square of each channel's weights."""
+        total = np.zeros(self.size)
+        count = np.zeros(self.size)
+        for w, axis in self.members:
+            value = np.asarray(keras.ops.convert_to_numpy(w), np.float64)
+            flat = np.moveaxis(value, axis, 0).reshape(self.size, -1)
+            total += (flat ** 2).sum(axis=1)
+            count += flat.shape[1]
+        return total / np.maximum(count, 1)
+
+    def zero(self, removed):
+        """Sets every weight of the `removed` channels to 0."""
+        for w, axis in self.members:
+            value = np.array(keras.ops.convert_to_numpy(w))
+            slicer = [slice(None)] * value.ndim
+            slicer[axis] = removed
+            value[tuple(slicer)] = 0
+            w.assign(value)
+
+
+def _targets(graph):
+    """The `_Target`s of a plain model's graph."""
+    out = []
+    for space in graph.spaces:
+        if space.width is not None:
+            _, group = space.width
+            if group.fixed or space.frozen:
+                continue
+            out.append(_Target(group.name, group.label, space.size,
+                               list(group.members), group.probe))
+        elif _is_dense_ffn(space):
+            (producer,) = space.producers
+            members = [(producer.kernel, 1)]
+            if producer.bias is not None:
+                members.append((producer.bias, 0))
+            members += [(consumer.layer.kernel, 0) for consumer in space.consumers]
+            out.append(_Target("ffn", producer.name, space.size, members,
+                               (producer, "output", -1)))
+    return out
+
+
+def _is_dense_ffn(space):
+    dense = keras.layers.Dense
+    return (space.prunable and len(space.producers) == 1 and not space.followers
+            and isinstance(space.producers[0], dense) and space.consumers
+            and all(isinstance(c.layer, dense) and c.offset == 0 and c.repeat == 1
+                    and c.total == space.size for c in space.consumers))
+
+
+def _inputs_of(batch):
+    """`x` of an `(x, y)` or `(x, y, w)` batch; a dict or array is `x` itself."""
+    if isinstance(batch, (tuple, list)):
+        return batch[0]
+    return batch
+
+
+class _Recorder:
+    """Sums `|activation|` per channel at each probe while the model runs.
+
+    Each probed sublayer's `call` is replaced, on the instance, by one that
+    records its input or output, and put back on exit (a model called
+    eagerly, on any backend).
+    """
+
+    def __init__(self, targets):
+        self.targets = [t for t in targets if t.probe is not None]
+        self.sums = {t.label: np.zeros(t.size) for t in self.targets}
+        self.counts = {t.label: 0 for t in self.targets}
+
+    def __enter__(self):
+        self._saved = []
+        for target in self.targets:
+            layer, where, axis = target.probe
+            self._saved.append((layer, layer.__dict__.get("call")))
+            layer.call = self._recording(layer.call, target, where, axis)
+        return self
+
+    def _recording(self, call, target, where, axis):
+        def recorded(*args, **kwargs):
+            out = call(*args, **kwargs)
+            value = out if where == "output" else args[0]
+            array = np.abs(np.asarray(keras.ops.convert_to_numpy(value), np.float64))
+            moved = np.moveaxis(array, axis, -1).reshape(-1, target.size)
+            self.sums[target.label] += moved.sum(axis=0)
+            self.counts[target.label] += moved.shape[0]
+            return out
+        return recorded
+
+    def __exit__(self, *exc):
+        for layer, own in reversed(self._saved):
+            if own is None:
+                del layer.call
+            else:
+                layer.call = own
+        return False
+
+    def scores(self, target):
+        return self.sums[target.label] / max(self.counts[target.label], 1)
+
+
+def _check_fraction(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0.0 <= float(value) < 1.0):
+        raise ValueError(
+            f"`{name}` is the fraction of each block's {_NOUNS[name]} to remove and "
+            f"must be in [0, 1). Received: {name}={value!r}.")
+    return float(value)
+
+
+_NOUNS = {"ffn": "feed-forward neurons", "heads": "attention heads"}
+
+
+def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
+                batches=None, hidden=0.0):
+    """Removes feed-forward neurons and attention heads of a trained model.
+
+    In every block, the `ffn` fraction of its feed-forward neurons and the
+    `heads` fraction of its attention heads with the lowest importance are
+    removed, and the model is rebuilt smaller (`kp.shrink`), so it is plain
+    Keras (KerasHub blocks stay KerasHub classes, or become their
+    `keras_progprune.hub_layers` subclasses when heads go). What stays
+    computes exactly what it did: only the removed neurons and heads change
+    the outputs. Recover with distillation (see the README).
+
+    Args:
+        model: a trained Sequential or Functional `keras.Model` (a KerasHub
+            backbone or task model's backbone, or a plain Keras transformer).
+        ffn: float in [0, 1), the fraction of each block's feed-forward
+            neurons removed.
+        heads: float in [0, 1), the fraction of each attention layer's heads
+            removed.
+        data: the calibration set for `importance="activation"`: a
+            `tf.data.Dataset` or an iterable of `(x, y)` batches (or of `x`
+            alone), as for `prune_at_init`. Labels are not used.
+        importance: `"activation"` (the mean absolute activation of each
+            neuron and of each head's output over `data`, as Minitron ranks
+            them), `"magnitude"` (the mean square of each neuron's or
+            head's weights; needs no data), or a function `(label, kind,
+            magnitude) -> scores` returning one score per channel (higher
+            is kept), for a custom ranking.
+        batches: how many batches of `data` to read (None: all of them;
+            give a number for an endless dataset).
+        hidden: must be 0. Removing hidden (residual-stream) channels is
+            never exact, since every LayerNormalization averages over them;
+            it is not offered, so it can't happen by accident.
+
+    Returns:
+        A new, smaller `keras.Model`; `model` is not modified.
+
+    Raises:
+        ValueError: for a fraction outside [0, 1); `ffn` > 0 on a model
+            with no feed-forward block or `heads` > 0 on one without
+            attention heads it can remove; a fraction that would remove
+            every neuron or head of a block; `importance="activation"`
+            without `data`, or an empty `data`; an unknown `importance`;
+            `hidden` other than 0.
+
+    Examples:
+        >>> import keras, numpy as np, keras_progprune as kp
+        >>> x = keras.Input((6, 8))
+        >>> h = keras.layers.MultiHeadAttention(4, 2, name="mha")(x, x)
+        >>> h = keras.layers.Dense(16, activation="relu", name="up")(x + h)
+        >>> model = keras.Model(x, x + keras.layers.Dense(8)(h))
+        >>> calib = [np.random.rand(4, 6, 8).astype("float32")]
+        >>> small = kp.prune_width(model, ffn=0.5, heads=0.5, data=calib)
+        >>> small.get_layer("up").units, small.get_layer("mha").num_heads
+        (8, 2)
+    """
+    if hidden:
+        raise ValueError(
+            "Pruning the hidden width (the residual stream) is not offered: every "
+            "LayerNormalization averages over those channels, so removing any is "
+            "never exact, and it would need distillation to recover. Prune `ffn` "
+            f"and `heads` instead. Received: hidden={hidden!r}.")
+    fractions = {"ffn": _check_fraction("ffn", ffn), "heads": _check_fraction("heads", heads)}
+    if not (importance in IMPORTANCES or callable(importance)):
+        raise ValueError(
+            f"`importance` must be one of {IMPORTANCES} or a function. Received: "
+            f"importance={importance!r}.")
+    if importance == "activation" and data is None and any(fractions.values()):
+        raise ValueError(
+            "importance='activation' ranks neurons and heads by their activations "
+            "over calibration batches: pass `data` (a tf.data.Dataset or a list of "
+            "(x, y) batches), or use importance='magnitude'. Received: data=None.")
+    if batches is not None and (not isinstance(batches, int) or batches < 1):
+        raise ValueError(f"`batches` must be a positive int or None. Received: "
+                         f"batches={batches!r}.")
+    if not isinstance(model, keras.Model) or not walk.is_graph_model(model):
+        raise ValueError(
+            "`prune_width` takes a Sequential or Functional keras.Model (KerasHub "
+            f"backbones are). Received: model={model!r} of type {type(model).__name__}.")
+    plain = prune.strip_pruning(model)  # a copy: the user's model stays as it is
+    targets = _targets(graph_lib.analyze(plain))
+    for kind, fraction in fractions.items():
+        if fraction > 0 and not any(t.kind == kind for t in targets):
+            raise ValueError(
+                f"`{kind}={fraction}` was given, but model {model.name!r} has no "
+                f"{_NOUNS[kind]} that prune_width can remove"
+                + (" (no feed-forward block: a Dense -> Dense pair, or a layer with a "
+                   "width rule such as KerasHub's TransformerEncoder)" if kind == "ffn"
+                   else " (no MultiHeadAttention, plain or inside a KerasHub block, "
+                   "whose heads can be rebuilt)")
+                + f". Pass {kind}=0, or register a rule for your layer with "
+                "kp.register_layer_rule.")
+    chosen = [t for t in targets if fractions[t.kind] > 0]
+    scores = _importance(model, plain, chosen, importance, data, batches)
+    for target in chosen:
+        keep = int(round(target.size * (1.0 - fractions[target.kind])))
+        if keep < 1:
+            raise ValueError(
+                f"`{target.kind}={fractions[target.kind]}` would remove every one of the "
+                f"{target.size} {_NOUNS[target.kind]} of {target.label!r}; a block keeps "
+                f"at least one. Use a fraction below {1 - 0.5 / target.size:.3g}.")
+        order = np.argsort(-scores[target.label], kind="stable")
+        target.zero(np.sort(order[keep:]))
+    if not chosen:
+        return plain
+    return shrink_lib.shrink(plain)
+
+
+def _importance(model, plain, targets, importance, data, batches):
+    """`{label: scores}` of each target (higher is kept)."""
+    if importance == "magnitude" or not targets:
+        return {t.label: t.magnitude() for t in targets}
+    if callable(importance):
+        return {t.label: np.asarray(importance(t.label, t.kind, t.magnitude()), np.float64)
+                for t in targets}
+    seen = 0
+    with _Recorder(targets) as recorder:
+        for batch in data:
+            if batches is not None and seen >= batches:
+                break
+            x = keras.tree.map_structure(np.asarray, _inputs_of(batch))
+            plain(x, training=False)
+            seen += 1
+    if seen == 0:
+        raise ValueError("`data` gave no batch: activation importance needs at least one "
+                         "calibration batch.")
+    return {t.label: recorder.scores(t) for t in targets}
