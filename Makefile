@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[experiments,litert,dev,jax,torch,docs]"
+	$(PY) -m pip install --quiet -e ".[experiments,litert,dev,hub,jax,torch,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)

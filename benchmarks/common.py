@@ -122,3 +122,18 @@ def regenerate_report():
     """Rewrites BENCHMARKS.md from every result file (`benchmarks.report`)."""
     subprocess.run([sys.executable, "-m", "benchmarks.report"], check=True,
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def block_macs(model, length):
+    """MACs per sequence of every layer with a width rule (the transformer
+    blocks) at sequence `length`."""
+    from keras_progprune.channels import rules as rules_lib  # noqa: PLC0415
+
+    total = 0
+    for layer in model.layers:
+        groups = rules_lib.width_groups(layer)
+        if groups:
+            width = {g.label: g.size for g in groups}
+            hidden = int(groups[0].members[0][0].shape[0])
+            total += rules_lib.rule_for(layer).macs(layer, (None, length, hidden), width)
+    return total

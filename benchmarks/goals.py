@@ -21,3 +21,8 @@ CHANNEL_LENET5_POINTS = 0.003
 CHANNEL_LENET5_MAC_FRACTION = 0.5
 # Shrinking fit: total training time at 50% of channels, relative to dense.
 SHRINKING_FIT_TIME_RATIO = 0.6
+# Width pruning of transformers (issue 21): CPU speed-up at half the
+# feed-forward neurons and heads; the ViT on MNIST within this many points
+# of dense (and above the same architecture trained from scratch).
+WIDTH_SPEEDUP = 1.6
+WIDTH_VIT_POINTS = 0.5

@@ -145,12 +145,13 @@ class _Recorder:
         return self.sums[target.label] / max(self.counts[target.label], 1)
 
 
-def _check_fraction(name, value):
+def check_fraction(name, value):
+    """`value` as a float, or a ValueError naming `name` unless in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
             0.0 <= float(value) < 1.0):
         raise ValueError(
-            f"`{name}` is the fraction of each block's {_NOUNS[name]} to remove and "
-            f"must be in [0, 1). Received: {name}={value!r}.")
+            f"`{name}` is the fraction of each block's {_NOUNS[name.split('_')[-1]]} "
+            f"to remove and must be in [0, 1). Received: {name}={value!r}.")
     return float(value)
 
 
@@ -219,7 +220,7 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
             "LayerNormalization averages over those channels, so removing any is "
             "never exact, and it would need distillation to recover. Prune `ffn` "
             f"and `heads` instead. Received: hidden={hidden!r}.")
-    fractions = {"ffn": _check_fraction("ffn", ffn), "heads": _check_fraction("heads", heads)}
+    fractions = {"ffn": check_fraction("ffn", ffn), "heads": check_fraction("heads", heads)}
     if not (importance in IMPORTANCES or callable(importance)):
         raise ValueError(
             f"`importance` must be one of {IMPORTANCES} or a function. Received: "

@@ -144,8 +144,10 @@ class PruningWrapper(keras.layers.Wrapper):
                 raise ValueError(
                     f"Layer {layer.name!r} of type {type(layer).__name__} has no output "
                     "channels to prune: structure='channel' takes Dense, Conv1D/2D/3D, "
-                    "their Transpose and Separable forms, DepthwiseConv and "
-                    f"BatchNormalization. Received: layer={layer.name!r}, "
+                    "their Transpose and Separable forms, DepthwiseConv, "
+                    "BatchNormalization, and layers with a width rule (MultiHeadAttention, "
+                    "KerasHub transformer blocks, or a class given one with "
+                    f"kp.register_layer_rule). Received: layer={layer.name!r}, "
                     "structure='channel'. Leave the layer unwrapped.")
             # Raises with the list of prunable types and the opt-in protocol.
             registry.get_prunable_weights(layer)

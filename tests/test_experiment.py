@@ -205,3 +205,47 @@ def test_shrink_every_and_architecture_are_validated(tmp_path):
     with pytest.raises(ValueError, match=r"`architecture` must be the path of a Keras model "
                                          r"JSON file .* Received: architecture='nope.json'"):
         methods.make("dense", 0.0, options={"architecture": "nope.json"})
+
+
+@pytest.mark.parametrize("model,recovery", [
+    ("lenet_300_100", "distill"),
+    pytest.param("vit_tiny", "finetune", marks=pytest.mark.slow)])
+def test_one_shot_width_run_recovers_and_exports_the_shrunk_model(tmp_path, model, recovery):
+    import keras
+
+    heads = 0.5 if model == "vit_tiny" else 0.0
+    results = experiment.run(_tiny(tmp_path, model=model, method="dense", width_ffn=0.5,
+                                   width_heads=heads, width_recovery=recovery,
+                                   recovery_epochs=1, calibration_batches=2))
+    width = results["width"]
+    assert width["parameters"]["shrunk"] < 0.7 * width["parameters"]["dense"]
+    assert set(width) >= {"dense_test_accuracy", "test_accuracy_before_recovery",
+                          "recovery_history"}
+    assert len(width["recovery_history"]["loss"]) == 1
+    assert results["remaining_parameters"] == width["parameters"]["shrunk"]
+    assert results["served_test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
+    small = keras.saving.load_model(os.path.join(results["config"]["output_dir"],
+                                                 "model.keras"))
+    assert small.count_params() == width["parameters"]["shrunk"]
+    assert "width removed" in experiment.summary_table(results)
+
+
+def test_width_flags_are_validated():
+    with pytest.raises(ValueError, match=r"`width_ffn` is the fraction of each block's "
+                                         r"feed-forward neurons to remove and must be in "
+                                         r"\[0, 1\)\. Received: width_ffn=1\.5"):
+        experiment.validate(experiment.Config(method="dense", width_ffn=1.5))
+    with pytest.raises(ValueError, match=r"One-shot width pruning .* starts from a trained "
+                                         r"dense model\. Received: method='progressive'"):
+        experiment.validate(experiment.Config(width_heads=0.5))
+    with pytest.raises(ValueError, match=r"`width_recovery` must be one of \('distill', "
+                                         r"'finetune', 'none'\)\. Received: "
+                                         r"width_recovery='kd'"):
+        experiment.validate(experiment.Config(method="dense", width_recovery="kd"))
+    with pytest.raises(ValueError, match=r"`calibration_batches` must be >= 1\. Received: "
+                                         r"calibration_batches=0"):
+        experiment.validate(experiment.Config(method="dense", width_ffn=0.5,
+                                              calibration_batches=0))
+    with pytest.raises(ValueError, match=r"`recovery_epochs` must be >= 0\. Received: "
+                                         r"recovery_epochs=-1"):
+        experiment.validate(experiment.Config(recovery_epochs=-1))

@@ -48,6 +48,19 @@ flags.DEFINE_string("structure", _DEFAULTS.structure,
 flags.DEFINE_integer("shrink_every", _DEFAULTS.shrink_every,
                      "With --structure=channel: shrink the model between phases of this "
                      "many epochs, so training gets faster as it prunes; 0 = off.")
+flags.DEFINE_float("width_ffn", _DEFAULTS.width_ffn,
+                   "One-shot width pruning after a dense run: the fraction of every "
+                   "block's feed-forward neurons removed, ranked by activations.")
+flags.DEFINE_float("width_heads", _DEFAULTS.width_heads,
+                   "One-shot width pruning: the fraction of every attention layer's heads "
+                   "removed.")
+flags.DEFINE_enum("width_recovery", _DEFAULTS.width_recovery, ["distill", "finetune", "none"],
+                  "After one-shot width pruning: distill from the dense model, fine-tune, "
+                  "or nothing.")
+flags.DEFINE_integer("recovery_epochs", _DEFAULTS.recovery_epochs,
+                     "Epochs of distillation or fine-tuning after one-shot width pruning.")
+flags.DEFINE_integer("calibration_batches", _DEFAULTS.calibration_batches,
+                     "Training batches whose activations rank the neurons and heads.")
 flags.DEFINE_integer("prune_start", _DEFAULTS.prune_start, "First pruning epoch.")
 flags.DEFINE_integer("prune_end", _DEFAULTS.prune_end,
                      "Epoch at whose start the target is reached; -1 = 2/3 of training.")

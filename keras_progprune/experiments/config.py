@@ -9,6 +9,7 @@ from keras_progprune import methods as methods_lib
 from keras_progprune import models as models_lib
 from keras_progprune import schedules
 from keras_progprune import structures
+from keras_progprune import width
 
 
 @dataclasses.dataclass
@@ -26,6 +27,13 @@ class Config:
     frequency: int = 100
     structure: str = "unstructured"  # "channel", or "n:m", e.g. "2:4"
     shrink_every: int = 0  # channel only: shrink between phases of N epochs
+    # One-shot width pruning after training (method "dense"): fractions of
+    # every block's feed-forward neurons and heads, then recovery.
+    width_ffn: float = 0.0
+    width_heads: float = 0.0
+    width_recovery: str = "distill"  # "distill", "finetune" or "none"
+    recovery_epochs: int = 2
+    calibration_batches: int = 8
     epochs: int = 20
     batch_size: int = 60
     optimizer: str = "adam"
@@ -54,10 +62,15 @@ class Config:
             del keys["structure"]
         if not keys["shrink_every"]:
             del keys["shrink_every"]
+        if not (keys["width_ffn"] or keys["width_heads"]):  # no one-shot width pruning
+            for name in ("width_ffn", "width_heads", "width_recovery", "recovery_epochs",
+                         "calibration_batches"):
+                del keys[name]
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]
 
 
 LR_SCHEDULES = ("auto", "constant", "cosine", "hold_cosine", "step")
+WIDTH_RECOVERIES = ("distill", "finetune", "none")
 
 
 def lr_schedule_of(config):
@@ -107,6 +120,20 @@ def validate(config):
             "positive number with structure='channel': only channel masks can shrink "
             f"during training. Received: shrink_every={config.shrink_every}, "
             f"structure={config.structure!r}.")
+    width.check_fraction("width_ffn", config.width_ffn)
+    width.check_fraction("width_heads", config.width_heads)
+    _check_choice("width_recovery", config.width_recovery, WIDTH_RECOVERIES)
+    if (config.width_ffn or config.width_heads) and config.method != "dense":
+        raise ValueError(
+            "One-shot width pruning (`width_ffn`, `width_heads`) starts from a trained "
+            f"dense model. Received: method={config.method!r}. Use method='dense', or "
+            "for width pruning during training method='progressive' with "
+            "structure='channel'.")
+    for name in ("recovery_epochs", "calibration_batches"):
+        value = getattr(config, name)
+        if value < (1 if name == "calibration_batches" else 0):
+            raise ValueError(f"`{name}` must be >= {int(name == 'calibration_batches')}. "
+                             f"Received: {name}={value}.")
     if config.epochs < 1:
         raise ValueError(f"`epochs` must be >= 1. Received: epochs={config.epochs}.")
     schedules.check_sparsity("target_sparsity", config.target_sparsity)

@@ -80,14 +80,22 @@ def file_sizes(output_dir, dense_dir):
     return sizes
 
 
+def _removed_row(results):
+    width, channels = results.get("width"), results.get("channels")
+    if width:
+        return ("width removed", f"ffn {width['ffn']:.0%}, heads {width['heads']:.0%}")
+    if channels:
+        return ("channels removed", f"{channels['removed_fraction']:.2%}")
+    return ("sparsity (prunable weights)", f"{results['sparsity']['total']['sparsity']:.2%}")
+
+
 def summary_table(results):
     """The short table `make demo` ends with."""
     channels = results.get("channels")
     rows = [
         ("dense-equivalent parameters", f"{results['dense_parameters']:,}"),
         ("remaining parameters", f"{results['remaining_parameters']:,}"),
-        ("channels removed", f"{channels['removed_fraction']:.2%}") if channels else
-        ("sparsity (prunable weights)", f"{results['sparsity']['total']['sparsity']:.2%}"),
+        _removed_row(results),
         ("test accuracy (final epoch)", f"{results['test_accuracy']:.2%}"),
         ("test accuracy (SavedModel)", f"{results['served_test_accuracy']:.2%}"),
     ]

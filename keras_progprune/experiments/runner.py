@@ -22,6 +22,7 @@ from keras_progprune import prune as prune_lib
 from keras_progprune import report as report_lib
 from keras_progprune import saving
 from keras_progprune import structures
+from keras_progprune import width as width_lib
 from keras_progprune import tensorflow_export
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import macs as macs_lib
@@ -76,6 +77,36 @@ def train(config, log=True):
     return TrainedRun(model, extras, trainer, time.time() - start)
 
 
+def width_one_shot(config, model, trainer):
+    """`kp.prune_width` of the trained dense `model` (ranked by activations
+    over `calibration_batches` training batches), then `recovery_epochs`
+    of distillation from it (`keras.distillation.Distiller`, logits,
+    temperature 2) or of plain fine-tuning, with the run's recipe.
+
+    Returns:
+        `(the shrunk, recovered model, what to record in results.json)`.
+    """
+    dense_accuracy = trainer.evaluate(model)  # reported, never selected on
+    student = width_lib.prune_width(
+        model, ffn=config.width_ffn, heads=config.width_heads,
+        data=trainer.train_ds.take(config.calibration_batches))
+    record = {"ffn": config.width_ffn, "heads": config.width_heads,
+              "recovery": config.width_recovery, "recovery_epochs": config.recovery_epochs,
+              "dense_test_accuracy": dense_accuracy,
+              "parameters": {"dense": int(model.count_params()),
+                             "shrunk": int(student.count_params())},
+              "test_accuracy_before_recovery": trainer.evaluate(student)}
+    if config.width_recovery != "none" and config.recovery_epochs:
+        trained = student
+        if config.width_recovery == "distill":
+            trained = keras.distillation.Distiller(
+                teacher=model, student=student,
+                distillation_losses=keras.distillation.LogitsDistillation(temperature=2.0),
+                student_loss_weight=0.5)
+        record["recovery_history"] = trainer.fit(trained, [], epochs=config.recovery_epochs)
+    return student, record
+
+
 def strip_if_pruned(model):
     """`strip_pruning(model)` if it holds wrappers, else `model` itself."""
     return prune_lib.strip_pruning(model) if engine.collect_wrappers(model) else model
@@ -92,7 +123,10 @@ def run(config, overwrite=False):
     sizes beside a dense model's of the same architecture. With
     `structure="channel"` the three files hold the shrunk model, and
     `results.json["channels"]` gives parameters, MACs per example and
-    batch-32 CPU latency, dense against shrunk.
+    batch-32 CPU latency, dense against shrunk. With `width_ffn` or
+    `width_heads` (method "dense"), the trained model is width-pruned and
+    recovered (`width_one_shot`), the files hold that model, and
+    `results.json["width"]` records the accuracy before and after.
 
     Returns:
         The results dict (also in `results.json`).
@@ -105,8 +139,11 @@ def run(config, overwrite=False):
         json.dump(dataclasses.asdict(config), f, indent=2, sort_keys=True)
 
     model, extras, trainer, wall = train(config)
+    one_shot = bool(config.width_ffn or config.width_heads)
+    if one_shot:
+        model, extras["width"] = width_one_shot(config, model, trainer)
     test_accuracy = trainer.evaluate(model)
-    channel = structures.get(config.structure).needs_graph
+    channel = structures.get(config.structure).needs_graph or one_shot
     if channel:
         # The deployed model is the shrunk one; the report reads the masks.
         report = report_lib.sparsity_report(model)

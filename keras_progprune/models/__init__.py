@@ -12,6 +12,7 @@ from keras_progprune.models.resnet import resnet20
 from keras_progprune.models.resnet import resnet32
 from keras_progprune.models.vgg import vgg19
 from keras_progprune.models.vgg import vgg_like
+from keras_progprune.models.vit import vit_tiny
 
 # name -> (builder, default input shape, default dataset)
 MODELS = {
@@ -22,6 +23,7 @@ MODELS = {
     "resnet18": (resnet18, (32, 32, 3), "cifar10"),
     "resnet20": (resnet20, (32, 32, 3), "cifar10"),
     "resnet32": (resnet32, (32, 32, 3), "cifar10"),
+    "vit_tiny": (vit_tiny, (28, 28, 1), "mnist"),  # needs KerasHub (the `hub` extra)
 }
 
 
@@ -55,4 +57,4 @@ def get_model(name, input_shape=None, num_classes=None, **kwargs):
 
 
 __all__ = ["MODELS", "get_model", "lenet5", "lenet_300_100", "resnet18",
-           "resnet20", "resnet32", "vgg19", "vgg_like"]
+           "resnet20", "resnet32", "vgg19", "vgg_like", "vit_tiny"]
