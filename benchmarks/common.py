@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmarks: machine facts and result files."""
+"""Shared helpers for the benchmarks: machine facts, result files, LiteRT
+latency side by side, transformer block MACs."""
 
 import datetime
 import json
@@ -6,6 +7,8 @@ import os
 import platform
 import subprocess
 import sys
+
+import numpy as np
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -137,3 +140,31 @@ def block_macs(model, length):
             hidden = int(groups[0].members[0][0].shape[0])
             total += rules_lib.rule_for(layer).macs(layer, (None, length, hidden), width)
     return total
+
+
+def litert_latencies(files, x, batch, repeats):
+    """`({name: median ms}, {name: XNNPACK prepared?})` of LiteRT `.tflite`
+    files (`{name: path}`) at `batch`: every file timed side by side,
+    alternating, in one process (2 threads; the first `batch` rows of `x`)."""
+    import statistics  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from keras_progprune import litert  # noqa: PLC0415
+
+    runners, xnnpack = {}, {}
+    for name, path in files.items():
+        runner, xnnpack[name] = litert.interpreter(path, num_threads=2)
+        inp = runner.get_input_details()[0]
+        shape = (batch,) + tuple(inp["shape"][1:])
+        runner.resize_tensor_input(inp["index"], shape)
+        runner.allocate_tensors()
+        runner.set_tensor(inp["index"], np.asarray(x[:batch], np.float32).reshape(shape))
+        runner.invoke()
+        runners[name] = runner
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            runner.invoke()
+            times[name].append(time.perf_counter() - start)
+    return {n: statistics.median(t) * 1e3 for n, t in times.items()}, xnnpack

@@ -14,9 +14,7 @@ prepare a file), 2 threads, batch 1 and 32, median of `invoke()` calls.
 """
 
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -27,7 +25,6 @@ import numpy as np  # noqa: E402
 
 import keras_progprune as kp  # noqa: E402
 from benchmarks import common  # noqa: E402
-from keras_progprune import litert  # noqa: E402
 
 flags.DEFINE_float("sparsity", 0.95, "Sparsity of the pruned model.")
 flags.DEFINE_integer("steps", 400, "Training steps (batch 60) before export.")
@@ -60,16 +57,6 @@ def _pruned(name):
     return pruned
 
 
-def _runner(path, batch, x):
-    runner, xnnpack = litert.interpreter(path, num_threads=2)
-    inp = runner.get_input_details()[0]
-    runner.resize_tensor_input(inp["index"], (batch,) + tuple(inp["shape"][1:]))
-    runner.allocate_tensors()
-    runner.set_tensor(inp["index"], x[:batch].reshape((batch,) + tuple(inp["shape"][1:])))
-    runner.invoke()
-    return runner, xnnpack
-
-
 def measure(name, folder):
     pruned = _pruned(name)
     import warnings  # noqa: PLC0415
@@ -84,17 +71,9 @@ def measure(name, folder):
     row = {"bytes": {v: os.path.getsize(p) for v, p in files.items()}, "latency_ms": {},
            "xnnpack": {}}
     for batch in (1, 32):
-        runners = {}
-        for variant, path in files.items():
-            runners[variant], row["xnnpack"][variant] = _runner(path, batch, x)
-        times = {v: [] for v in runners}
-        for _ in range(FLAGS.repeats):
-            for variant, runner in runners.items():  # alternating, side by side
-                start = time.perf_counter()
-                runner.invoke()
-                times[variant].append(time.perf_counter() - start)
-        for variant, ts in times.items():
-            row["latency_ms"][f"{variant}_b{batch}"] = statistics.median(ts) * 1e3
+        latency, row["xnnpack"] = common.litert_latencies(files, x, batch, FLAGS.repeats)
+        for variant, ms in latency.items():
+            row["latency_ms"][f"{variant}_b{batch}"] = ms
     return row
 
 

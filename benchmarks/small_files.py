@@ -17,7 +17,8 @@ saved in every format a user ships:
 
 Test accuracy: the Keras float model, the sparse+int8 `.tflite` (LiteRT
 interpreter) and the Keras int8 model. LiteRT latency: batch 1 and 32, median
-of repeated runs, XNNPACK on where it can prepare the file.
+of repeated runs, a row's files timed side by side (alternating, one
+process), XNNPACK on where it can prepare the file.
 
     python -m benchmarks.small_files            # ~25 min on 2 cores
     python -m benchmarks.small_files --quick    # 1 epoch, a smoke run
@@ -30,9 +31,7 @@ measures. Results: benchmarks/results/small_files.json.
 
 import json
 import os
-import statistics
 import tempfile
-import time
 import warnings
 
 from absl import app
@@ -131,21 +130,6 @@ def _size(path):
     return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
 
 
-def _latency(path, x, batch, repeats):
-    runner, xnnpack = litert.interpreter(path, num_threads=2)
-    inp = runner.get_input_details()[0]
-    runner.resize_tensor_input(inp["index"], (batch,) + x.shape[1:])
-    runner.allocate_tensors()
-    runner.set_tensor(inp["index"], x[:batch])
-    runner.invoke()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        runner.invoke()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3, xnnpack
-
-
 def _accuracy(predict, x, y):
     return float((np.asarray(predict(x)).argmax(-1) == y).mean())
 
@@ -193,12 +177,15 @@ def measure(model, x, y, tmp):
         lambda a: reloaded.predict(a, batch_size=500, verbose=0), x, y)
     row["latency_ms"] = {}
     row["parameters"] = int(sum(np.prod(w.shape) for w in model.weights))
-    for name in ("tflite_float", "tflite_sparse", "tflite_sparse_int8", "tflite_size",
-                 "tflite_size_int8"):
-        for batch in (1, 32):
-            ms, xnn = _latency(files[name], x, batch, 200 if batch == 1 else 50)
+    timed = {name: files[name] for name in ("tflite_float", "tflite_sparse",
+                                            "tflite_sparse_int8", "tflite_size",
+                                            "tflite_size_int8")}
+    for batch in (1, 32):  # the row's files side by side, alternating
+        latency, xnnpack = common.litert_latencies(timed, x, batch,
+                                                   200 if batch == 1 else 50)
+        for name, ms in latency.items():
             row["latency_ms"][f"{name}_b{batch}"] = ms
-            row["latency_ms"][f"{name}_xnnpack"] = xnn
+            row["latency_ms"][f"{name}_xnnpack"] = xnnpack[name]
     return row
 
 

@@ -7,6 +7,7 @@ from keras_progprune import engine
 from keras_progprune import registry
 from keras_progprune import structures
 from keras_progprune import walk
+from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import macs as macs_lib
 from keras_progprune.channels import shrink as shrink_lib
 from keras_progprune.wrapper import PruningWrapper
@@ -51,7 +52,9 @@ class SparsityReport(dict):
       can't). A layer with feed-forward neurons or attention heads inside
       (a transformer block, an attention layer) has `"channels": {"kept",
       "total", "width"}`, where `"width"` maps each group (`"block/ffn"`,
-      `"block/heads"`) to its own `{"kept", "total"}`.
+      `"block/heads"`) to its own `{"kept", "total"}`. A layer with weights
+      that the grouping doesn't know (a custom layer without a width
+      rule) has `"channels": {"left_whole": why}`.
     - `"pruned"`: `{"weights", "zeros", "sparsity"}` over the pruned
       layers' weights: the wrapped ones, or for a model without wrappers
       (stripped, plain) every prunable layer's. `"total"` is the same dict,
@@ -74,7 +77,7 @@ class SparsityReport(dict):
         lines.append("-" * len(lines[0]))
         for name, n, z, s, ch in rows:
             kept = _width_text(ch["width"]) if ch and "width" in ch else (
-                f"{ch['kept']}/{ch['total']}" if ch else "")
+                f"{ch['kept']}/{ch['total']}" if ch and "kept" in ch else "")
             lines.append(f"{name:<{width}}  {n:>10,}  {z:>10,}  {s:>8.2%}  {kept:>11}")
         lines.append("-" * len(lines[0]))
         for name, t in totals:
@@ -153,6 +156,13 @@ def _channel_summary(model):
             channels[layer.name] = {"kept": int(kept), "total": space.size}
             if not space.prunable:  # why channel pruning leaves these whole
                 channels[layer.name]["left_whole"] = reasons[space.origin]
+    # Layers with weights that the grouping doesn't know: left whole, and why.
+    for node in graph.nodes:
+        layer = graph_lib.layer_of(node.operation)
+        kind = graph.kinds.get(id(node))
+        if (kind is not None and kind.name == "unknown" and walk.is_layer(layer)
+                and layer.weights and layer.name not in channels):
+            channels[layer.name] = {"left_whole": kind.zero_reason}
     return channels, {"dense": macs_lib.count(graph), "shrunk": macs_lib.count(graph, keep)}
 
 

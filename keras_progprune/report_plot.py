@@ -7,7 +7,7 @@ def chosen_kind(report, kind):
     """`"sparsity"` or `"channels"` for `kind` (see `SparsityReport.plot`)."""
     if kind not in KINDS:
         raise ValueError(f"`kind` must be one of {KINDS}. Received: kind={kind!r}.")
-    has_channels = any("channels" in r for r in report["layers"].values())
+    has_channels = any("kept" in r.get("channels", {}) for r in report["layers"].values())
     if kind == "auto":
         channel_pruned = any(r.get("structure") == "channel" for r in report["layers"].values())
         return "channels" if channel_pruned and has_channels else "sparsity"
@@ -32,7 +32,8 @@ def plot(report, path=None, kind="auto", title=None):
     if path is not None:
         matplotlib.use("Agg")  # no screen needed to write a file
     layers = report["layers"]
-    names = [n for n, r in layers.items() if kind == "sparsity" or "channels" in r]
+    names = [n for n, r in layers.items()
+             if kind == "sparsity" or "kept" in r.get("channels", {})]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 2.0), 4.0))
     positions = range(len(names))
     if kind == "sparsity":

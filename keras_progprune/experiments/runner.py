@@ -101,7 +101,8 @@ def width_one_shot(config, model, trainer):
         if config.width_recovery == "distill":
             trained = keras.distillation.Distiller(
                 teacher=model, student=student,
-                distillation_losses=keras.distillation.LogitsDistillation(temperature=2.0),
+                distillation_losses=keras.distillation.LogitsDistillation(
+                    temperature=2.0, loss=keras.losses.KLDivergence()),
                 student_loss_weight=0.5)
         record["recovery_history"] = trainer.fit(trained, [], epochs=config.recovery_epochs)
     return student, record
