@@ -144,8 +144,9 @@ def block_macs(model, length):
 
 def litert_latencies(files, x, batch, repeats):
     """`({name: median ms}, {name: XNNPACK prepared?})` of LiteRT `.tflite`
-    files (`{name: path}`) at `batch`: every file timed side by side,
-    alternating, in one process (2 threads; the first `batch` rows of `x`)."""
+    files (`{name: path}`) at `batch`: every file timed side by side, in
+    alternating blocks of 10 calls, in one process (2 threads; the first
+    `batch` rows of `x`)."""
     import statistics  # noqa: PLC0415
     import time  # noqa: PLC0415
 
@@ -161,10 +162,17 @@ def litert_latencies(files, x, batch, repeats):
         runner.set_tensor(inp["index"], np.asarray(x[:batch], np.float32).reshape(shape))
         runner.invoke()
         runners[name] = runner
+    # Alternating blocks of calls, not single calls: each interpreter has
+    # its own thread pool, and one that has just run keeps its threads
+    # spinning for a while, which slows whichever file runs next. The first
+    # call of each block is not counted.
+    block = 10
     times = {name: [] for name in runners}
-    for _ in range(repeats):
+    for _ in range(max(1, repeats // block)):
         for name, runner in runners.items():
-            start = time.perf_counter()
             runner.invoke()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(block):
+                start = time.perf_counter()
+                runner.invoke()
+                times[name].append(time.perf_counter() - start)
     return {n: statistics.median(t) * 1e3 for n, t in times.items()}, xnnpack

@@ -338,6 +338,8 @@ def small_files_section():
              "benchmarks.small_files` for the default files and the channel-shrunk rows "
              "(not measured yet). ")
     lines += ["", "LiteRT latency: batch 1 / batch 32, median of 200 / 50 `invoke()` calls, "
+              "a row's files (and the dense float file) timed side by side in alternating "
+              "blocks of 10 calls, "
               "2 threads; `*` = XNNPACK could not prepare the file and LiteRT's builtin "
               "kernels ran it. " + files + "XNNPACK's sparse kernels are disabled on x86 "
               "CPUs with AVX, so on x86 the gain of an unstructured sparse file is size, not "
@@ -358,8 +360,8 @@ def shrunk_lines(r):
              "its weights (global progressive, the same recipe once more): channels first, "
              "then weights. `x` = the dense model's file divided by this one (dense float "
              "`.tflite` for every `.tflite` column); speed-up = dense float `.tflite` "
-             "latency / this file's. int8 (latency) = `export_litert(quantize="
-             "\"dynamic_int8\")` (the converter's dynamic int8, dense int8 weights); int8 "
+             "latency / this file's, both timed in the same alternating run. int8 "
+             "(latency) = `export_litert(quantize=\"dynamic_int8\")` (the converter's dynamic int8, dense int8 weights); int8 "
              "(size) = the same with `optimize_for=\"size\"` (sparse int8 weights); Keras "
              "int8 = `quantize(\"int8\")` then `kp.save_model`.", "",
              "| model | variant | params | .keras compressed | .tflite float | .tflite "
@@ -380,7 +382,7 @@ def shrunk_lines(r):
         def ms(batch, lat=lat):
             return ", ".join(f"{lat[f'{n}_b{batch}']:.3f}" + ("" if lat[f"{n}_xnnpack"] else "*")
                              for n in ("tflite_float", "tflite_sparse_int8", "tflite_size_int8"))
-        speedup = dense["latency_ms"]["tflite_float_b32"] / lat["tflite_sparse_int8_b32"]
+        speedup = lat.get("reference_b32", dense["latency_ms"]["tflite_float_b32"]) / lat["tflite_sparse_int8_b32"]
         lines.append(
             f"| {row['model']} | {row['variant']} | {row.get('parameters', 0):,} | "
             f"{x('keras_compressed', 'keras')} | {x('tflite_float', 'tflite_float')} | "
@@ -392,7 +394,7 @@ def shrunk_lines(r):
             for name, label in (("tflite_sparse_int8", "int8 (latency)"),
                                 ("tflite_size_int8", "int8 (size)")):
                 smaller = ds["tflite_float"] / sz[name]
-                faster = dense["latency_ms"]["tflite_float_b32"] / lat[f"{name}_b32"]
+                faster = lat.get("reference_b32", dense["latency_ms"]["tflite_float_b32"]) / lat[f"{name}_b32"]
                 # Both int8 files hold the same int8 weights (only their
                 # encoding differs), so they share one accuracy.
                 drop = (dense["accuracy"]["keras_float"] - acc["tflite_sparse_int8"]) * 100

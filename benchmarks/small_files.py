@@ -17,8 +17,9 @@ saved in every format a user ships:
 
 Test accuracy: the Keras float model, the sparse+int8 `.tflite` (LiteRT
 interpreter) and the Keras int8 model. LiteRT latency: batch 1 and 32, median
-of repeated runs, a row's files timed side by side (alternating, one
-process), XNNPACK on where it can prepare the file.
+of repeated runs, a row's files timed side by side with the dense model's
+float `.tflite` (alternating, one process), so every speed-up is a ratio
+from one run; XNNPACK on where it can prepare the file.
 
     python -m benchmarks.small_files            # ~25 min on 2 cores
     python -m benchmarks.small_files --quick    # 1 epoch, a smoke run
@@ -26,7 +27,8 @@ process), XNNPACK on where it can prepare the file.
     python -m benchmarks.small_files --only=dense,ch50%   # remeasure some rows
 
 Trained models are cached in /tmp/progprune_small_files, so a rerun only
-measures. Results: benchmarks/results/small_files.json.
+measures. Results: benchmarks/results/small_files.json; BENCHMARKS.md is
+regenerated at the end (not after `--quick`).
 """
 
 import json
@@ -134,7 +136,10 @@ def _accuracy(predict, x, y):
     return float((np.asarray(predict(x)).argmax(-1) == y).mean())
 
 
-def measure(model, x, y, tmp):
+def measure(model, x, y, tmp, reference=None):
+    """Sizes, accuracy and latency of `model` in every format; `reference`:
+    the dense model's float `.tflite`, timed beside this row's files so
+    each speed-up is a ratio taken in one alternating run."""
     files = {
         "keras": os.path.join(tmp, "plain.keras"),
         "keras_compressed": os.path.join(tmp, "small.keras"),
@@ -180,6 +185,8 @@ def measure(model, x, y, tmp):
     timed = {name: files[name] for name in ("tflite_float", "tflite_sparse",
                                             "tflite_sparse_int8", "tflite_size",
                                             "tflite_size_int8")}
+    if reference is not None:
+        timed["reference"] = reference
     for batch in (1, 32):  # the row's files side by side, alternating
         latency, xnnpack = common.litert_latencies(timed, x, batch,
                                                    200 if batch == 1 else 50)
@@ -206,14 +213,21 @@ def main(argv):
         with open(os.path.join(common.RESULTS_DIR, result_name)) as f:
             rows = json.load(f)["rows"]
 
+    references = tempfile.TemporaryDirectory()
+
     def add(model_name, label, model, structure):
         if FLAGS.train_only:
             return
+        reference = os.path.join(references.name, f"{model_name}.tflite")
+        if not os.path.exists(reference):  # the dense float file, timed in every row
+            keras.utils.set_random_seed(0)
+            kp.export_litert(_trained(model_name, "dense", "dense", 0.0, "unstructured"),
+                             reference, sparse=False)
         with tempfile.TemporaryDirectory() as tmp:
             rows[f"{model_name}/{label}"] = {
                 "model": model_name, "variant": label,
                 "m_by_n_holds": _holds(model) if structure == "2:4" else None,
-                **measure(model, x, y, tmp)}
+                **measure(model, x, y, tmp, reference)}
         print(f"[small_files] {model_name} {label}: {rows[f'{model_name}/{label}']['sizes']}",
               flush=True)
 
@@ -235,9 +249,11 @@ def main(argv):
                 "unstructured")
     if FLAGS.train_only:
         return
-    common.write_result(result_name, {
+    # BENCHMARKS.md section 3 is regenerated (not after --quick).
+    common.finish(result_name, {
         "provenance": common.provenance(common.command_line()),
-        "recipes": RECIPES, "quick": FLAGS.quick, "then_weights": THEN_WEIGHTS, "rows": rows})
+        "recipes": RECIPES, "quick": FLAGS.quick, "then_weights": THEN_WEIGHTS, "rows": rows},
+        report=not FLAGS.quick)
 
 
 if __name__ == "__main__":
