@@ -2,7 +2,8 @@
 
 `classify(layer_or_op)` says how an operation maps the channels (last axis)
 of its inputs to those of its outputs. The grouping in `graph.py` applies
-these rules and nothing else, so support for a layer type is one entry here.
+these rules, and the width rules of `rules.py` for the channels inside a
+layer (feed-forward neurons, attention heads).
 A type not listed is `Kind("unknown")`: every channel around it is left
 unpruned, never removed wrongly.
 
