@@ -2,20 +2,22 @@
 remove attention heads exactly.
 
 KerasHub's `TransformerEncoder`, `TransformerDecoder` and `ViTEncoder`
-derive their head size as `hidden_dim // num_heads`: a block rebuilt from its config with
-fewer heads would get wider heads, not fewer heads of the same size. The
-subclasses here take one more config key, `head_dim`; everything else
-(`call`, masks, caches, the other sublayers, the order of the weights) is
-KerasHub's own. After KerasHub's `build`, the self-attention layer is made
-again from its own config with `num_heads` heads of `head_dim`, and put in
-the place of the first one (in every block of a `ViTEncoder`), so the weights are tracked in the same order.
+derive their head size as `hidden_dim // num_heads`: a block rebuilt from
+its config with fewer heads would get wider heads, not fewer heads of the
+same size. The subclasses here take one more config key, `head_dim`;
+everything else (`call`, masks, caches, the other sublayers, the order of
+the weights) is KerasHub's own. After KerasHub's `build`, the
+self-attention layer is made again from its own config with `num_heads`
+heads of `head_dim`, and put in the place of the first one (in every block
+of a `ViTEncoder`), so the weights are tracked in the same order.
 
 `shrink` builds these only when it removes heads; a model shrunk in its
 feed-forward neurons alone keeps KerasHub's classes. The classes are
 registered under the `keras_progprune` package, so a `.keras` file holding
-one loads once `keras_progprune` is imported (`import keras_progprune`
-imports this module when KerasHub is installed); the SavedModel export
-needs neither package.
+one loads with `kp.load_model`, or with `keras.saving.load_model` after
+`import keras_progprune.hub_layers` (`import keras_progprune` imports this
+module itself only when KerasHub is already imported: KerasHub imports
+TensorFlow); the SavedModel export needs neither package.
 """
 
 import keras

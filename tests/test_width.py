@@ -341,3 +341,22 @@ def test_convnext_tiny_feed_forward_shrinks_exactly_and_round_trips(tmp_path):
     kp.save_model(small, tmp_path / "c.keras", include_optimizer=False)
     assert_close(kp.load_model(tmp_path / "c.keras")(x), expected, atol=1e-5)
     assert_close(served_outputs(small, x, tmp_path / "sm"), expected, atol=1e-5)
+
+
+def test_vit_stack_with_uneven_widths_is_padded_exactly():
+    # Global scope gives the blocks different widths; ViTEncoder's config
+    # holds one `mlp_dim`, so each block is rebuilt at the widest, padded
+    # with removed (zero) neurons.
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(16, 16, 1), patch_size=4, num_layers=3, num_heads=4, hidden_dim=16,
+        mlp_dim=32)
+    x = np.random.default_rng(0).random((2, 16, 16, 1)).astype("float32")
+    pruned = kp.prune_low_magnitude(backbone, kp.ConstantSparsity(0.5, 0, frequency=1),
+                                    structure="channel", scope="global")
+    _update_once(pruned)
+    width = kp.sparsity_report(pruned)["layers"]["vit_encoder"]["channels"]["width"]
+    kept = [g["kept"] for label, g in width.items() if label.endswith("/ffn")]
+    assert len(set(kept)) > 1, width  # uneven: the padding is exercised
+    small = kp.shrink(pruned)
+    assert small.get_layer("vit_encoder").mlp_dim == max(kept)
+    assert_close(small(x), kp.strip_pruning(pruned)(x), atol=1e-5)

@@ -168,9 +168,11 @@ class ChannelGraph:
         """Spaces whose constant channels `shrink` may remove."""
         return [s for s in self.spaces if s.shrinkable]
 
-    def width_spaces(self):
-        """The width spaces (see `rules.py`), prunable or not."""
-        return [s for s in self.spaces if s.width is not None]
+    def width_spaces(self, layer=None):
+        """The width spaces (see `rules.py`), prunable or not; with `layer`,
+        only those inside it."""
+        return [s for s in self.spaces if s.width is not None
+                and (layer is None or s.width[0] is layer)]
 
     def desc(self, tensor):
         return self.descs.get(id(tensor))

@@ -43,8 +43,6 @@ def layer_macs(layer, input_shape, output_shape, in_channels, out_channels):
 def _width_macs(layer, input_shape, spaces, keep):
     """A layer with width groups (`rules.py`): its rule counts them."""
     widths = {s.width[1].label: len(keep.get(s.index, range(s.size))) for s in spaces}
-    if not any(len(keep.get(s.index, range(s.size))) < s.size for s in spaces):
-        widths = {s.width[1].label: s.size for s in spaces}
     return rules.rule_for(layer).macs(layer, input_shape, widths)
 
 
@@ -60,7 +58,7 @@ def count(graph, keep=None):
         x, y = node.inputs[0], node.outputs[0]
         if any(d is None for d in list(x.shape[1:]) + list(y.shape[1:])):
             continue  # dynamic spatial size: not counted
-        width = [s for s in graph.width_spaces() if s.width[0] is layer]
+        width = graph.width_spaces(layer)
         if width:
             counted = _width_macs(layer, x.shape, width, keep)
             if counted is not None:

@@ -12,7 +12,7 @@ One rule per layer class, looked up along the class's MRO, so a rule for a
 base class covers its subclasses. Built in: `keras.layers.MultiHeadAttention`
 (heads), and KerasHub's `TransformerEncoder`, `TransformerDecoder`,
 `ViTEncoderBlock` and `ViTEncoder` (feed-forward neurons; heads where the
-block's config can say the head size, see `keras_progprune.layers`). A user
+block's config can say the head size, see `keras_progprune.hub_layers`). A user
 registers a rule for their own class with `register_layer_rule`.
 
 Exactness: a removed channel's *output* slices (the rows of the projection
@@ -27,6 +27,8 @@ import keras
 
 _RULES = {}          # class -> LayerRule
 _RULES_BY_NAME = {}  # "module.QualName" -> LayerRule, for optional packages
+# An override key of `LayerRule.resize`: the class to rebuild the layer as.
+CLASS = "__class__"
 
 
 class WidthGroup:
@@ -288,9 +290,9 @@ def pad_to(kept, groups, width):
     out = {}
     for group in groups:
         indices = np.asarray(kept[group.label], np.int64)
-        spare = [c for c in np.flatnonzero(group.zero_outputs()) if c not in set(indices)]
+        spare = np.setdiff1d(np.flatnonzero(group.zero_outputs()), indices)
         out[group.label] = np.sort(np.concatenate(
-            [indices, np.asarray(spare[:width - len(indices)], np.int64)]))
+            [indices, spare[:width - len(indices)]]))
     return out
 
 
@@ -379,17 +381,20 @@ class HubViTRule(UniformStackRule):
     as `hub_layers.HeadSizedViTEncoder`."""
 
     def __init__(self):
-        super().__init__("encoder_layers", FeedForwardRule(
-            "mlp.dense_1", "mlp.dense_2", "mlp_dim", attention="mha",
-            heads_key="num_heads"), {"ffn": "mlp_dim", "heads": "num_heads"})
+        super().__init__("encoder_layers", _vit_block_rule(),
+                         {"ffn": "mlp_dim", "heads": "num_heads"})
 
     def resize(self, layer, kept):
         overrides, kept = super().resize(layer, kept)
         return head_sized(layer, overrides, layer.encoder_layers[0].mha), kept
 
 
-# An override key of `resize`: the class to rebuild the layer as.
-CLASS = "__class__"
+def _vit_block_rule():
+    """KerasHub's `ViTEncoderBlock`: `mlp_dim` neurons, `num_heads` heads
+    (its config holds `key_dim`)."""
+    return FeedForwardRule("mlp.dense_1", "mlp.dense_2", "mlp_dim", attention="mha",
+                           heads_key="num_heads")
+
 
 def _register_builtins():
     register_layer_rule(keras.layers.MultiHeadAttention, AttentionRule())
@@ -397,9 +402,7 @@ def _register_builtins():
     _RULES_BY_NAME[hub + "transformer_encoder.TransformerEncoder"] = HubBlockRule()
     _RULES_BY_NAME[hub + "transformer_decoder.TransformerDecoder"] = HubBlockRule()
     vit = "keras_hub.src.models.vit.vit_layers."
-    block = FeedForwardRule("mlp.dense_1", "mlp.dense_2", "mlp_dim", attention="mha",
-                            heads_key="num_heads")
-    _RULES_BY_NAME[vit + "ViTEncoderBlock"] = block
+    _RULES_BY_NAME[vit + "ViTEncoderBlock"] = _vit_block_rule()
     _RULES_BY_NAME[vit + "ViTEncoder"] = HubViTRule()
 
 

@@ -258,7 +258,7 @@ def slicers(graph, node, keep):
     an optimizer slot) to its shrunk value. Variables not listed keep their
     shape."""
     layer = graph_lib.layer_of(node.operation)
-    width = [s for s in graph.width_spaces() if s.width[0] is layer]
+    width = graph.width_spaces(layer)
     if width:
         return width_slicers(layer, width, keep)
     kind = graph.kinds.get(id(node))
