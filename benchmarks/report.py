@@ -969,7 +969,10 @@ def transformers_section():
                   "block's feed-forward neurons and half its heads removed. Adam, cosine "
                   f"decay from {r['learning_rate']:g}, batch {r['batch_size']}, the first "
                   f"{r['train_examples']:,} training images, "
-                  f"{r['epochs']} epochs for dense, progressive and from scratch; one-shot "
+                  f"{r['epochs']} epochs for dense, progressive and from scratch "
+                  "(progressive: masks from 0 to 50% over the first half, ranked by "
+                  "magnitude, or by `kp.importance.Activation` over 2 training batches at "
+                  "each update for 'progressive (activation)'); one-shot "
                   "(`kp.prune_width`, activations over 8 training batches) from the dense "
                   f"model of the same seed, then {r['recover_epochs']} epochs of fine-tuning "
                   "or of distillation from it (`keras.distillation.Distiller`, logits, "
@@ -991,6 +994,12 @@ def transformers_section():
             mean, std = stats[arm]
             lines.append(f"| {arm} | {mean:.2%} ± {std:.2%} | {100 * (dense - mean):+.2f} | "
                          f"{cell['parameters']:,} | {cell['block_macs']:,} | {cpu:,.0f} |")
+        later = sorted({(arm, c["git"]) for s in seeds for arm, c in r["seeds"][s].items()
+                        if "git" in c})
+        if later:
+            lines += ["", "Arms added after the others were measured, run alone at: "
+                      + "; ".join(f"{arm} ({rev})" for arm, rev in later)
+                      + ". The other arms are cached from the first run."]
         latency = r.get("latency_ms_b32") or {}
         if latency:
             lines += ["", f"CPU latency at batch 32 (alternating, median): dense "
@@ -998,7 +1007,7 @@ def transformers_section():
                       f"({latency['dense'] / latency['shrunk']:.2f}x)."]
         scratch = stats["from scratch"][0]
         lines += ["", "| goal | measured | met? |", "| --- | --- | --- |"]
-        for arm in ("progressive", "one-shot + fine-tune", "one-shot + distillation"):
+        for arm in [a for a in r["arms"] if a not in ("dense", "from scratch")]:
             points = 100 * (dense - stats[arm][0])
             above = 100 * (stats[arm][0] - scratch)
             lines.append(f"| {arm}: within {goals.WIDTH_VIT_POINTS} points of dense, above "

@@ -9,6 +9,9 @@ The model: `kp.models.vit_tiny`, KerasHub's `ViTBackbone` (28x28x1, patch
 - progressive: `structure="channel"` masks rising from 0 to 50% of every
   block's neurons and heads over the first half of the same epochs
   (PolynomialDecay), then `kp.shrink`;
+- progressive (activation): the same, each update ranking neurons and heads
+  by their mean absolute activation over 2 training batches
+  (`ProgressivePruningCallback(importance=kp.importance.Activation(...))`);
 - one-shot + fine-tune: the dense model of the same seed, `kp.prune_width
   (ffn=0.5, heads=0.5)` ranked by activations over 8 training batches, then
   `--recover_epochs` epochs of plain training;
@@ -59,8 +62,10 @@ flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(os.path.dirname(
 
 BATCH = 128
 LR = 2e-3
-ARMS = ("dense", "progressive", "one-shot + fine-tune", "one-shot + distillation",
-        "from scratch")
+ARMS = ("dense", "progressive", "progressive (activation)", "one-shot + fine-tune",
+        "one-shot + distillation", "from scratch")
+# Arms that need no other arm's model: computed alone when a cached seed lacks them.
+ALONE = ("progressive", "progressive (activation)")
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
@@ -97,6 +102,26 @@ def _fit(model, train, epochs, callbacks=()):
     return time.process_time() - start
 
 
+def progressive(arm, seed, train, epochs):
+    """`(shrunk model, train CPU s)` of a progressive arm: masks from 0 to 50%
+    of the neurons and heads over the first half of training."""
+    keras.utils.set_random_seed(seed)
+    steps = epochs * int(train.cardinality())
+    pruned = kp.prune_low_magnitude(vit(), kp.PolynomialDecay(
+        0.0, 0.5, begin_step=0, end_step=steps // 2, frequency=max(1, steps // 40)),
+        structure="channel")
+    importance = (kp.importance.Activation(train.take(2), batches=2)
+                  if arm == "progressive (activation)" else None)
+    cpu = _fit(pruned, train, epochs, [kp.ProgressivePruningCallback(importance=importance)])
+    return kp.shrink(pruned), cpu
+
+
+def _summary(model, cpu, test):
+    return {"accuracy": _accuracy(model, test), "train_cpu_s": cpu,
+            "parameters": int(model.count_params()),
+            "block_macs": common.block_macs(model, 17)}
+
+
 def run_seed(seed, train, test, epochs, recover):
     out = {}
     keras.utils.set_random_seed(seed)
@@ -104,13 +129,8 @@ def run_seed(seed, train, test, epochs, recover):
     cpu = _fit(dense, train, epochs)
     out["dense"] = (dense, cpu)
 
-    keras.utils.set_random_seed(seed)
-    steps = epochs * int(train.cardinality())
-    pruned = kp.prune_low_magnitude(vit(), kp.PolynomialDecay(
-        0.0, 0.5, begin_step=0, end_step=steps // 2, frequency=max(1, steps // 40)),
-        structure="channel")
-    cpu = _fit(pruned, train, epochs, [kp.ProgressivePruningCallback()])
-    out["progressive"] = (kp.shrink(pruned), cpu)
+    for arm in ALONE:
+        out[arm] = progressive(arm, seed, train, epochs)
 
     calibration = train.take(8)
     start = time.process_time()
@@ -153,13 +173,19 @@ def main(argv):
         if os.path.exists(path):
             with open(path) as f:
                 cells[seed] = json.load(f)
-            print(f"[vit_width] seed {seed}: cached", flush=True)
-            continue
-        trained = run_seed(seed, train, test, epochs, recover)
-        cells[seed] = {arm: {"accuracy": _accuracy(m, test), "train_cpu_s": cpu,
-                             "parameters": int(m.count_params()),
-                             "block_macs": common.block_macs(m, 17)}
-                       for arm, (m, cpu) in trained.items()}
+            missing = [arm for arm in ARMS if arm not in cells[seed]]
+            if not missing:
+                print(f"[vit_width] seed {seed}: cached", flush=True)
+                continue
+            if any(arm not in ALONE for arm in missing):
+                raise SystemExit(f"{path} lacks arms {missing}: delete it to rerun the seed.")
+            for arm in missing:  # an arm added later: run it alone, say when
+                cells[seed][arm] = _summary(*progressive(arm, seed, train, epochs), test)
+                cells[seed][arm]["git"] = common.provenance("")["git"]
+            cells[seed] = {arm: cells[seed][arm] for arm in ARMS}
+        else:
+            trained = run_seed(seed, train, test, epochs, recover)
+            cells[seed] = {arm: _summary(m, cpu, test) for arm, (m, cpu) in trained.items()}
         os.makedirs(os.path.dirname(path), exist_ok=True)
         common.write_result(os.path.relpath(path, common.RESULTS_DIR), cells[seed])
         print(f"[vit_width] seed {seed}: " + ", ".join(

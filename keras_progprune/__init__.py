@@ -5,6 +5,7 @@ to `model.fit`, then `strip_pruning` to get a plain sparse Keras model, or
 (with `structure="channel"`) `shrink` to get a smaller one.
 """
 
+from keras_progprune import importance
 from keras_progprune import structures
 from keras_progprune.channels.shrink import shrink
 from keras_progprune.callbacks import ProgressivePruningCallback
@@ -29,6 +30,10 @@ from keras_progprune.structures import Channel
 from keras_progprune.structures import MByN
 from keras_progprune.structures import Unstructured
 from keras_progprune.wrapper import PruningWrapper
+from keras_progprune.channels.kinds import DenseRule
+from keras_progprune.channels.kinds import FollowerRule
+from keras_progprune.channels.kinds import PassRule
+from keras_progprune.channels.kinds import ProducerRule
 from keras_progprune.channels.rules import AttentionRule
 from keras_progprune.channels.rules import FeedForwardRule
 from keras_progprune.channels.rules import LayerRule
@@ -70,12 +75,16 @@ def __getattr__(name):
 __all__ = [
     "AttentionRule",
     "Channel",
+    "DenseRule",
+    "FollowerRule",
     "FeedForwardRule",
     "LayerRule",
     "ConstantSparsity",
     "MByN",
+    "PassRule",
     "PatternReport",
     "PolynomialDecay",
+    "ProducerRule",
     "ProgressivePruningCallback",
     "PruningSchedule",
     "PruningWrapper",
@@ -88,6 +97,7 @@ __all__ = [
     "export_litert",
     "export_saved_model",
     "fit_shrinking",
+    "importance",
     "linear_per_epoch",
     "load_model",
     "lottery_ticket",

@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_progprune import backend
 from keras_progprune import engine
+from keras_progprune import importance as importance_lib
 from keras_progprune.wrapper import training_without_callback_error
 
 # Mask groups (and their compiled updates) per model, reused by every later
@@ -15,21 +16,24 @@ from keras_progprune.wrapper import training_without_callback_error
 _GROUPS = weakref.WeakKeyDictionary()
 
 
-def _wrappers_key(wrappers):
-    return tuple((id(w), tuple(id(m) for m in w.masks), repr(w.pruning_schedule),
-                  w.scope, repr(w.structure)) for w in wrappers)
+def _wrappers_key(wrappers, importance):
+    magnitude = importance is None or isinstance(importance, importance_lib.Magnitude)
+    return (None if magnitude else id(importance),) + tuple(
+        (id(w), tuple(id(m) for m in w.masks), repr(w.pruning_schedule), w.scope,
+         repr(w.structure)) for w in wrappers)
 
 
-def cached_groups(model, wrappers):
-    """`engine.build_groups(wrappers, model)`, reused while they are the same."""
-    key = _wrappers_key(wrappers)
+def cached_groups(model, wrappers, importance=None):
+    """`engine.build_groups(wrappers, model, importance)`, reused while they
+    are the same."""
+    key = _wrappers_key(wrappers, importance)
     try:
         cached = _GROUPS.get(model)
     except TypeError:  # a model that can't be weakly referenced
-        return engine.build_groups(wrappers, model)
+        return engine.build_groups(wrappers, model, importance)
     if cached is not None and cached[0] == key:
         return cached[1]
-    groups = engine.build_groups(wrappers, model)
+    groups = engine.build_groups(wrappers, model, importance)
     try:
         _GROUPS[model] = (key, groups)
     except TypeError:
@@ -99,8 +103,8 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
 
     At the start of each training batch it asks each schedule whether the
     masks are due; if so, it recomputes them with a compiled, exact top-k of
-    the magnitudes of the weights still active (a pruned weight never
-    returns). Layer-scope wrappers are pruned one layer at a time;
+    the importance of the weights still active (a pruned weight never
+    returns): their magnitude by default. Layer-scope wrappers are pruned one layer at a time;
     global-scope wrappers share one threshold.
 
     The step counter is model state: each wrapper's `pruning_step` variable,
@@ -120,6 +124,13 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
         log_dir: str or None. If set, per-layer and overall sparsity are
             written there as TensorBoard scalars at the end of every epoch.
             Defaults to None.
+        importance: what ranks the weights or channels at each update:
+            None or `"magnitude"` (the default), or a
+            `keras_progprune.importance.Importance` such as
+            `kp.importance.Activation(calibration_batches)` (Minitron's mean
+            absolute activation, for `structure="channel"`) or
+            `kp.importance.Taylor(batches, loss)` (|w * dL/dw|: gradual
+            SNIP). An importance that holds data can't be serialized.
 
     With `steps_per_execution=N`, Keras calls the callback once per N
     steps, so masks can change only between those calls. That is exact when
@@ -155,9 +166,10 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
     # hook makes every step synchronous: +50% epoch time on LeNet-300-100.)
     async_safe = True
 
-    def __init__(self, log_dir=None):
+    def __init__(self, log_dir=None, importance=None):
         super().__init__()
         self.log_dir = log_dir
+        self.importance = importance_lib.get(importance)
         self._reset()
 
     def _reset(self):
@@ -217,7 +229,7 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
         # A subclassed model builds its layers during its first step: the
         # steps before `batch` trained without masks (all ones).
         self._epoch_base = stored
-        self._groups = cached_groups(self._model, self._wrappers)
+        self._groups = cached_groups(self._model, self._wrappers, self.importance)
         if self._per_call > 1:
             self._check_calls(stored + batch)
         return True
@@ -259,14 +271,14 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
                 if missed:
                     self._raise_inexact(group, missed[0])
         self._last_begin = step
-        synced = False
+        due = []
         for group in self._groups:
             should_update, sparsity = group.schedule(step)
             if should_update:
-                if not synced:  # JAX: bring the variables up to date first
-                    backend.sync_model_state(self._model)
-                    synced = True
-                group.update(sparsity)
+                due.append((group, sparsity))
+        if due:
+            backend.sync_model_state(self._model)  # JAX: the variables up to date first
+            engine.update_together(due, self._model)
         self._step = step + 1
 
     def _write_step(self):
@@ -318,6 +330,11 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
             self._writer = None
 
     def get_config(self):
+        if not isinstance(self.importance, importance_lib.Magnitude):
+            raise ValueError(
+                f"A ProgressivePruningCallback with importance={self.importance!r} can't "
+                "be serialized: the importance holds its data. Make a new callback "
+                "with the same importance instead.")
         return {"log_dir": self.log_dir}
 
     @classmethod

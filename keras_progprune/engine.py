@@ -4,6 +4,11 @@ The glue between the pure selection in `thresholds`/`structures` and the
 variables of `PruningWrapper`. Every pruning method ends here, so a fix in
 this file is a fix for all of them.
 
+Every updater follows one protocol, `MaskUpdater`; a structure makes its
+own (`Structure.mask_updaters`): `PruningGroup` for unstructured and N:M
+masks, `channels.engine.ChannelGroup` for channels. The callback, the
+baselines and `fit_shrinking` only talk to the protocol.
+
 The update is a pure function, compiled once per group by the backend
 (`backend.compile`): weights, masks and scores in; new masks, the kept
 count and a finiteness flag out. The variables are assigned outside it,
@@ -14,6 +19,7 @@ import numpy as np
 from keras import ops
 
 from keras_progprune import backend
+from keras_progprune import importance as importance_lib
 from keras_progprune import thresholds
 from keras_progprune import walk
 from keras_progprune.wrapper import PruningWrapper
@@ -49,7 +55,47 @@ def _values(variables):
     return [v.value for v in variables]
 
 
-class PruningGroup:
+class MaskUpdater:
+    """The protocol of a mask updater: the masks of some wrappers, updated
+    together under one schedule.
+
+    Attributes:
+        name: a label for errors and logs.
+        schedule: the `PruningSchedule` that says when and how much.
+        weights: the variables custom `scores` are given for, in order.
+        size: how many units the schedule's sparsity is a fraction of
+            (weights, or channel groups).
+        kept: how many of them the masks keep now.
+        importance: the `keras_progprune.importance.Importance` that scores
+            them when `update` is given no `scores`.
+
+    `update(sparsity, scores=None, intersect=True)` recomputes the masks so
+    that `sparsity` of `size` is removed and returns the new `kept`; with
+    `intersect`, a unit removed before stays removed. Updaters also built
+    by a structure of one's own need only this.
+    """
+
+    name = "masks"
+    importance = None
+
+    def update(self, sparsity, scores=None, intersect=True):
+        raise NotImplementedError
+
+    def wants_weight_scores(self):
+        """Whether its importance gives scores per weight (not magnitude,
+        which the compiled update computes itself)."""
+        return not (self.importance is None
+                    or isinstance(self.importance, importance_lib.Magnitude))
+
+    def importance_scores(self, model):
+        """`self.importance.weight_scores(model, self.weights)`, or None for
+        the magnitude computed inside the compiled update."""
+        if self.importance is None or isinstance(self.importance, importance_lib.Magnitude):
+            return None
+        return self.importance.weight_scores(model, self.weights)
+
+
+class PruningGroup(MaskUpdater):
     """Weights that share one selection: one wrapper, or all global-scope ones.
 
     The wrappers' `structure` (all the same) decides the mask's shape; the
@@ -59,13 +105,18 @@ class PruningGroup:
         wrappers: list of built `PruningWrapper`s.
         schedule: the `PruningSchedule` that drives this group.
         name: label for errors and logs.
+        importance: an `Importance` (default: magnitude), asked for scores
+            by `update` when none are given; `model` is what it runs.
+        model: the model the wrappers are in (for `importance`).
     """
 
-    def __init__(self, wrappers, schedule, name):
+    def __init__(self, wrappers, schedule, name, importance=None, model=None):
         self.wrappers = list(wrappers)
         self.schedule = schedule
         self.structure = self.wrappers[0].structure
         self.name = name
+        self.importance = importance_lib.get(importance)
+        self.model = model
         self.weights = [w for wr in self.wrappers for w in wr.pruned_weights]
         self.masks = [m for wr in self.wrappers for m in wr.masks]
         self.size = int(sum(np.prod(w.shape) for w in self.weights))
@@ -105,7 +156,8 @@ class PruningGroup:
         Args:
             sparsity: float in [0, 1).
             scores: list of tensors shaped like `self.weights`; the highest
-                are kept. Defaults to |w|.
+                are kept. Defaults to the importance's scores (|w| for
+                magnitude).
             intersect: if true, a weight pruned before stays pruned (the
                 new mask is intersected with the old). Structures whose
                 groups always keep a fixed count (N:M) never intersect.
@@ -119,6 +171,8 @@ class PruningGroup:
                 are then left exactly as they were.
         """
         intersect = bool(intersect) and self.structure.intersects
+        if scores is None:
+            scores = self.importance_scores(self.model)
         if scores is not None:
             scores = [ops.cast(ops.convert_to_tensor(s), "float32") for s in scores]
         count = self.structure.count(self.size, float(sparsity))
@@ -150,7 +204,39 @@ class PruningGroup:
         return self.kept
 
 
-def _require_one(wrappers, attribute, label, fix):
+def update_together(due, model):
+    """Updates every `(updater, sparsity)` of `due`, each to its sparsity.
+
+    Per-weight importance scores (Taylor, a custom `weight_scores`) are read
+    first, for all of them in one call per importance, from the model as it
+    is before any mask changes: with one call per updater, each later
+    updater would be scored on a model the earlier ones had already pruned,
+    and the gradient pass would run once per layer.
+
+    Returns:
+        The kept count of each updater.
+    """
+    scores = {}
+    asking = {}
+    for updater, _ in due:
+        if updater.wants_weight_scores():
+            asking.setdefault(id(updater.importance), []).append(updater)
+    for updaters in asking.values():
+        weights = [w for u in updaters for w in u.weights]
+        flat = list(updaters[0].importance.weight_scores(model, weights))
+        if len(flat) != len(weights):
+            raise ValueError(
+                f"{updaters[0].importance!r}.weight_scores must return one tensor per "
+                f"weight it is given: {len(weights)} expected. Received {len(flat)}.")
+        start = 0
+        for u in updaters:
+            scores[id(u)] = flat[start:start + len(u.weights)]
+            start += len(u.weights)
+    return [updater.update(sparsity, scores=scores.get(id(updater)))
+            for updater, sparsity in due]
+
+
+def require_one(wrappers, attribute, label, fix):
     """Raises unless every wrapper has the same `attribute` (by repr)."""
     values = {repr(getattr(w, attribute)): w.layer.name for w in wrappers}
     if len(values) > 1:
@@ -159,61 +245,52 @@ def _require_one(wrappers, attribute, label, fix):
             + "; ".join(f"{v} (layer {n!r})" for v, n in values.items()) + f". {fix}")
 
 
-def _channel_groups(wrappers, model):
-    """One `ChannelGroup` over every channel-structured wrapper of `model`."""
-    from keras_progprune.channels import engine as channel_engine  # noqa: PLC0415
-    from keras_progprune.channels import graph as channel_graph  # noqa: PLC0415
+def scope_groups(wrappers, model=None, importance=None):
+    """`PruningGroup`s for wrappers whose structure selects per weight list:
+    one per layer-scope wrapper, one for all global-scope ones.
 
-    if model is None:
-        raise ValueError(
-            "Channel-structured wrappers are grouped from the model's graph: pass the "
-            "model, `build_groups(wrappers, model)`.")
-    if not walk.is_graph_model(model):
-        name = getattr(model, "name", None)
-        raise ValueError(
-            "structure='channel' reads the coupled channels from the model's graph, "
-            f"so it needs a Sequential or Functional model; model {name!r} of type "
-            f"{type(model).__name__} is subclassed. Build the model with the Functional "
-            "API (keras.Input(...) -> layers -> keras.Model), or use "
-            "structure='unstructured' or '2:4', which work in any model.")
-    _require_one(wrappers, "pruning_schedule", "pruning schedule",
-                 "Pass one `pruning_schedule` to `prune_low_magnitude(..., "
-                 "structure='channel')`.")
-    _require_one(wrappers, "scope", "scope", "Pass one `scope` to "
-                 "`prune_low_magnitude(..., structure='channel')`.")
-    return [channel_engine.ChannelGroup(channel_graph.analyze(model), wrappers,
-                                        wrappers[0].pruning_schedule, wrappers[0].scope)]
+    Raises:
+        ValueError: if global-scope wrappers don't share one schedule and
+            one structure.
+    """
+    groups = [PruningGroup([w], w.pruning_schedule, f"layer {w.layer.name!r}",
+                           importance, model)
+              for w in wrappers if w.scope == "layer"]
+    global_wrappers = [w for w in wrappers if w.scope == "global"]
+    if global_wrappers:
+        require_one(global_wrappers, "pruning_schedule", "pruning schedule",
+                    "Pass one `pruning_schedule` to `prune_low_magnitude(..., "
+                    "scope='global')`.")
+        require_one(global_wrappers, "structure", "structure",
+                    "Pass one `structure` to `prune_low_magnitude(..., "
+                    "scope='global')`, or use scope='layer'.")
+        groups.append(PruningGroup(global_wrappers, global_wrappers[0].pruning_schedule,
+                                   "global scope", importance, model))
+    return groups
 
 
-def build_groups(wrappers, model=None):
-    """Groups wrappers by scope: one group per layer-scope wrapper, one for
-    all global-scope wrappers, and one for all channel-structured wrappers
-    (their groups come from `model`'s graph).
+def build_groups(wrappers, model=None, importance=None):
+    """The `MaskUpdater`s of `wrappers`: each structure makes its own
+    (`Structure.mask_updaters`). Unstructured and N:M masks get one group
+    per layer-scope wrapper and one for all global-scope wrappers; channel
+    masks get one group over all of them, read from `model`'s graph.
+
+    Args:
+        wrappers: built `PruningWrapper`s.
+        model: the model they are in (needed for channel masks, and for an
+            importance that runs the model).
+        importance: an `Importance`; defaults to magnitude.
 
     Raises:
         ValueError: if global-scope wrappers don't share one schedule and
             one structure, or channel-structured wrappers are not in a
             Sequential or Functional `model`.
     """
-    channel = [w for w in wrappers if w.structure.needs_graph]
-    wrappers = [w for w in wrappers if not w.structure.needs_graph]
-    groups = _channel_groups(channel, model) if channel else []
-    groups += [
-        PruningGroup([w], w.pruning_schedule, f"layer {w.layer.name!r}")
-        for w in wrappers
-        if w.scope == "layer"
-    ]
-    global_wrappers = [w for w in wrappers if w.scope == "global"]
-    if global_wrappers:
-        _require_one(global_wrappers, "pruning_schedule", "pruning schedule",
-                     "Pass one `pruning_schedule` to `prune_low_magnitude(..., "
-                     "scope='global')`.")
-        _require_one(global_wrappers, "structure", "structure",
-                     "Pass one `structure` to `prune_low_magnitude(..., "
-                     "scope='global')`, or use scope='layer'.")
-        groups.append(
-            PruningGroup(
-                global_wrappers, global_wrappers[0].pruning_schedule, "global scope"
-            )
-        )
+    importance = importance_lib.get(importance)
+    families = {}  # wrappers by the structure code that makes their updaters
+    for w in wrappers:
+        families.setdefault(type(w.structure).mask_updaters, []).append(w)
+    groups = []
+    for members in families.values():
+        groups += members[0].structure.mask_updaters(members, model, importance)
     return groups

@@ -7,7 +7,6 @@ from keras_progprune import registry
 from keras_progprune import structures as structures_lib
 from keras_progprune import surgery
 from keras_progprune import walk
-from keras_progprune.channels import graph as channel_graph
 from keras_progprune.wrapper import PruningWrapper
 from keras_progprune.wrapper import check_schedule
 from keras_progprune.wrapper import check_scope
@@ -103,15 +102,18 @@ def prune_low_magnitude(
         for layer in to_prune:  # validate all before wrapping any
             _check_not_wrapped(layer)
         refused = [l for l in to_prune if l.name not in exclude and not structure.accepts(l)]
-        if refused and not structure.needs_graph:  # else the wrapper says why
-            raise registry.unprunable_error(refused, exclude)
+        if refused:
+            structure.refuse(refused, exclude)
         return [layer if layer.name in exclude else wrap(layer) for layer in to_prune]
     if isinstance(to_prune, keras.Model):
         if not walk.is_graph_model(to_prune):
             _refuse_subclassed(to_prune, structure)
         _check_exclude(exclude, _all_layer_names(to_prune))
-        if structure.needs_graph:
-            return _prune_model(to_prune, wrap, _channel_members(to_prune, exclude))
+        for layer in walk.sublayers(to_prune):
+            _check_not_wrapped(layer)
+        chosen = structure.wrap_filter(to_prune, exclude)
+        if chosen is not None:
+            return _prune_model(to_prune, wrap, chosen)
         refused = _refused_layers(to_prune, exclude)
         if refused:
             raise registry.unprunable_error(refused, exclude)
@@ -153,22 +155,6 @@ def _refused_layers(model, exclude):
         elif registry.has_unregistered_matrices(layer):
             refused.append(layer)
     return refused
-
-
-def _channel_members(model, exclude):
-    """Which layers a channel-structured prune wraps: the producers and
-    followers of every prunable channel group (nothing else changes)."""
-    for layer in walk.sublayers(model):
-        _check_not_wrapped(layer)
-    graph = channel_graph.analyze(model)
-    members = set(graph.member_layers()) - set(exclude)
-    if not members:
-        reasons = "; ".join(f"{k!r}: {v}" for k, v in graph.frozen_reasons().items())
-        raise ValueError(
-            f"structure='channel' found no channel that can be removed in model "
-            f"{model.name!r} without changing its outputs. Channels by producing "
-            f"layer: {reasons}. Use structure='unstructured' for this model.")
-    return lambda layer: layer.name in members
 
 
 def _prune_model(model, wrap, chosen):

@@ -5,7 +5,6 @@ import numpy as np
 
 from keras_progprune import engine
 from keras_progprune import registry
-from keras_progprune import structures
 from keras_progprune import walk
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import kinds
@@ -204,7 +203,7 @@ def sparsity_report(model):
     for name, weights, wrapper in listed:
         layers[name] = dict(_counts(weights), pruned=wrapper is not None or not any_wrapped)
         if wrapper is not None:
-            layers[name]["structure"] = _structure_name(wrapper.structure)
+            layers[name]["structure"] = wrapper.structure.spec
         if name in channels:
             layers[name]["channels"] = channels[name]
     pruned = _total([r for r in layers.values() if r["pruned"]])
@@ -212,11 +211,6 @@ def sparsity_report(model):
                           model=_counts(_model_weights(model)))
 
 
-def _structure_name(structure):
-    """The string `prune_low_magnitude(structure=...)` takes for it."""
-    if isinstance(structure, structures.MByN):
-        return f"{structure.n}:{structure.m}"
-    return "channel" if structure.needs_graph else "unstructured"
 
 
 def _summary(n, z):

@@ -66,7 +66,7 @@ def _check(model, shrink_every, callbacks):
             "`fit_shrinking` takes a Sequential or Functional model pruned with "
             f"structure='channel'. Received: model of type {type(model).__name__}.")
     wrappers = engine.collect_wrappers(model)
-    others = sorted({repr(w.structure) for w in wrappers if not w.structure.needs_graph})
+    others = sorted({repr(w.structure) for w in wrappers if not w.structure.shrinks})
     if not wrappers or others:
         raise ValueError(
             "Only channel masks can shrink during training: unstructured or N:M masks "

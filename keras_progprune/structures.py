@@ -40,17 +40,49 @@ from keras_progprune.values import ConfigValue
 
 
 class Structure(ConfigValue):
-    """Base class: turns scores into boolean keep-masks.
+    """Base class: which weights a mask removes together.
 
-    Subclasses implement `select` and `get_config`, and set `intersects`:
-    whether a weight pruned earlier must stay pruned (the new mask is
-    intersected with the old one).
+    A structure brings its own mask updaters (`mask_updaters`, following
+    `keras_progprune.engine.MaskUpdater`). The default updaters are
+    `engine.PruningGroup`s, which ask the structure for masks through
+    `count` and `select_count`: a structure driven by them implements those
+    two and `get_config`, and sets `intersects` (whether a weight pruned
+    earlier must stay pruned). A structure with updaters of its own
+    (`Channel`) overrides `mask_updaters` instead.
     """
 
     intersects = True
-    # True when masks are chosen over the model's graph (channel groups),
-    # not by `select` over one weight list.
+    # True when the masks are chosen over the model's graph, so the model
+    # must be Sequential or Functional.
     needs_graph = False
+    # True when the masks remove whole channels, so `kp.shrink` and
+    # `fit_shrinking` make the model smaller.
+    shrinks = False
+
+    @property
+    def spec(self):
+        """The string `prune_low_magnitude(structure=...)` takes for it."""
+        return type(self).__name__.lower()
+
+    def mask_updaters(self, wrappers, model=None, importance=None):
+        """The `engine.MaskUpdater`s for `wrappers` (every one with a
+        structure whose class shares this method): by default one
+        `engine.PruningGroup` per layer-scope wrapper and one for all
+        global-scope ones."""
+        from keras_progprune import engine  # noqa: PLC0415 (engine imports wrapper)
+
+        return engine.scope_groups(wrappers, model, importance)
+
+    def initial_size(self, layer):
+        """What a wrapper records of `layer` when it is built, for the
+        updaters to read after a shrink (`PruningWrapper.initial_channels`),
+        or None."""
+        return None
+
+    def wrap_filter(self, model, exclude):
+        """Which layers of `model` `prune_low_magnitude` wraps: a predicate
+        on layers, or None for every prunable layer not in `exclude`."""
+        return None
 
     def select(self, scores, sparsity, active):
         """Boolean keep-masks, one per score tensor.
@@ -89,6 +121,15 @@ class Structure(ConfigValue):
     def prunable_weights(self, layer):
         """The variables of a built `layer` that get masks."""
         return registry.get_prunable_weights(layer)
+
+    def refuse(self, layers, exclude=()):
+        """Raises the `ValueError` that says why `layers` (a layer or a
+        list) can't be wrapped with this structure (`accepts` was false),
+        and what to do."""
+        if not isinstance(layers, (list, tuple)):
+            registry.get_prunable_weights(layers)  # raises: the types and the protocol
+            layers = [layers]
+        raise registry.unprunable_error(layers, exclude)
 
     def describe_misfit(self, shape):
         return ""
@@ -130,26 +171,68 @@ class Channel(Structure):
     `keras_progprune.channels.graph` finds the groups from the model's
     graph, and `keras_progprune.shrink` removes the pruned channels.
 
-    The schedule's sparsity is the fraction of channel groups removed. A
-    group's score is the mean of the squares of every weight its mask
-    covers (the sum of squares divided by their count, so that groups of
-    different sizes compare); see `keras_progprune.channels.engine`.
+    The schedule's sparsity is the fraction of channel groups removed. By
+    default a group's score is the mean of the squares of every weight its
+    mask covers (the sum of squares divided by their count, so that groups
+    of different sizes compare); an importance given to the callback
+    replaces it (`keras_progprune.importance`). See
+    `keras_progprune.channels.engine`. Each layer's channels are described
+    by its class's rule (`keras_progprune.LayerRule`).
 
     Wrappers with this structure must sit in a Sequential or Functional
     model: the groups are read from the graph.
     """
 
     needs_graph = True
+    shrinks = True
 
-    def select_count(self, scores, count, active, nonnegative=False):
-        raise ValueError(
-            "Channel masks are chosen over coupled groups read from the model's "
-            "graph, not per weight list. Let `ProgressivePruningCallback` drive "
-            "them, or use keras_progprune.channels.engine.ChannelGroup.")
+    def mask_updaters(self, wrappers, model=None, importance=None):
+        """One `channels.engine.ChannelGroup` over every channel-structured
+        wrapper of `model`, its groups read from the graph."""
+        from keras_progprune.channels import engine as channel_engine  # noqa: PLC0415
+
+        return channel_engine.channel_groups(wrappers, model, importance)
+
+    def initial_size(self, layer):
+        """Its output channels, or for a layer with width groups inside,
+        one count per group (in its rule's order)."""
+        if channel_kinds.channel_weights(layer) is None:
+            return [g.size for g in channel_rules.width_groups(layer)]
+        return self.channel_count(layer)
+
+    def wrap_filter(self, model, exclude):
+        """The producers and followers of every prunable channel group
+        (nothing else changes).
+
+        Raises:
+            ValueError: if the model has no channel that can be removed.
+        """
+        from keras_progprune.channels import graph as channel_graph  # noqa: PLC0415
+
+        graph = channel_graph.analyze(model)
+        members = set(graph.member_layers()) - set(exclude)
+        if not members:
+            reasons = "; ".join(f"{k!r}: {v}" for k, v in graph.frozen_reasons().items())
+            raise ValueError(
+                f"structure='channel' found no channel that can be removed in model "
+                f"{model.name!r} without changing its outputs. Channels by producing "
+                f"layer: {reasons}. Use structure='unstructured' for this model.")
+        return lambda layer: layer.name in members
 
     def accepts(self, layer):
-        return channel_kinds.carries_channels(layer) or channel_rules.rule_for(
-            layer) is not None
+        rule = channel_kinds.rule_of(layer)
+        return rule.carries_channels or rule.has_width()
+
+    def refuse(self, layers, exclude=()):
+        layer = layers[0] if isinstance(layers, (list, tuple)) else layers
+        raise ValueError(
+            f"Layer {layer.name!r} of type {type(layer).__name__} has no output "
+            "channels to prune: structure='channel' takes the layers with a channel or "
+            f"width rule ({', '.join(channel_kinds.channel_layer_names())}, KerasHub "
+            "transformer blocks, and any class given a rule with "
+            f"kp.register_layer_rule). Received: layer={layer.name!r}, "
+            "structure='channel'. Leave the layer unwrapped, or register a rule for "
+            "its class.")
 
     def prunable_weights(self, layer):
         pairs = channel_kinds.channel_weights(layer)
@@ -241,6 +324,10 @@ class MByN(Structure):
         keep = ops.sum(ops.cast(beaten, "int32"), axis=-1) < self.n
         keep = ops.reshape(keep, ops.shape(moved))
         return ops.transpose(keep, perm)  # the permutation is its own inverse
+
+    @property
+    def spec(self):
+        return f"{self.n}:{self.m}"
 
     def get_config(self):
         return {"n": self.n, "m": self.m}

@@ -142,6 +142,12 @@ def rebuilt(model, overrides):
             return copy
         if isinstance(layer, PruningWrapper):
             inner = from_config(layer.layer, overrides.get(id(layer.layer), {}))
+            build_config = layer.layer.get_build_config() if layer.layer.built else None
+            if build_config and rules.width_groups(layer.layer) and not inner.built:
+                # Width channels are inside: the input shapes stay, and a layer
+                # of several inputs (MultiHeadAttention) can't be built by its
+                # wrapper from one.
+                inner.build_from_config(build_config)
             return PruningWrapper(inner, layer.pruning_schedule, scope=layer.scope,
                                   structure=layer.structure, name=layer.name,
                                   initial_channels=layer.initial_channels)

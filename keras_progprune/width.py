@@ -25,6 +25,7 @@ import numpy as np
 
 import keras
 
+from keras_progprune import importance as importance_lib
 from keras_progprune import prune
 from keras_progprune import walk
 from keras_progprune.channels import graph as graph_lib
@@ -92,57 +93,6 @@ def _is_dense_ffn(space):
             and isinstance(space.producers[0], dense) and space.consumers
             and all(isinstance(c.layer, dense) and c.offset == 0 and c.repeat == 1
                     and c.total == space.size for c in space.consumers))
-
-
-def _inputs_of(batch):
-    """`x` of an `(x, y)` or `(x, y, w)` batch; a dict or array is `x` itself."""
-    if isinstance(batch, (tuple, list)):
-        return batch[0]
-    return batch
-
-
-class _Recorder:
-    """Sums `|activation|` per channel at each probe while the model runs.
-
-    Each probed sublayer's `call` is replaced, on the instance, by one that
-    records its input or output, and put back on exit (a model called
-    eagerly, on any backend).
-    """
-
-    def __init__(self, targets):
-        self.targets = [t for t in targets if t.probe is not None]
-        self.sums = {t.label: np.zeros(t.size) for t in self.targets}
-        self.counts = {t.label: 0 for t in self.targets}
-
-    def __enter__(self):
-        self._saved = []
-        for target in self.targets:
-            layer, where, axis = target.probe
-            self._saved.append((layer, layer.__dict__.get("call")))
-            layer.call = self._recording(layer.call, target, where, axis)
-        return self
-
-    def _recording(self, call, target, where, axis):
-        def recorded(*args, **kwargs):
-            out = call(*args, **kwargs)
-            value = out if where == "output" else args[0]
-            array = np.abs(np.asarray(keras.ops.convert_to_numpy(value), np.float64))
-            moved = np.moveaxis(array, axis, -1).reshape(-1, target.size)
-            self.sums[target.label] += moved.sum(axis=0)
-            self.counts[target.label] += moved.shape[0]
-            return out
-        return recorded
-
-    def __exit__(self, *exc):
-        for layer, own in reversed(self._saved):
-            if own is None:
-                del layer.call
-            else:
-                layer.call = own
-        return False
-
-    def scores(self, target):
-        return self.sums[target.label] / max(self.counts[target.label], 1)
 
 
 def check_fraction(name, value):
@@ -230,9 +180,7 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
             "importance='activation' ranks neurons and heads by their activations "
             "over calibration batches: pass `data` (a tf.data.Dataset or a list of "
             "(x, y) batches), or use importance='magnitude'. Received: data=None.")
-    if batches is not None and (not isinstance(batches, int) or batches < 1):
-        raise ValueError(f"`batches` must be a positive int or None. Received: "
-                         f"batches={batches!r}.")
+    importance_lib.check_batches(batches)
     if not isinstance(model, keras.Model) or not walk.is_graph_model(model):
         raise ValueError(
             "`prune_width` takes a Sequential or Functional keras.Model (KerasHub "
@@ -273,15 +221,6 @@ def _importance(model, plain, targets, importance, data, batches):
     if callable(importance):
         return {t.label: np.asarray(importance(t.label, t.kind, t.magnitude()), np.float64)
                 for t in targets}
-    seen = 0
-    with _Recorder(targets) as recorder:
-        for batch in data:
-            if batches is not None and seen >= batches:
-                break
-            x = keras.tree.map_structure(np.asarray, _inputs_of(batch))
-            plain(x, training=False)
-            seen += 1
-    if seen == 0:
-        raise ValueError("`data` gave no batch: activation importance needs at least one "
-                         "calibration batch.")
-    return {t.label: recorder.scores(t) for t in targets}
+    probes = [importance_lib.Probe(t.label, *t.probe, t.size)
+              for t in targets if t.probe is not None]
+    return importance_lib.mean_activations(plain, probes, data, batches)

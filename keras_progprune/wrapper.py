@@ -5,7 +5,6 @@ import warnings
 import keras
 
 from keras_progprune import backend
-from keras_progprune import registry
 from keras_progprune import schedules as schedules_lib
 from keras_progprune import structures as structures_lib
 from keras_progprune import walk
@@ -107,9 +106,11 @@ class PruningWrapper(keras.layers.Wrapper):
             Functional), or a `structures.Structure`. Saved in the config.
             Defaults to `"unstructured"`.
         initial_channels: with `structure="channel"`, the layer's output
-            channels before any shrink: the schedule's fraction is taken of
-            this count. Set when the wrapper is built; `fit_shrinking`
-            passes it on to the smaller layer. Defaults to None.
+            channels before any shrink (for a layer with width groups
+            inside, a list: one count per group): the schedule's fraction
+            is taken of this count. Set when the wrapper is built;
+            `fit_shrinking` passes it on to the smaller layer. Defaults to
+            None.
         **kwargs: base `Layer` arguments such as `name`.
 
     Raises:
@@ -140,17 +141,7 @@ class PruningWrapper(keras.layers.Wrapper):
             )
         structure = structures_lib.get(structure)
         if not structure.accepts(layer):
-            if isinstance(structure, structures_lib.Channel):
-                raise ValueError(
-                    f"Layer {layer.name!r} of type {type(layer).__name__} has no output "
-                    "channels to prune: structure='channel' takes Dense, Conv1D/2D/3D, "
-                    "their Transpose and Separable forms, DepthwiseConv, "
-                    "BatchNormalization, and layers with a width rule (MultiHeadAttention, "
-                    "KerasHub transformer blocks, or a class given one with "
-                    f"kp.register_layer_rule). Received: layer={layer.name!r}, "
-                    "structure='channel'. Leave the layer unwrapped.")
-            # Raises with the list of prunable types and the opt-in protocol.
-            registry.get_prunable_weights(layer)
+            structure.refuse(layer)
         check_scope(scope)
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         super().__init__(layer, **kwargs)
@@ -160,7 +151,11 @@ class PruningWrapper(keras.layers.Wrapper):
         # Channel structure: output channels before any shrink, so that the
         # schedule's fraction keeps meaning the same after `fit_shrinking`
         # removed some (set when built; saved in the config).
-        self.initial_channels = None if initial_channels is None else int(initial_channels)
+        if isinstance(initial_channels, (list, tuple)):
+            initial_channels = [int(c) for c in initial_channels]
+        elif initial_channels is not None:
+            initial_channels = int(initial_channels)
+        self.initial_channels = initial_channels
         # Set through `arm`/`disarm` by whatever drives the masks (the
         # callback during `fit`, a scoring pass).
         self._armed = False
@@ -224,8 +219,8 @@ class PruningWrapper(keras.layers.Wrapper):
             trainable=False,
         )
         self._pruned_weights = weights
-        if self.structure.needs_graph and self.initial_channels is None:
-            self.initial_channels = self.structure.channel_count(self.layer)
+        if self.initial_channels is None:
+            self.initial_channels = self.structure.initial_size(self.layer)
         self.built = True
 
     @property

@@ -342,8 +342,9 @@ def test_channel_errors_name_the_problem_and_the_fix():
                                          r"model's graph: pass the model"):
         engine.build_groups(engine.collect_wrappers(pruned))
     (group,) = engine.build_groups(engine.collect_wrappers(pruned), pruned)
-    with pytest.raises(ValueError, match=r"custom `scores` are not supported with "
-                                         r"structure='channel'"):
+    with pytest.raises(ValueError, match=r"`scores` must hold one tensor per weight of "
+                                         r"channel groups \(layer scope\) .*expected\. "
+                                         r"Received 1\."):
         group.update(0.5, scores=[np.ones(3)])
 
 
@@ -362,7 +363,7 @@ def test_channel_masks_refuse_non_finite_weights():
     kernel = wrapper.pruned_weights[0]
     kernel.assign(np.full(kernel.shape, np.nan, "float32"))
     with pytest.raises(ValueError, match=r"Can't compute channel masks for channel groups "
-                                         r"\(layer scope\): some weights are NaN or Inf"):
+                                         r"\(layer scope\): some weights or scores are NaN or Inf"):
         group.update(0.5)
     assert np.all(wrapper.masks[0].numpy() == 1)
     with warnings.catch_warnings():
@@ -382,3 +383,54 @@ def test_excluding_a_member_leaves_its_group_whole():
     assert history.history["sparsity"] == [0.0]
     assert all(np.all(m.numpy() == 1) for w in engine.collect_wrappers(pruned)
                for m in w.masks)
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class _ScaledDense(L.Layer):
+    """A user's own Dense-like layer: `2 * (x @ kernel + bias)`."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, shape):
+        self.kernel = self.add_weight(shape=(shape[-1], self.units), name="kernel")
+        self.bias = self.add_weight(shape=(self.units,), initializer="random_normal",
+                                    name="bias")
+
+    def call(self, x):
+        return 2.0 * (keras.ops.matmul(x, self.kernel) + self.bias)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_a_registered_rule_makes_a_custom_layer_prunable_by_channel(monkeypatch):
+    from keras_progprune.channels import rules  # noqa: PLC0415
+
+    def model():
+        inputs = keras.Input((5,))
+        x = _ScaledDense(8, name="mine")(inputs)
+        x = L.ReLU()(x)
+        return keras.Model(inputs, L.Dense(2, name="head")(_ScaledDense(6, name="mid")(x)))
+
+    reasons = graph_lib.analyze(model()).frozen_reasons()
+    assert ("layer 'mine' of type _ScaledDense is not known to the channel grouping"
+            in reasons.values())
+    monkeypatch.setitem(rules._RULES, _ScaledDense, kp.DenseRule())  # undone after
+    pruned = kp.prune_low_magnitude(model(), kp.ConstantSparsity(0.5, 0, frequency=1),
+                                    structure="channel")
+    callback = kp.ProgressivePruningCallback()
+    callback.set_model(pruned)
+    callback.on_train_begin()
+    callback.on_train_batch_begin(0)
+    small = kp.shrink(pruned)
+    assert small.get_layer("mine").units == 4 and small.get_layer("mid").units == 3
+    x = np.random.default_rng(0).standard_normal((4, 5)).astype("float32")
+    assert_close(small(x), kp.strip_pruning(pruned)(x), atol=1e-5)
+    # MACs are counted by the rule: 5*4 + 4*3 + 3*2 after, 5*8 + 8*6 + 6*2 before.
+    assert kp.sparsity_report(small)["macs"]["dense"] == 5 * 4 + 4 * 3 + 3 * 2
+    assert kp.sparsity_report(pruned)["macs"]["dense"] == 5 * 8 + 8 * 6 + 6 * 2
+    from keras_progprune.channels import kinds  # noqa: PLC0415
+
+    assert "_ScaledDense" in kinds.channel_layer_names()

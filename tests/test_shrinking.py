@@ -152,3 +152,24 @@ def test_fit_shrinking_refuses_model_parallel():
             kp.fit_shrinking(pruned, x, y)
     finally:
         keras.distribution.set_distribution(None)
+
+
+def test_fit_shrinking_removes_heads_and_neurons_between_phases():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 8))
+    x = inputs + L.MultiHeadAttention(4, 2, name="mha")(inputs, inputs)
+    x = x + L.Dense(8, name="ff2")(L.Dense(16, activation="gelu", name="ff1")(x))
+    model = keras.Model(inputs, L.Dense(3, name="head")(L.GlobalAveragePooling1D()(x)))
+    pruned = kp.prune_low_magnitude(model, kp.PolynomialDecay(0.0, 0.5, 0, 4, frequency=2),
+                                    structure="channel")
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 6, 8)).astype("float32"), rng.integers(0, 3, 16)
+    result = kp.fit_shrinking(pruned, x, y, batch_size=8, epochs=3, shrink_every=1,
+                              verbose=0)
+    small = kp.shrink(result.model)
+    assert small.get_layer("mha").num_heads == 2
+    assert small.get_layer("ff1").units == 8
+    assert [p["parameters"] for p in result.phases] == sorted(
+        [p["parameters"] for p in result.phases], reverse=True)
+    assert_close(small(x), kp.strip_pruning(result.model)(x), atol=1e-5)

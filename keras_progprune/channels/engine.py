@@ -7,11 +7,14 @@ channel index of one coupled space, see `graph.py`); `size` counts them as
 they were before any shrink (`PruningWrapper.initial_channels`), so after
 `fit_shrinking` removed some, the schedule's fraction means the same.
 
-Scores: a group's score is the mean square of every weight its masks cover
-(producers' kernel slices and bias entries, BatchNormalization gamma and
-beta, depthwise slices): the sum of squares divided by the number of those
-weights, so groups of different sizes compare (a channel tied across four
-residual convolutions against one of a single convolution).
+Scores: by default a group's score is the mean square of every weight its
+masks cover (producers' kernel slices and bias entries, BatchNormalization
+gamma and beta, depthwise slices): the sum of squares divided by the number
+of those weights, so groups of different sizes compare (a channel tied
+across four residual convolutions against one of a single convolution).
+An `importance` (`keras_progprune.importance`) replaces it: its
+`channel_scores` per channel (read at each space's `probe`), or else the
+mean of its `weight_scores` over the same weights.
 
 Scope: `"layer"` keeps `keep_count(space size, sparsity)` groups in every
 space; `"global"` ranks every group of every space together, each score
@@ -25,8 +28,13 @@ import numpy as np
 from keras import ops
 
 from keras_progprune import backend
+from keras_progprune import engine
+from keras_progprune import importance as importance_lib
 from keras_progprune import thresholds
+from keras_progprune import walk
+from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import kinds
+from keras_progprune.channels import rules
 
 
 def relative_to_space(scores, alive, space_of, num_spaces):
@@ -100,7 +108,7 @@ class _Masked:
         return reduce(tensor, axis=others) if others else tensor
 
 
-class ChannelGroup:
+class ChannelGroup(engine.MaskUpdater):
     """Every channel-structured wrapper of one model, masked by group.
 
     All groups are handled as one vector (group `g` = channel `c` of space
@@ -112,11 +120,16 @@ class ChannelGroup:
         wrappers: the model's channel-structured `PruningWrapper`s.
         schedule: the `PruningSchedule` that drives them.
         scope: `"layer"` or `"global"` (see the module docstring).
+        importance: an `Importance` (default: magnitude, the mean square).
+        model: the model the wrappers are in (for `importance`).
     """
 
-    def __init__(self, graph, wrappers, schedule, scope):
+    def __init__(self, graph, wrappers, schedule, scope, importance=None, model=None):
         self.schedule = schedule
         self.scope = scope
+        self.importance = importance_lib.get(importance)
+        self.model = model
+        self.probes = []
         self.name = f"channel groups ({scope} scope)"
         self.wrappers = list(wrappers)
         by_layer = {id(w.layer): w for w in self.wrappers}
@@ -128,8 +141,11 @@ class ChannelGroup:
                 if first is None:
                     continue
                 producer_of.append(first)
+                probe = space.width[1].probe
+                self.probes.append(probe and importance_lib.Probe(
+                    space.width[1].label, *probe, space.size))
                 self.spaces.append(space)
-                self._initial.append(space.size)
+                self._initial.append(self._initial_width(space, by_layer))
                 start += space.size
                 continue
             members = self._members(space, by_layer)
@@ -142,6 +158,8 @@ class ChannelGroup:
                     entry.group[offset:offset + space.size] = np.arange(
                         start, start + space.size)
             producer_of.append(id(members[0][2].pruned_weights[0]))
+            self.probes.append(importance_lib.Probe(
+                f"space {space.index}", members[0][0], "output", -1, space.size))
             self.spaces.append(space)
             # The schedule's fraction is of the channels before any shrink.
             self._initial.append(max(space.size, members[0][2].initial_channels or 0))
@@ -152,6 +170,7 @@ class ChannelGroup:
         self.width = start  # channels present now
         self.size = int(sum(self._initial))  # channels at the start: the 100%
         self._masked = list(self._masked.values())
+        self.weights = [e.weight for e in self._masked]
         sizes = [s.size for s in self.spaces]
         self._space_of = np.repeat(np.arange(len(sizes)), sizes).astype(np.int32)
         self._starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32)
@@ -175,17 +194,18 @@ class ChannelGroup:
         if wrapper is None:
             return
         layer = consumer.layer
-        kernel, out_axis = kinds.channel_weights(layer)[0]
+        rule = kinds.rule_of(layer)
+        kernel, in_axis, multiplier = rule.reader(layer)
+        out_axis = dict((id(w), a) for w, a in rule.channel_weights(layer))[id(kernel)]
         mask = wrapper.masks[[id(w) for w in wrapper.pruned_weights].index(id(kernel))]
         entry = self._masked.setdefault(id(kernel), _Masked(kernel, mask, out_axis))
         channels = np.arange(space.size)
         rows = consumer.rows(channels)
         groups = np.tile(first + channels, consumer.repeat)
-        multiplier = getattr(layer, "depth_multiplier", None)
-        if multiplier:  # a separable layer's pointwise rows: m per channel
+        if multiplier > 1:  # `multiplier` rows per channel (separable pointwise)
             rows = (rows[:, None] * multiplier + np.arange(multiplier)).ravel()
             groups = np.repeat(groups, multiplier)
-        entry.read_rows(kinds.input_axis(layer), rows, groups)
+        entry.read_rows(in_axis, rows, groups)
 
     def _width_members(self, space, by_layer, start):
         """Masks a width group's members (see `rules.py`); returns the id
@@ -200,6 +220,18 @@ class ChannelGroup:
             entry = self._masked.setdefault(id(w), _Masked(w, masks[id(w)], axis))
             entry.group[:] = np.arange(start, start + space.size)
         return id(group.outputs[0][0])
+
+    @staticmethod
+    def _initial_width(space, by_layer):
+        """A width group's channels before any shrink: the wrapper's
+        `initial_channels` holds one count per group of its layer, in the
+        rule's order."""
+        layer, group = space.width
+        initial = by_layer[id(layer)].initial_channels
+        labels = [g.label for g in rules.width_groups(layer)]
+        if not isinstance(initial, list) or len(initial) != len(labels):
+            return space.size
+        return max(space.size, initial[labels.index(group.label)])
 
     @staticmethod
     def _members(space, by_layer):
@@ -223,20 +255,22 @@ class ChannelGroup:
             parts.append(live)  # a producer's kernel: offset 0, the whole space
         return ops.concatenate(parts, 0)
 
-    def _scores(self, weights):
-        """Mean square over each group's weights (float32)."""
-        flat_sq, flat_group = [], []
-        for e, w in zip(self._masked, weights):
-            flat_sq.append(e.per_channel(ops.square(ops.cast(w, "float32")), ops.sum))
+    def _group_mean(self, values):
+        """Each group's mean of `values` (one tensor per masked variable,
+        shaped like it) over its weights, float32."""
+        flat, flat_group = [], []
+        for e, v in zip(self._masked, values):
+            flat.append(e.per_channel(ops.cast(v, "float32"), ops.sum))
             flat_group.append(np.where(e.group >= 0, e.group, self.width))
         sums = ops.segment_sum(
-            ops.concatenate(flat_sq, 0), np.concatenate(flat_group).astype("int32"),
+            ops.concatenate(flat, 0), np.concatenate(flat_group).astype("int32"),
             num_segments=self.width + 1)[:self.width]
         return sums / np.maximum(self._count, 1).astype(np.float32)
 
-    def _choose(self, weights, counts, alive):
+    def _choose(self, weights, counts, alive, scores):
         n = len(self.spaces)
-        scores = self._scores(weights)
+        if scores is None:  # magnitude: the mean square
+            scores = self._group_mean([ops.square(ops.cast(w, "float32")) for w in weights])
         if self.scope == "global":
             scores = relative_to_space(scores, alive, self._space_of, n)
         scores = keep_best(scores, alive, self._space_of, n)
@@ -253,16 +287,17 @@ class ChannelGroup:
         view[axis] = -1
         return ops.broadcast_to(ops.reshape(vec, view), tuple(shape))
 
-    def _select(self, weights, masks, counts, intersect):
-        """The pure update: `(new masks, kept groups, finite, weights or None)`."""
-        finite = thresholds.all_finite(weights)
+    def _select(self, weights, masks, counts, scores, intersect):
+        """The pure update: `(new masks, kept groups, finite, weights or None)`;
+        `scores` is None (magnitude) or one float32 score per group."""
+        finite = thresholds.all_finite(weights + ([] if scores is None else [scores]))
         alive = self._alive(masks) if intersect else ops.ones([self.width], "bool")
         # Scored as the layers see them: a masked entry (a pruned channel's
         # weights, a reader's rows of pruned input channels) counts as 0,
         # whatever its stored value.
         seen = [ops.where(ops.not_equal(m, 0), w, ops.zeros_like(w))
                 for w, m in zip(weights, masks)]
-        keep = ops.logical_and(self._choose(seen, counts, alive), alive)
+        keep = ops.logical_and(self._choose(seen, counts, alive, scores), alive)
         keep_all = ops.concatenate([keep, ops.ones([1], "bool")], 0)  # `width`: no group
         new_masks = []
         for e, m in zip(self._masked, masks):
@@ -284,32 +319,65 @@ class ChannelGroup:
         return [min(thresholds.keep_count(initial, sparsity), space.size)
                 for space, initial in zip(self.spaces, self._initial)]
 
+    def wants_weight_scores(self):
+        return super().wants_weight_scores() and not self.importance.scores_channels()
+
+    def channel_scores(self, scores=None):
+        """One float32 score per group, from per-weight `scores` (aligned
+        with `self.weights`) or the importance; None for magnitude."""
+        if scores is None and self.importance.scores_channels():
+            per_space = self.importance.channel_scores(self.model, self.probes)
+            if per_space is not None:
+                return self._per_space_scores(per_space)
+        if scores is None:
+            scores = self.importance_scores(self.model)
+        if scores is None:
+            return None
+        if len(scores) != len(self.weights):
+            raise ValueError(
+                f"`scores` must hold one tensor per weight of {self.name} (see its "
+                f"`weights`): {len(self.weights)} expected. Received {len(scores)}.")
+        return self._group_mean([ops.convert_to_tensor(s) for s in scores])
+
+    def _per_space_scores(self, per_space):
+        per_space = [np.asarray(v, np.float32).ravel() for v in per_space]
+        sizes = [p.size for p in self.probes]
+        if [v.size for v in per_space] != sizes:
+            raise ValueError(
+                f"{self.importance!r}.channel_scores must return one score per channel "
+                f"of each probe it is given: sizes {sizes} expected. Received sizes "
+                f"{[v.size for v in per_space]}.")
+        return ops.convert_to_tensor(np.concatenate(per_space), "float32")
+
     def update(self, sparsity, scores=None, intersect=True):
         """Recomputes the channel masks at `sparsity` (fraction of groups
         removed).
+
+        Args:
+            sparsity: float in [0, 1).
+            scores: optional list of tensors shaped like `self.weights`; a
+                group's score is their mean over its weights. Defaults to
+                the importance's scores (the mean square for magnitude).
+            intersect: if true, a group pruned before stays pruned.
 
         Returns:
             The number of channel groups kept.
 
         Raises:
-            ValueError: if `scores` is given (channel scores are fixed), or
-                if a weight is NaN or Inf (masks are then left unchanged).
+            ValueError: if `scores` doesn't match `weights`, or if a weight
+                or score is NaN or Inf (masks are then left unchanged).
         """
-        if scores is not None:
-            raise ValueError(
-                "Channel groups are scored by their weights' mean square; custom "
-                "`scores` are not supported with structure='channel'. Received "
-                f"scores for {len(scores)} weights.")
         if not self.spaces:
             return 0
+        group_scores = self.channel_scores(scores)
         new_masks, kept, finite, revived = self._compiled(
             [e.weight.value for e in self._masked], [e.mask.value for e in self._masked],
-            ops.convert_to_tensor(self._counts(float(sparsity)), "int32"),
+            ops.convert_to_tensor(self._counts(float(sparsity)), "int32"), group_scores,
             intersect=bool(intersect))
         if not bool(ops.convert_to_numpy(finite)):
             raise ValueError(
-                f"Can't compute channel masks for {self.name}: some weights are NaN "
-                "or Inf. Masks were left unchanged. Lower the learning rate or add "
+                f"Can't compute channel masks for {self.name}: some weights or scores are "
+                "NaN or Inf. Masks were left unchanged. Lower the learning rate or add "
                 "gradient clipping so the weights stay finite.")
         for e, value in zip(self._masked, new_masks):
             e.mask.assign(value)
@@ -317,3 +385,32 @@ class ChannelGroup:
             e.weight.assign(value)
         self.kept = int(ops.convert_to_numpy(kept))
         return self.kept
+
+
+def channel_groups(wrappers, model, importance=None):
+    """The one `ChannelGroup` over every channel-structured wrapper of
+    `model` (`structures.Channel.mask_updaters`).
+
+    Raises:
+        ValueError: without a Sequential or Functional `model`, or if the
+            wrappers don't share one schedule and one scope.
+    """
+    if model is None:
+        raise ValueError(
+            "Channel-structured wrappers are grouped from the model's graph: pass the "
+            "model, `build_groups(wrappers, model)`.")
+    if not walk.is_graph_model(model):
+        name = getattr(model, "name", None)
+        raise ValueError(
+            "structure='channel' reads the coupled channels from the model's graph, "
+            f"so it needs a Sequential or Functional model; model {name!r} of type "
+            f"{type(model).__name__} is subclassed. Build the model with the Functional "
+            "API (keras.Input(...) -> layers -> keras.Model), or use "
+            "structure='unstructured' or '2:4', which work in any model.")
+    engine.require_one(wrappers, "pruning_schedule", "pruning schedule",
+                       "Pass one `pruning_schedule` to `prune_low_magnitude(..., "
+                       "structure='channel')`.")
+    engine.require_one(wrappers, "scope", "scope", "Pass one `scope` to "
+                       "`prune_low_magnitude(..., structure='channel')`.")
+    return [ChannelGroup(graph_lib.analyze(model), wrappers, wrappers[0].pruning_schedule,
+                         wrappers[0].scope, importance, model)]

@@ -1,11 +1,21 @@
-"""What each kind of layer does to channels: the rules of the grouping.
+"""The built-in rule of each layer type: what it does to channels.
 
-`classify(layer_or_op)` says how an operation maps the channels (last axis)
-of its inputs to those of its outputs. The grouping in `graph.py` applies
-these rules, and the width rules of `rules.py` for the channels inside a
-layer (feed-forward neurons, attention heads).
-A type not listed is `Kind("unknown")`: every channel around it is left
-unpruned, never removed wrongly.
+One `rules.LayerRule` per layer class says everything the channel code
+needs to know about it: its `Kind` (how it maps the channels of its inputs
+to those of its outputs), which weights a channel mask cuts, which weights
+read its input channels, the constant it outputs for a removed channel, how
+it is rebuilt smaller, and its multiply-accumulates. The grouping
+(`graph.py`), the mask updates (`engine.py`), `shrink` and `macs` ask the
+rule and never test a layer's class themselves, so support for a layer
+type is one rule here (or one `kp.register_layer_rule` call for a user's
+own class).
+
+Operation nodes of Functional graphs (`x + y`, `keras.ops.relu(x)`) have
+rules too, looked up by the operation's class name; an element-wise merge
+is one rule shared by its layer (`keras.layers.Add`) and its operation.
+
+A type without a rule is `Kind("unknown")`: every channel around it is
+left unpruned, never removed wrongly.
 
 Zero preservation: a removed channel must reach every consumer as exact
 zeros. An activation keeps zeros when f(0) = 0; this is checked by
@@ -16,64 +26,19 @@ import numpy as np
 
 import keras
 
+from keras_progprune.channels import rules
+from keras_progprune.channels.rules import CONCAT  # noqa: F401 (re-exported)
+from keras_progprune.channels.rules import FLATTEN  # noqa: F401
+from keras_progprune.channels.rules import FOLLOWER  # noqa: F401
+from keras_progprune.channels.rules import MERGE  # noqa: F401
+from keras_progprune.channels.rules import PASS  # noqa: F401
+from keras_progprune.channels.rules import PRODUCER  # noqa: F401
+from keras_progprune.channels.rules import RESHAPE  # noqa: F401
+from keras_progprune.channels.rules import UNKNOWN  # noqa: F401
+from keras_progprune.channels.rules import Kind
+from keras_progprune.channels.rules import LayerRule
+
 L = keras.layers
-
-PRODUCER = "producer"      # new output channels from a kernel: Dense, Conv
-FOLLOWER = "follower"      # per-channel weights on its input's channels: BN, depthwise
-PASS = "pass"              # channel i in -> channel i out, no weights
-MERGE = "merge"            # element-wise over several inputs: Add, Multiply
-CONCAT = "concat"          # channels of the inputs side by side
-FLATTEN = "flatten"        # (..., C) -> positions x C rows
-RESHAPE = "reshape"        # a Reshape that keeps the channel axis last
-UNKNOWN = "unknown"
-
-
-class Kind:
-    """How one operation treats channels.
-
-    Attributes:
-        name: one of the constants above.
-        zero_reason: for PASS/PRODUCER/FOLLOWER, why a zero input channel
-            may come out non-zero (None when zeros are kept); for MERGE,
-            "all" (zero only if every input is: Add) or "any" (zero if one
-            is: Multiply); for UNKNOWN, why the operation isn't understood.
-    """
-
-    def __init__(self, name, zero_reason=None):
-        self.name = name
-        self.zero_reason = zero_reason
-
-    def __repr__(self):
-        return f"Kind({self.name!r}, {self.zero_reason!r})"
-
-
-_CHANNEL_PASS = (
-    L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
-    L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization,
-    L.Identity, L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
-    L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
-    L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
-    L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
-    L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D,
-    L.Cropping1D, L.Cropping2D, L.Cropping3D,
-    L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
-)
-_ELEMENTWISE_ACTIVATIONS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU)
-_CONVS = (L.Conv1D, L.Conv2D, L.Conv3D)
-_TRANSPOSED = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-_SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-_DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
-_MERGE_ALL = (L.Add, L.Subtract, L.Average, L.Maximum, L.Minimum)
-
-# Operation nodes of Functional graphs (`x + y`, `keras.ops.relu(x)`), by
-# class name: element-wise with f(0) = 0, element-wise with f(0) != 0.
-_OP_MERGE = {"Add": "all", "Subtract": "all", "Maximum": "all", "Minimum": "all",
-             "Multiply": "any"}
-_OP_ZERO_KEEPING = {"Relu", "Relu6", "Silu", "Swish", "Gelu", "Tanh", "HardSilu",
-                    "HardSwish", "LeakyRelu", "Elu", "Selu", "Celu", "Softsign",
-                    "Abs", "Negative", "Square", "Sign", "Identity", "Mish"}
-_OP_NONZERO = {"Sigmoid", "HardSigmoid", "Softplus", "Exp", "Cos", "LogSigmoid",
-               "SparsePlus", "Squareplus"}
 
 
 def f0_nonzero(function, label):
@@ -87,11 +52,8 @@ def f0_nonzero(function, label):
     return f"{label} gives f(0) = {float(np.ravel(value)[0]):g}, not 0"
 
 
-def _channels_last(layer):
-    return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
-
-
-def _activation_reason(layer):
+def activation_reason(layer):
+    """Why `layer`'s own `activation` may turn a zero channel non-zero, or None."""
     activation = getattr(layer, "activation", None)
     if activation is None:
         return None
@@ -103,108 +65,465 @@ def _activation_reason(layer):
     return f0_nonzero(activation, f"the activation {name!r} of layer {layer.name!r}")
 
 
-def classify(operation, rank=None):
-    """The `Kind` of a Layer or operation node (a `PruningWrapper` is seen
-    through by the caller); `rank` is its input's rank."""
-    if not isinstance(operation, keras.layers.Layer):
-        return _classify_op(operation)
-    layer = operation
-    if not _channels_last(layer):
-        return Kind(UNKNOWN, f"layer {layer.name!r} is channels_first")
-    if isinstance(layer, _DEPTHWISE):
+# -- NumPy helpers of the constant propagation --------------------------------
+def to_numpy(variable):
+    """A variable's value as float64 NumPy."""
+    return np.asarray(keras.ops.convert_to_numpy(variable), np.float64)
+
+
+def zero_along(array, axis):
+    """Per index of `axis`: whether the whole slice is zero."""
+    axis = axis % array.ndim
+    others = tuple(a for a in range(array.ndim) if a != axis)
+    return np.all(array == 0, axis=others)
+
+
+def apply(function, values):
+    """`function` on the finite entries of a 1-D array; NaN stays NaN."""
+    out = np.full_like(values, np.nan)
+    finite = np.isfinite(values)
+    if finite.any():
+        result = keras.ops.convert_to_numpy(function(
+            keras.ops.convert_to_tensor(values[finite][None, :].astype("float32"))))
+        out[finite] = np.asarray(result, np.float64).ravel()
+    return out
+
+
+def activate(layer, values):
+    activation = getattr(layer, "activation", None)
+    return values if activation is None else apply(activation, values)
+
+
+def take(rows, axis):
+    """A slice function: `array -> np.take(array, rows, axis)`."""
+    return lambda array: np.take(array, rows, axis=axis)
+
+
+def _prod(values):
+    return int(np.prod([int(v) for v in values])) if len(values) else 1
+
+
+# -- producers: new output channels from a kernel -----------------------------
+class ProducerRule(LayerRule):
+    """A layer whose kernel makes new output channels from its input
+    channels (`keras.layers.Conv2D` and the like): removing an output
+    channel cuts its kernel slice and bias entry; removing an input channel
+    cuts its kernel rows.
+
+    Args:
+        kernel: the attribute holding the kernel.
+        in_axis: the kernel's axis over input channels.
+        out_axis: the kernel's axis over output channels.
+        size_key: the config key of the number of output channels.
+        bias: the attribute holding the bias (None allowed on the layer).
+    """
+
+    carries_channels = True
+
+    def __init__(self, kernel="kernel", in_axis=-2, out_axis=-1, size_key="filters",
+                 bias="bias"):
+        self.kernel_attr, self.bias_attr = kernel, bias
+        self.in_axis, self.out_axis, self.size_key = in_axis, out_axis, size_key
+
+    def kernel(self, layer):
+        return getattr(layer, self.kernel_attr)
+
+    def bias(self, layer):
+        return getattr(layer, self.bias_attr, None) if self.bias_attr else None
+
+    def kind(self, layer, rank=None):
+        return Kind(PRODUCER, activation_reason(layer))
+
+    def channel_weights(self, layer):
+        pairs = [(self.kernel(layer), self.out_axis), (self.bias(layer), 0)]
+        return [(w, axis) for w, axis in pairs if w is not None]
+
+    def reader(self, layer):
+        return self.kernel(layer), self.in_axis, 1
+
+    def ignored_inputs(self, layer):
+        return zero_along(to_numpy(self.kernel(layer)), self.in_axis)
+
+    def constants(self, layer, inputs, width):
+        zero = zero_along(to_numpy(self.kernel(layer)), self.out_axis)
+        bias = self.bias(layer)
+        bias = to_numpy(bias) if bias is not None else np.zeros(width)
+        return activate(layer, np.where(zero, bias, np.nan))
+
+    def absorbs_constants(self, layer):
+        return self.bias(layer) is not None and getattr(layer, "padding", None) == "valid"
+
+    def resize_channels(self, layer, in_rows, out_rows):
+        out = {}
+        if self.bias(layer) is not None:
+            out[id(self.bias(layer))] = take(out_rows, 0)
+        in_axis, out_axis = self.in_axis, self.out_axis
+        out[id(self.kernel(layer))] = lambda a: np.take(
+            np.take(a, in_rows, axis=in_axis), out_rows, axis=out_axis)
+        return {self.size_key: int(len(out_rows))}, out
+
+    def channel_macs(self, layer, input_shape, output_shape, in_channels, out_channels):
+        positions = _prod(output_shape[1:-1]) * _prod(getattr(layer, "kernel_size", ()))
+        return positions * in_channels * out_channels // (getattr(layer, "groups", 1) or 1)
+
+
+class DenseRule(ProducerRule):
+    """`keras.layers.Dense`: kernel `[in, units]`; its bias takes a constant
+    input channel exactly."""
+
+    def __init__(self):
+        super().__init__(in_axis=0, out_axis=-1, size_key="units")
+
+    def absorbs_constants(self, layer):
+        return layer.bias is not None
+
+
+class ConvRule(ProducerRule):
+    """`keras.layers.Conv1D/2D/3D` (not grouped): kernel `[..., in, out]`; a
+    "valid" one's bias takes a constant input channel exactly (zero
+    padding would change it at the borders)."""
+
+    def kind(self, layer, rank=None):
+        if getattr(layer, "groups", 1) != 1:
+            return Kind(UNKNOWN, f"layer {layer.name!r} is a grouped convolution")
+        return super().kind(layer, rank)
+
+
+class TransposedConvRule(ProducerRule):
+    """`keras.layers.Conv*DTranspose`: kernel `[..., out, in]`."""
+
+    def __init__(self):
+        super().__init__(in_axis=-1, out_axis=-2)
+
+    def absorbs_constants(self, layer):
+        return False
+
+    def channel_macs(self, layer, input_shape, output_shape, in_channels, out_channels):
+        return (_prod(input_shape[1:-1]) * _prod(layer.kernel_size) * in_channels
+                * out_channels)
+
+
+class SeparableConvRule(ProducerRule):
+    """`keras.layers.SeparableConv1D/2D`: a depthwise kernel per input
+    channel (`depth_multiplier` each), then a pointwise kernel whose rows
+    come `depth_multiplier` per input channel."""
+
+    def __init__(self):
+        super().__init__(kernel="pointwise_kernel")
+
+    def reader(self, layer):
+        return layer.pointwise_kernel, -2, layer.depth_multiplier
+
+    def ignored_inputs(self, layer):
+        return zero_along(to_numpy(layer.depthwise_kernel), -2)
+
+    def absorbs_constants(self, layer):
+        return False
+
+    def resize_channels(self, layer, in_rows, out_rows):
+        overrides, out = super().resize_channels(layer, in_rows, out_rows)
+        m = layer.depth_multiplier
+        pointwise_rows = (in_rows[:, None] * m + np.arange(m)[None, :]).ravel()
+        out[id(layer.depthwise_kernel)] = take(in_rows, -2)
+        out[id(layer.pointwise_kernel)] = lambda a: np.take(
+            np.take(a, pointwise_rows, axis=-2), out_rows, axis=-1)
+        return overrides, out
+
+    def channel_macs(self, layer, input_shape, output_shape, in_channels, out_channels):
+        depthwise = _prod(output_shape[1:-1]) * in_channels * layer.depth_multiplier
+        return depthwise * (_prod(layer.kernel_size) + out_channels)
+
+
+# -- followers: per-channel weights on their input's channels -----------------
+class FollowerRule(LayerRule):
+    """A layer with weights per input channel that keeps the channels where
+    they are; its channels are masked and cut with the space it reads."""
+
+    carries_channels = True
+
+    def kind(self, layer, rank=None):
+        return Kind(FOLLOWER)
+
+    def resize_channels(self, layer, in_rows, out_rows):
+        axes = {id(w): axis for w, axis in self.channel_weights(layer)}
+        return {}, {id(w): take(in_rows, axes.get(id(w), 0)) for w in layer.weights}
+
+
+class DepthwiseRule(FollowerRule):
+    """`keras.layers.DepthwiseConv1D/2D` with `depth_multiplier=1`."""
+
+    def kind(self, layer, rank=None):
         if layer.depth_multiplier != 1:
             return Kind(UNKNOWN, f"depthwise layer {layer.name!r} has depth_multiplier "
                                  f"{layer.depth_multiplier}, not 1")
-        return Kind(FOLLOWER, _activation_reason(layer))
-    if isinstance(layer, _SEPARABLE) or isinstance(layer, _TRANSPOSED):
-        return Kind(PRODUCER, _activation_reason(layer))
-    if isinstance(layer, _CONVS):
-        if getattr(layer, "groups", 1) != 1:
-            return Kind(UNKNOWN, f"layer {layer.name!r} is a grouped convolution")
-        return Kind(PRODUCER, _activation_reason(layer))
-    if isinstance(layer, L.Dense):
-        return Kind(PRODUCER, _activation_reason(layer))
-    if isinstance(layer, L.BatchNormalization):
+        return Kind(FOLLOWER, activation_reason(layer))
+
+    def channel_weights(self, layer):
+        return [(w, axis) for w, axis in ((layer.kernel, -2), (layer.bias, 0))
+                if w is not None]
+
+    def constants(self, layer, inputs, width):
+        (v,) = inputs
+        zero = zero_along(to_numpy(layer.kernel), -2) | (v == 0)
+        bias = to_numpy(layer.bias) if layer.bias is not None else np.zeros_like(v)
+        return activate(layer, np.where(zero, bias, np.nan))
+
+    def channel_macs(self, layer, input_shape, output_shape, in_channels, out_channels):
+        return (_prod(output_shape[1:-1]) * _prod(layer.kernel_size) * in_channels
+                * layer.depth_multiplier)
+
+
+class BatchNormRule(FollowerRule):
+    """`keras.layers.BatchNormalization` over the channels (last axis)."""
+
+    def kind(self, layer, rank=None):
         axis = layer.axis if isinstance(layer.axis, int) else None
         if axis is None or (axis != -1 and axis != (rank or 0) - 1):
             return Kind(UNKNOWN, f"BatchNormalization {layer.name!r} normalizes "
                                  f"axis {layer.axis}, not the channels")
         return Kind(FOLLOWER)
-    if isinstance(layer, _CHANNEL_PASS):
+
+    def channel_weights(self, layer):
+        return [(w, 0) for w in (layer.gamma, layer.beta) if w is not None]
+
+    def constants(self, layer, inputs, width):
+        (v,) = inputs
+        gamma = to_numpy(layer.gamma) if layer.gamma is not None else np.ones_like(v)
+        beta = to_numpy(layer.beta) if layer.beta is not None else np.zeros_like(v)
+        scale = gamma / np.sqrt(to_numpy(layer.moving_variance) + layer.epsilon)
+        out = scale * (v - to_numpy(layer.moving_mean)) + beta
+        return np.where(gamma == 0, beta, out)
+
+
+# -- layers without weights --------------------------------------------------
+class PassRule(LayerRule):
+    """Channel `i` in, channel `i` out, no weights (pooling, dropout,
+    padding, cropping, upsampling): a constant channel stays constant."""
+
+    def kind(self, layer, rank=None):
         return Kind(PASS)
-    if isinstance(layer, L.Softmax) or (isinstance(layer, L.Activation) and getattr(
-            layer.activation, "__name__", "") in ("softmax", "log_softmax")):
-        return Kind(UNKNOWN, f"layer {layer.name!r} (softmax) mixes the channels")
-    if isinstance(layer, _ELEMENTWISE_ACTIVATIONS):
+
+    def constants(self, layer, inputs, width):
+        return inputs[0]
+
+
+class ZeroPaddingRule(PassRule):
+    """`keras.layers.ZeroPadding*D`: only a zero channel stays constant."""
+
+    def constants(self, layer, inputs, width):
+        return np.where(inputs[0] == 0, 0.0, np.nan)
+
+
+class ActivationRule(PassRule):
+    """An element-wise activation layer; f(0) is checked, a softmax mixes
+    the channels."""
+
+    def kind(self, layer, rank=None):
+        if getattr(getattr(layer, "activation", None), "__name__", "") in (
+                "softmax", "log_softmax"):
+            return Kind(UNKNOWN, f"layer {layer.name!r} (softmax) mixes the channels")
         return Kind(PASS, f0_nonzero(layer, f"layer {layer.name!r}"))
-    if isinstance(layer, L.Rescaling):
+
+    def constants(self, layer, inputs, width):
+        return apply(layer, inputs[0])
+
+
+class RescalingRule(PassRule):
+    """`keras.layers.Rescaling` with one scale and offset."""
+
+    def kind(self, layer, rank=None):
         if np.ndim(layer.scale) or np.ndim(layer.offset):
             return Kind(UNKNOWN, f"Rescaling {layer.name!r} has per-channel values")
         return Kind(PASS, None if layer.offset == 0 else
                     f"Rescaling {layer.name!r} adds offset {layer.offset}")
-    if isinstance(layer, L.Multiply):
-        return Kind(MERGE, "any")
-    if isinstance(layer, _MERGE_ALL):
-        return Kind(MERGE, "all")
-    if isinstance(layer, L.Concatenate):
+
+    def constants(self, layer, inputs, width):
+        return inputs[0] * float(layer.scale) + float(layer.offset)
+
+
+class MixingRule(LayerRule):
+    """A layer that mixes the channels (softmax, layer or group
+    normalization): its channels stay whole."""
+
+    def __init__(self, why):
+        self.why = why
+
+    def kind(self, layer, rank=None):
+        return Kind(UNKNOWN, f"{type(layer).__name__} {layer.name!r} {self.why}")
+
+
+class MergeRule(LayerRule):
+    """An element-wise merge, as a layer (`keras.layers.Add`) or an
+    operation (`x + y`).
+
+    Args:
+        zero: `"all"` (a channel is zero only if it is in every input: Add)
+            or `"any"` (zero if it is in one: Multiply).
+        combine: NumPy function of the list of the inputs' per-channel
+            constants.
+    """
+
+    def __init__(self, zero, combine):
+        self.zero, self.combine = zero, combine
+
+    def kind(self, layer, rank=None):
+        return Kind(MERGE, self.zero)
+
+    def constants(self, layer, inputs, width):
+        full = max(len(v) for v in inputs)
+        wide = [v for v in inputs if len(v) == full]
+        whole = len(wide) == len(inputs)  # else a broadcast input: not followed
+        out = self.combine(wide) if whole else np.full(full, np.nan)
+        if self.zero == "any":
+            return np.where(np.any([v == 0 for v in wide], axis=0), 0.0, out)
+        return out
+
+
+class ConcatRule(LayerRule):
+    """`keras.layers.Concatenate`: the inputs' channels side by side."""
+
+    def kind(self, layer, rank=None):
         return Kind(CONCAT)
-    if isinstance(layer, L.Flatten):
+
+    def constants(self, layer, inputs, width):
+        return np.concatenate(inputs)
+
+
+class FlattenRule(LayerRule):
+    """`keras.layers.Flatten`: `(..., C)` -> positions x C rows."""
+
+    def kind(self, layer, rank=None):
         return Kind(FLATTEN)
-    if isinstance(layer, L.Reshape):
+
+    def constants(self, layer, inputs, width):
+        return inputs[0]
+
+
+class ReshapeRule(FlattenRule):
+    """`keras.layers.Reshape` keeping the channel axis last."""
+
+    def kind(self, layer, rank=None):
         return Kind(RESHAPE)
-    if isinstance(layer, (L.LayerNormalization, L.GroupNormalization)):
-        return Kind(UNKNOWN, f"{type(layer).__name__} {layer.name!r} normalizes across "
-                             "channels")
-    return Kind(UNKNOWN, f"layer {layer.name!r} of type {type(layer).__name__} is not "
-                         "known to the channel grouping")
+
+    def resize_channels(self, layer, in_rows, out_rows):
+        target = list(layer.target_shape)
+        target[-1] = len(out_rows)
+        return {"target_shape": tuple(target)}, {}
 
 
-def _classify_op(op):
-    name = type(op).__name__
-    if name in _OP_MERGE:
-        return Kind(MERGE, _OP_MERGE[name])
-    if name in _OP_ZERO_KEEPING:
-        return Kind(PASS)
-    if name in _OP_NONZERO:
-        return Kind(PASS, f"operation {name} gives f(0) != 0")
-    return Kind(UNKNOWN, f"operation {name} is not known to the channel grouping")
+class OperationRule(LayerRule):
+    """An element-wise operation node with one input: its zeros are
+    followed only when f(0) = 0 (`reason` None)."""
+
+    def __init__(self, reason=None):
+        self.reason = reason
+
+    def kind(self, layer, rank=None):
+        return Kind(PASS, self.reason)
+
+    def constants(self, layer, inputs, width):
+        return np.where((inputs[0] == 0) & (self.reason is None), 0.0, np.nan)
+
+
+_MERGES = {
+    "Add": MergeRule("all", lambda vs: np.sum(vs, axis=0)),
+    "Subtract": MergeRule("all", lambda vs: vs[0] - vs[1]),
+    "Average": MergeRule("all", lambda vs: np.mean(vs, axis=0)),
+    "Maximum": MergeRule("all", lambda vs: np.max(vs, axis=0)),
+    "Minimum": MergeRule("all", lambda vs: np.min(vs, axis=0)),
+    "Multiply": MergeRule("any", lambda vs: np.prod(vs, axis=0)),
+}
+# Operation nodes by class name: merges (the same rules as their layers),
+# element-wise with f(0) = 0, element-wise with f(0) != 0.
+_OPERATIONS = {name: rule for name, rule in _MERGES.items() if name != "Average"}
+_OPERATIONS.update({name: OperationRule() for name in (
+    "Relu", "Relu6", "Silu", "Swish", "Gelu", "Tanh", "HardSilu", "HardSwish",
+    "LeakyRelu", "Elu", "Selu", "Celu", "Softsign", "Abs", "Negative", "Square", "Sign",
+    "Identity", "Mish")})
+_OPERATIONS.update({name: OperationRule(f"operation {name} gives f(0) != 0") for name in (
+    "Sigmoid", "HardSigmoid", "Softplus", "Exp", "Cos", "LogSigmoid", "SparsePlus",
+    "Squareplus")})
+
+
+def _register_builtins():
+    def each(classes, rule):
+        for cls in classes:
+            rules.register_layer_rule(cls, rule)
+
+    each((L.Dense,), DenseRule())
+    each((L.Conv1D, L.Conv2D, L.Conv3D), ConvRule())
+    each((L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose), TransposedConvRule())
+    each((L.SeparableConv1D, L.SeparableConv2D), SeparableConvRule())
+    each((L.DepthwiseConv1D, L.DepthwiseConv2D), DepthwiseRule())
+    each((L.BatchNormalization,), BatchNormRule())
+    each((L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
+          L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization,
+          L.Identity, L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
+          L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
+          L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
+          L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
+          L.Cropping1D, L.Cropping2D, L.Cropping3D,
+          L.UpSampling1D, L.UpSampling2D, L.UpSampling3D), PassRule())
+    each((L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D), ZeroPaddingRule())
+    each((L.Activation, L.ReLU, L.LeakyReLU, L.ELU), ActivationRule())
+    each((L.Rescaling,), RescalingRule())
+    each((L.Softmax,), MixingRule("(softmax) mixes the channels"))
+    each((L.LayerNormalization, L.GroupNormalization),
+         MixingRule("normalizes across channels"))
+    for name, rule in _MERGES.items():
+        rules.register_layer_rule(getattr(L, name), rule)
+    each((L.Concatenate,), ConcatRule())
+    each((L.Flatten,), FlattenRule())
+    each((L.Reshape,), ReshapeRule())
+
+
+_register_builtins()
+_UNKNOWN_LAYER = LayerRule()
+
+
+def _channels_last(layer):
+    return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
+
+
+def rule_of(operation):
+    """The rule of a Layer (its class's, nearest along the MRO) or of an
+    operation node (by class name); a rule whose kind is unknown when there
+    is none."""
+    if isinstance(operation, keras.layers.Layer):
+        return rules.rule_for(operation) or _UNKNOWN_LAYER
+    name = type(operation).__name__
+    return _OPERATIONS.get(name) or _UnknownOperation(name)
+
+
+class _UnknownOperation(LayerRule):
+    def __init__(self, name):
+        self.name = name
+
+    def kind(self, layer, rank=None):
+        return Kind(UNKNOWN, f"operation {self.name} is not known to the channel grouping")
+
+
+def classify(operation, rank=None):
+    """The `Kind` of a Layer or operation node (a `PruningWrapper` is seen
+    through by the caller); `rank` is its input's rank."""
+    if isinstance(operation, keras.layers.Layer) and not _channels_last(operation):
+        return Kind(UNKNOWN, f"layer {operation.name!r} is channels_first")
+    return rule_of(operation).kind(operation, rank)
 
 
 def channel_weights(layer):
-    """`[(variable, channel axis)]` of a layer whose weights follow its
-    output channels (a producer or a follower), or None for other layers.
-
-    These are the weights a channel mask zeroes: a producer's kernel slice
-    and bias entry, a BatchNormalization's gamma and beta, a depthwise
-    kernel slice and bias entry. With all of them zero, the channel outputs
-    exactly 0.
-    """
-    if isinstance(layer, _SEPARABLE):
-        pairs = [(layer.pointwise_kernel, -1), (layer.bias, 0)]
-    elif isinstance(layer, _DEPTHWISE):
-        pairs = [(layer.kernel, -2), (layer.bias, 0)]
-    elif isinstance(layer, _TRANSPOSED):
-        pairs = [(layer.kernel, -2), (layer.bias, 0)]  # kernel [..., out, in]
-    elif isinstance(layer, _CONVS + (L.Dense,)):
-        pairs = [(layer.kernel, -1), (layer.bias, 0)]
-    elif isinstance(layer, L.BatchNormalization):
-        pairs = [(layer.gamma, 0), (layer.beta, 0)]
-    else:
-        return None
-    return [(w, axis) for w, axis in pairs if w is not None]
+    """`[(variable, channel axis)]` a channel mask zeroes in `layer` (a
+    producer's kernel slice and bias entry, a follower's per-channel
+    weights), or None for a layer whose rule has none."""
+    return rule_of(layer).channel_weights(layer)
 
 
 def carries_channels(layer):
-    """Whether `layer` has weights a channel mask can zero (by class)."""
-    return isinstance(layer, _SEPARABLE + _DEPTHWISE + _TRANSPOSED + _CONVS
-                      + (L.Dense, L.BatchNormalization))
+    """Whether `layer` has weights a channel mask can zero (by its rule)."""
+    return rule_of(layer).carries_channels
 
 
-def input_axis(layer):
-    """The axis of a producer's main kernel that runs over its input channels
-    (for a separable layer, of its pointwise kernel)."""
-    if isinstance(layer, _TRANSPOSED):
-        return -1  # kernel [..., out, in]
-    if isinstance(layer, L.Dense):
-        return 0
-    return -2
+def channel_layer_names():
+    """The registered classes whose weights channel masks cover, by name."""
+    return sorted({cls.__name__ for cls, rule in rules.registered().items()
+                   if rule.carries_channels or rule.has_width()})

@@ -1,43 +1,25 @@
 """Multiply-accumulates per example, as built and as `shrink` would leave it.
 
-Counted for Dense and convolution layers (regular, transposed, depthwise,
-separable), the layers that hold nearly all of a network's arithmetic, and
-for layers with a width rule (`rules.py`: attention, transformer blocks),
-which count themselves; normalization, activations, pooling and merges are
-not counted.
+Each layer's rule counts its own (`LayerRule.channel_macs`, or `macs` for
+a layer with width groups): Dense and convolution layers (regular,
+transposed, depthwise, separable), the layers that hold nearly all of a
+network's arithmetic, and attention and transformer blocks; normalization,
+activations, pooling and merges count 0.
 """
 
-import numpy as np
 
 import keras
 
 from keras_progprune.channels import graph as graph_lib
+from keras_progprune.channels import kinds
 from keras_progprune.channels import rules
 from keras_progprune.channels import shrink as shrink_lib
 
-L = keras.layers
-
-
-def _prod(values):
-    return int(np.prod([int(v) for v in values])) if len(values) else 1
-
-
 def layer_macs(layer, input_shape, output_shape, in_channels, out_channels):
-    """MACs of one call per example, with the given channel counts."""
-    out_positions = _prod(output_shape[1:-1])
-    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
-        depthwise = out_positions * _prod(layer.kernel_size) * in_channels * layer.depth_multiplier
-        return depthwise + out_positions * in_channels * layer.depth_multiplier * out_channels
-    if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
-        return out_positions * _prod(layer.kernel_size) * in_channels * layer.depth_multiplier
-    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
-        return _prod(input_shape[1:-1]) * _prod(layer.kernel_size) * in_channels * out_channels
-    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
-        groups = getattr(layer, "groups", 1) or 1
-        return out_positions * _prod(layer.kernel_size) * in_channels * out_channels // groups
-    if isinstance(layer, L.Dense):
-        return out_positions * in_channels * out_channels
-    return 0
+    """MACs of one call per example, with the given channel counts (its
+    rule's `channel_macs`)."""
+    return kinds.rule_of(layer).channel_macs(layer, input_shape, output_shape,
+                                             in_channels, out_channels)
 
 
 def _width_macs(layer, input_shape, spaces, keep):

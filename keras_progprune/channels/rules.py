@@ -1,5 +1,10 @@
-"""Width rules: the channels inside a layer (feed-forward neurons, attention
-heads), how to mask them and how to rebuild the layer without them.
+"""Layer rules: one object per layer class that says what the layer does to
+channels, and the width rules for the channels inside a layer
+(feed-forward neurons, attention heads).
+
+`LayerRule` is the protocol; `register_layer_rule` the one registry. The
+built-in rules of Keras's own layers (Dense, convolutions, normalization,
+pooling, merges...) are in `kinds.py`; the width rules below.
 
 The channel grouping (`graph.py`) sees a model's layers as nodes. Some
 layers hold channels of their own that no other node sees: the
@@ -24,6 +29,35 @@ then changes no output.
 import numpy as np
 
 import keras
+
+PRODUCER = "producer"      # new output channels from a kernel: Dense, Conv
+FOLLOWER = "follower"      # per-channel weights on its input's channels: BN, depthwise
+PASS = "pass"              # channel i in -> channel i out, no weights
+MERGE = "merge"            # element-wise over several inputs: Add, Multiply
+CONCAT = "concat"          # channels of the inputs side by side
+FLATTEN = "flatten"        # (..., C) -> positions x C rows
+RESHAPE = "reshape"        # a Reshape that keeps the channel axis last
+UNKNOWN = "unknown"
+
+
+class Kind:
+    """How one operation treats channels.
+
+    Attributes:
+        name: one of the constants above.
+        zero_reason: for PASS/PRODUCER/FOLLOWER, why a zero input channel
+            may come out non-zero (None when zeros are kept); for MERGE,
+            "all" (zero only if every input is: Add) or "any" (zero if one
+            is: Multiply); for UNKNOWN, why the operation isn't understood.
+    """
+
+    def __init__(self, name, zero_reason=None):
+        self.name = name
+        self.zero_reason = zero_reason
+
+    def __repr__(self):
+        return f"Kind({self.name!r}, {self.zero_reason!r})"
+
 
 _RULES = {}          # class -> LayerRule
 _RULES_BY_NAME = {}  # "module.QualName" -> LayerRule, for optional packages
@@ -78,10 +112,37 @@ class WidthGroup:
 
 
 class LayerRule:
-    """How one layer class holds width channels, and how it is rebuilt.
+    """Everything the channel code knows about one layer class.
 
     Subclass it for your own layer class and register it with
-    `keras_progprune.register_layer_rule`. Two methods:
+    `keras_progprune.register_layer_rule`; every method has a default, so a
+    rule says only what applies. Two parts:
+
+    The layer as a node of the channel grouping (`channels/graph.py`):
+
+    - `kind(layer, rank)`: a `Kind`, how it maps the channels (last axis)
+      of its inputs to its outputs. Default: unknown, so every channel
+      around it stays whole.
+    - `carries_channels`: class attribute, True when channel masks cover
+      its weights (producers and followers).
+    - `channel_weights(layer)`: `[(variable, axis)]` a channel mask cuts
+      (a producer's kernel slice and bias entry; a follower's per-channel
+      weights).
+    - `reader(layer)`: `(variable, axis, multiplier)`, the weight whose rows
+      read the input channels (`multiplier` rows per channel), masked with
+      them.
+    - `ignored_inputs(layer)`: per input channel, whether its weights for it
+      are all zero (it then reads nothing of it).
+    - `constants(layer, inputs, width)`: the per-channel constant output
+      from the inputs' per-channel constants (NaN: depends on the input).
+    - `absorbs_constants(layer)`: whether its bias takes a constant input
+      channel exactly (then `shrink` folds it in).
+    - `resize_channels(layer, in_rows, out_rows)`: `(config overrides,
+      {id(variable): slice function})` that rebuild it with those channels.
+    - `channel_macs(layer, input_shape, output_shape, in_channels,
+      out_channels)`: multiply-accumulates per example.
+
+    The channels inside the layer (width groups, for transformers):
 
     - `width_groups(layer)`: the `WidthGroup`s of a built layer.
     - `resize(layer, kept)`: `kept` maps each group's `label` to the sorted
@@ -90,27 +151,69 @@ class LayerRule:
       indices to keep (the same, or more where the layer's config can only
       say one width for several groups: extra channels are ones whose
       output slices are zero, so the result stays exact).
-
-    `macs(layer, input_shape, widths)` may return the multiply-accumulates
-    per example at `widths` (`{label: channels}`), or None (not counted).
+    - `macs(layer, input_shape, widths)` may return the multiply-accumulates
+      per example at `widths` (`{label: channels}`), or None (not counted).
     """
 
+    carries_channels = False
+
+    def kind(self, layer, rank=None):
+        return Kind(UNKNOWN, f"layer {layer.name!r} of type {type(layer).__name__} is "
+                             "not known to the channel grouping")
+
+    def channel_weights(self, layer):
+        return None
+
+    def reader(self, layer):
+        return None
+
+    def ignored_inputs(self, layer):
+        variable, axis, multiplier = self.reader(layer)
+        value = np.asarray(keras.ops.convert_to_numpy(variable))
+        axis = axis % value.ndim
+        zero = np.all(value == 0, axis=tuple(a for a in range(value.ndim) if a != axis))
+        return np.all(zero.reshape(-1, multiplier), axis=1)
+
+    def constants(self, layer, inputs, width):
+        return np.full(width, np.nan)
+
+    def absorbs_constants(self, layer):
+        return False
+
+    def resize_channels(self, layer, in_rows, out_rows):
+        return {}, {}
+
+    def channel_macs(self, layer, input_shape, output_shape, in_channels, out_channels):
+        return 0
+
     def width_groups(self, layer):
-        raise NotImplementedError
+        return []
+
+    def has_width(self):
+        """Whether this rule names channels inside its layer."""
+        return type(self).width_groups is not LayerRule.width_groups
 
     def resize(self, layer, kept):
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} names width groups but has no `resize`: implement "
+            "`resize(layer, kept)` to rebuild the layer at the kept widths.")
 
     def macs(self, layer, input_shape, widths):
         return None
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
 
 
 def register_layer_rule(layer_class, rule):
     """Registers `rule` (a `LayerRule`) for `layer_class` and its subclasses.
 
-    Then `structure="channel"`, `kp.shrink` and `kp.prune_width` remove the
-    layer's width channels. A rule registered later for the same class
-    replaces the earlier one.
+    Then `structure="channel"`, `kp.shrink` and `kp.prune_width` treat the
+    layer as the rule says: a built-in rule (`kp.DenseRule()`,
+    `kp.ProducerRule(...)`, ...) for a class that acts on channels like a
+    Keras layer, a `kp.FeedForwardRule`/`kp.AttentionRule` for the width
+    channels inside it, or a `LayerRule` subclass of your own. A rule
+    registered later for the same class replaces the earlier one.
 
     Args:
         layer_class: a subclass of `keras.layers.Layer`.
@@ -147,6 +250,11 @@ def register_layer_rule(layer_class, rule):
             "kp.FeedForwardRule(...)). Received: "
             f"rule={rule!r} of type {type(rule).__name__}.")
     _RULES[layer_class] = rule
+
+
+def registered():
+    """`{class: LayerRule}` of every rule registered by class."""
+    return dict(_RULES)
 
 
 def rule_for(layer):

@@ -30,102 +30,8 @@ from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import kinds
 from keras_progprune.channels import rules
 
-L = keras.layers
-_SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-_TRANSPOSED = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-_DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
-
-
-def _np(variable):
-    return np.asarray(keras.ops.convert_to_numpy(variable), np.float64)
-
-
-def _kernel_axes(layer):
-    """(input axis, output axis) of a producer's main kernel."""
-    if isinstance(layer, _TRANSPOSED):
-        return -1, -2
-    if isinstance(layer, L.Dense):
-        return 0, 1
-    return -2, -1
-
-
-def _main_kernel(layer):
-    return layer.pointwise_kernel if isinstance(layer, _SEPARABLE) else layer.kernel
-
-
-def _zero_along(array, axis):
-    """Per index of `axis`: whether the whole slice is zero."""
-    axis = axis % array.ndim
-    others = tuple(a for a in range(array.ndim) if a != axis)
-    return np.all(array == 0, axis=others)
-
-
-def _apply(function, values):
-    """`function` on the finite entries of a 1-D array; NaN stays NaN."""
-    out = np.full_like(values, np.nan)
-    finite = np.isfinite(values)
-    if finite.any():
-        result = keras.ops.convert_to_numpy(function(
-            keras.ops.convert_to_tensor(values[finite][None, :].astype("float32"))))
-        out[finite] = np.asarray(result, np.float64).ravel()
-    return out
-
-
-def _activation(layer, values):
-    activation = getattr(layer, "activation", None)
-    return values if activation is None else _apply(activation, values)
-
-
-def _producer_values(layer, size):
-    zero = _zero_along(_np(_main_kernel(layer)), _kernel_axes(layer)[1])
-    bias = _np(layer.bias) if getattr(layer, "bias", None) is not None else np.zeros(size)
-    return _activation(layer, np.where(zero, bias, np.nan))
-
-
-def _follower_values(layer, v):
-    if isinstance(layer, L.BatchNormalization):
-        gamma = _np(layer.gamma) if layer.gamma is not None else np.ones_like(v)
-        beta = _np(layer.beta) if layer.beta is not None else np.zeros_like(v)
-        scale = gamma / np.sqrt(_np(layer.moving_variance) + layer.epsilon)
-        out = scale * (v - _np(layer.moving_mean)) + beta
-        return np.where(gamma == 0, beta, out)
-    zero = _zero_along(_np(layer.kernel), -2) | (v == 0)
-    bias = _np(layer.bias) if layer.bias is not None else np.zeros_like(v)
-    return _activation(layer, np.where(zero, bias, np.nan))
-
-
-def _pass_values(node, layer, kind, v):
-    if isinstance(layer, (L.Activation, L.ReLU, L.LeakyReLU, L.ELU)):
-        return _apply(layer, v)
-    if isinstance(layer, L.Rescaling):
-        return v * float(layer.scale) + float(layer.offset)
-    if isinstance(layer, (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)):
-        return np.where(v == 0, 0.0, np.nan)
-    if not walk.is_layer(layer):  # an op node: only exact zeros are followed
-        return np.where((v == 0) & (kind.zero_reason is None), 0.0, np.nan)
-    return v
-
-
-def _merge_values(node, layer, values):
-    full = max(len(v) for v in values)
-    wide = [v for v in values if len(v) == full]
-    name = type(layer).__name__
-    if name == "Multiply":
-        out = np.prod(wide, axis=0) if len(wide) == len(values) else np.full(full, np.nan)
-        return np.where(np.any([v == 0 for v in wide], axis=0), 0.0, out)
-    if len(wide) != len(values):
-        return np.full(full, np.nan)
-    if name == "Add":
-        return np.sum(wide, axis=0)
-    if name == "Subtract":
-        return wide[0] - wide[1]
-    if name == "Average":
-        return np.mean(wide, axis=0)
-    if name == "Maximum":
-        return np.max(wide, axis=0)
-    if name == "Minimum":
-        return np.min(wide, axis=0)
-    return np.full(full, np.nan)
+_np = kinds.to_numpy
+_take = kinds.take
 
 
 def constant_channels(graph):
@@ -144,18 +50,11 @@ def constant_channels(graph):
         ins = [values.get(id(t)) for t in node.inputs]
         if kind is None or kind.name == kinds.UNKNOWN or any(v is None for v in ins):
             result = np.full(width, np.nan)
-        elif kind.name == kinds.PRODUCER:
-            result = _producer_values(layer, width)
-        elif kind.name == kinds.FOLLOWER:
-            result = _follower_values(layer, ins[0])
-        elif kind.name == kinds.PASS:
-            result = _pass_values(node, layer, kind, ins[0])
-        elif kind.name == kinds.MERGE:
-            result = _merge_values(node, layer, ins)
-        elif kind.name == kinds.CONCAT:
-            result = np.concatenate(ins)
-        else:  # FLATTEN, RESHAPE: the same channels
-            result = ins[0]
+        elif kind.name == kinds.PASS and not walk.is_layer(node.operation):
+            # An operation with constants (`x * 2.0`): only zeros are followed.
+            result = np.where((ins[0] == 0) & (kind.zero_reason is None), 0.0, np.nan)
+        else:
+            result = kinds.rule_of(layer).constants(layer, ins, width)
         for tensor in node.outputs:
             values[id(tensor)] = result
     return values
@@ -169,20 +68,9 @@ def _width(graph, tensor):
 # -- which channels go ------------------------------------------------------
 def _reader_rows_zero(consumer, channels):
     """Per channel: whether the reading layer's weights for it are all zero."""
-    layer = consumer.layer
-    if isinstance(layer, _SEPARABLE):
-        zero_rows = _zero_along(_np(layer.depthwise_kernel), -2)
-    else:
-        zero_rows = _zero_along(_np(_main_kernel(layer)), _kernel_axes(layer)[0])
+    zero_rows = kinds.rule_of(consumer.layer).ignored_inputs(consumer.layer)
     rows = consumer.rows(channels).reshape(consumer.repeat, len(channels))
     return np.all(zero_rows[rows], axis=0)
-
-
-def _absorbs_constants(layer):
-    """A reader whose bias can take a constant input channel exactly."""
-    if getattr(layer, "bias", None) is None or isinstance(layer, _SEPARABLE + _TRANSPOSED):
-        return False
-    return isinstance(layer, L.Dense) or getattr(layer, "padding", None) == "valid"
 
 
 def removable(graph, values):
@@ -199,7 +87,7 @@ def removable(graph, values):
         for consumer in space.consumers:
             v = values[id(consumer.tensor)][consumer.offset:consumer.offset + space.size]
             fine = (v == 0)
-            if _absorbs_constants(consumer.layer):
+            if kinds.rule_of(consumer.layer).absorbs_constants(consumer.layer):
                 fine |= np.isfinite(v)
             unsure = np.flatnonzero(~fine & ok)
             if unsure.size:
@@ -238,18 +126,15 @@ def _fold(graph, node, layer, values, keep):
     rows = np.flatnonzero(gone & (constants != 0))
     if rows.size == 0:
         return bias
-    kernel = _np(layer.kernel)
-    in_axis = _kernel_axes(layer)[0] % kernel.ndim
+    variable, in_axis, _ = kinds.rule_of(layer).reader(layer)
+    kernel = _np(variable)
+    in_axis = in_axis % kernel.ndim
     taken = np.take(kernel, rows, axis=in_axis)
     # Sum over every axis but the output one, each row weighted by its value.
     shape = [1] * kernel.ndim
     shape[in_axis] = -1
     contribution = (taken * constants[rows].reshape(shape))
     return bias + contribution.reshape(-1, contribution.shape[-1]).sum(axis=0)
-
-
-def _take(rows, axis):
-    return lambda array: np.take(array, rows, axis=axis)
 
 
 def slicers(graph, node, keep):
@@ -266,29 +151,7 @@ def slicers(graph, node, keep):
         return {}, {}
     out_rows = kept_rows(graph, node.outputs[0], keep)
     in_rows = kept_rows(graph, node.inputs[0], keep)
-    if kind.name == kinds.RESHAPE:
-        target = list(layer.target_shape)
-        target[-1] = len(out_rows)
-        return {"target_shape": tuple(target)}, {}
-    if kind.name == kinds.FOLLOWER:
-        return {}, {id(w): _take(in_rows, -2 if (isinstance(layer, _DEPTHWISE)
-                                                 and w is layer.kernel) else 0)
-                    for w in layer.weights}
-    in_axis, out_axis = _kernel_axes(layer)
-    out = {}
-    if getattr(layer, "bias", None) is not None:
-        out[id(layer.bias)] = _take(out_rows, 0)
-    if isinstance(layer, _SEPARABLE):
-        m = layer.depth_multiplier
-        pointwise_rows = (in_rows[:, None] * m + np.arange(m)[None, :]).ravel()
-        out[id(layer.depthwise_kernel)] = _take(in_rows, -2)
-        out[id(layer.pointwise_kernel)] = lambda a: np.take(
-            np.take(a, pointwise_rows, axis=-2), out_rows, axis=-1)
-    else:
-        out[id(layer.kernel)] = lambda a: np.take(
-            np.take(a, in_rows, axis=in_axis), out_rows, axis=out_axis)
-    key = "units" if isinstance(layer, L.Dense) else "filters"
-    return {key: int(len(out_rows))}, out
+    return kinds.rule_of(layer).resize_channels(layer, in_rows, out_rows)
 
 
 def width_slicers(layer, spaces, keep):
@@ -318,8 +181,9 @@ def layer_changes(graph, node, values, keep):
     weights = []
     for w in layer.weights:
         value = _np(w)
-        if w is getattr(layer, "bias", None) and id(w) in cut and _absorbs_constants(layer) \
-                and graph.kinds[id(node)].name == kinds.PRODUCER:
+        if w is getattr(layer, "bias", None) and id(w) in cut \
+                and graph.kinds[id(node)].name == kinds.PRODUCER \
+                and kinds.rule_of(layer).absorbs_constants(layer):
             value = _fold(graph, node, layer, values, keep)
         weights.append(cut[id(w)](value) if id(w) in cut else value)
     return overrides, weights, cut

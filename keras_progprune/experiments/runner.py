@@ -144,7 +144,7 @@ def run(config, overwrite=False):
     if one_shot:
         model, extras["width"] = width_one_shot(config, model, trainer)
     test_accuracy = trainer.evaluate(model)
-    channel = structures.get(config.structure).needs_graph or one_shot
+    channel = structures.get(config.structure).shrinks or one_shot
     if channel:
         # The deployed model is the shrunk one; the report reads the masks.
         report = report_lib.sparsity_report(model)

@@ -61,7 +61,7 @@ class Progressive(PruningMethod):
         else:
             history = trainer.fit(model, [callback])
         extras = {"history": history, "schedule": repr(schedule)}
-        if structures.get(self.structure).needs_graph:
+        if structures.get(self.structure).shrinks:
             # Channels removed (of those at the start), from the masks' last update.
             extras["channel_sparsity"] = callback.sparsity
         return model, extras

@@ -1,0 +1,250 @@
+"""Importance: the scores that decide what the mask updates keep.
+
+An importance is handed to `ProgressivePruningCallback(importance=...)`
+(or to a mask updater directly, see `engine.MaskUpdater`); at each
+scheduled update the updater asks it for scores and keeps the highest.
+Two methods, either of which may be left out (return None):
+
+- `weight_scores(model, weights)`: one float32 tensor per variable in
+  `weights`, shaped like it. Unstructured and N:M masks rank these; a
+  channel group's score is the mean over the weights its mask covers.
+- `channel_scores(model, probes)`: one score per channel, for channel
+  groups. `probes` lists, per channel space, a `Probe`: the sublayer whose
+  input or output carries those channels. A structure that has no probes
+  (unstructured) never calls it.
+
+Built in:
+
+- `Magnitude()`: the default. Each engine's own magnitude score (|w| per
+  weight; a channel group's mean square), computed inside its compiled
+  update.
+- `Activation(data, batches)`: Minitron's mean absolute activation of each
+  channel over calibration batches (channels only: feed-forward neurons,
+  heads, filters, units).
+- `Taylor(data, loss, batches)`: first-order Taylor, |w * dL/dw| averaged
+  over batches: gradual SNIP, for any structure.
+
+A user's own importance subclasses `Importance` and implements either
+method.
+"""
+
+import itertools
+
+import keras
+import numpy as np
+
+
+class Probe:
+    """Where one channel space is read: `axis` of the `"input"` or
+    `"output"` of `layer` indexes its `size` channels."""
+
+    def __init__(self, label, layer, where, axis, size):
+        self.label, self.layer, self.where = label, layer, where
+        self.axis, self.size = axis, int(size)
+
+    def __repr__(self):
+        return f"Probe({self.label!r}, {self.where} of {self.layer.name!r}, axis={self.axis})"
+
+
+def inputs_of(batch):
+    """`x` of an `(x, y)` or `(x, y, w)` batch; a dict or array is `x` itself."""
+    if isinstance(batch, (tuple, list)):
+        return batch[0]
+    return batch
+
+
+class Recorder:
+    """Sums `|activation|` per channel at each probe while the model runs.
+
+    Each probed layer's `call` is replaced, on the instance, by one that
+    records its input or output, and put back on exit (a model called
+    eagerly, on any backend).
+    """
+
+    def __init__(self, probes):
+        self.probes = [p for p in probes if p is not None]
+        self.sums = {p.label: np.zeros(p.size) for p in self.probes}
+        self.counts = {p.label: 0 for p in self.probes}
+
+    def __enter__(self):
+        self._saved = []
+        for probe in self.probes:
+            layer = probe.layer
+            self._saved.append((layer, layer.__dict__.get("call")))
+            layer.call = self._recording(layer.call, probe)
+        return self
+
+    def _recording(self, call, probe):
+        def recorded(*args, **kwargs):
+            out = call(*args, **kwargs)
+            value = out if probe.where == "output" else args[0]
+            array = np.abs(np.asarray(keras.ops.convert_to_numpy(value), np.float64))
+            moved = np.moveaxis(array, probe.axis, -1).reshape(-1, probe.size)
+            self.sums[probe.label] += moved.sum(axis=0)
+            self.counts[probe.label] += moved.shape[0]
+            return out
+        return recorded
+
+    def __exit__(self, *exc):
+        for layer, own in reversed(self._saved):
+            if own is None:
+                del layer.call
+            else:
+                layer.call = own
+        return False
+
+    def scores(self, probe):
+        return self.sums[probe.label] / max(self.counts[probe.label], 1)
+
+
+def run_batches(model, data, batches):
+    """Calls `model` (inference) on up to `batches` batches of `data`;
+    returns how many it read."""
+    seen = 0
+    for batch in data if batches is None else itertools.islice(iter(data), batches):
+        model(keras.tree.map_structure(np.asarray, inputs_of(batch)), training=False)
+        seen += 1
+    return seen
+
+
+def mean_activations(model, probes, data, batches):
+    """`{probe label: mean |activation| per channel}` over up to `batches`
+    batches of `data` (all of them for None), the model in inference mode.
+
+    Raises:
+        ValueError: if `data` gives no batch.
+    """
+    with Recorder(probes) as recorder:
+        seen = run_batches(model, data, batches)
+    if seen == 0:
+        raise ValueError("`data` gave no batch: activation importance needs at least one "
+                         "calibration batch.")
+    return {p.label: recorder.scores(p) for p in recorder.probes}
+
+
+def check_batches(batches, allow_none=True):
+    if (batches is None and allow_none) or (
+            isinstance(batches, int) and not isinstance(batches, bool) and batches >= 1):
+        return batches
+    raise ValueError(f"`batches` must be a positive int{' or None' if allow_none else ''}. "
+                     f"Received: batches={batches!r}.")
+
+
+class Importance:
+    """Base class: scores for the mask updates (see the module docstring)."""
+
+    def weight_scores(self, model, weights):
+        return None
+
+    def channel_scores(self, model, probes):
+        return None
+
+    def scores_channels(self):
+        """Whether it implements `channel_scores` (a channel group then asks
+        for those, not for `weight_scores`)."""
+        return type(self).channel_scores is not Importance.channel_scores
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Magnitude(Importance):
+    """The magnitude of the weights still active: |w| for unstructured and
+    N:M masks, a channel group's mean square. The default; computed inside
+    each updater's compiled step, so both methods return None."""
+
+
+class Activation(Importance):
+    """Minitron's importance: each channel's mean absolute activation over
+    calibration batches (Muralidharan et al., 2024).
+
+    Scores channels: feed-forward neurons and heads (read where the rule's
+    `WidthGroup.probe` says), and a Dense unit or convolution filter (its
+    producer's output). Use it with `structure="channel"`.
+
+    Args:
+        data: a `tf.data.Dataset` or an iterable of `(x, y)` batches (or of
+            `x` alone); labels are not used. Read again at each update.
+        batches: how many batches to read per update. Defaults to 4.
+    """
+
+    def __init__(self, data, batches=4):
+        if data is None:
+            raise ValueError(
+                "Activation importance ranks channels by their activations over "
+                "calibration batches: pass `data` (a tf.data.Dataset or a list of "
+                "(x, y) batches). Received: data=None.")
+        self.data = data
+        self.batches = check_batches(batches)
+
+    def weight_scores(self, model, weights):
+        raise ValueError(
+            "Activation importance scores whole channels (a neuron's or head's mean "
+            "|activation|), not single weights. Use it with structure='channel', or "
+            "use kp.importance.Taylor(data, loss) for unstructured or N:M masks.")
+
+    def channel_scores(self, model, probes):
+        if any(p is None for p in probes):
+            raise ValueError(
+                "Activation importance reads each channel space where its rule says, "
+                "but a WidthGroup has no `probe`: give it `probe=(sublayer, 'input' or "
+                "'output', axis)` in its LayerRule, or use magnitude importance.")
+        means = mean_activations(model, probes, self.data, self.batches)
+        return [means[p.label] for p in probes]
+
+    def __repr__(self):
+        return f"Activation(batches={self.batches})"
+
+
+class Taylor(Importance):
+    """First-order Taylor importance, |w * dL/dw|, averaged over batches of
+    `data` in training mode (moving statistics are restored): the score SNIP
+    uses at initialization, recomputed at each update (gradual SNIP). A
+    channel group's score is the mean over its weights.
+
+    Args:
+        data: a `tf.data.Dataset` or an iterable of `(x, y)` batches.
+        loss: a Keras loss, its name, or a function `(y_true, y_pred)`.
+        batches: how many batches per update. Defaults to 1.
+    """
+
+    def __init__(self, data, loss, batches=1):
+        if data is None or loss is None:
+            raise ValueError(
+                "Taylor importance needs gradients of the loss: pass `data` (a "
+                "tf.data.Dataset or a list of (x, y) batches) and `loss` (a Keras loss "
+                f"or its name). Received: data={data!r}, loss={loss!r}.")
+        self.data = data
+        self.loss = keras.losses.get(loss) if isinstance(loss, str) else loss
+        self.batches = check_batches(batches, allow_none=False)
+
+    def weight_scores(self, model, weights):
+        from keras_progprune.methods import scores as scores_lib  # noqa: PLC0415
+
+        batches = [scores_lib.host_batch(b)
+                   for b in itertools.islice(iter(self.data), self.batches)]
+        if not batches:
+            raise ValueError("`data` gave no batch: Taylor importance needs at least "
+                             "one batch.")
+        return scores_lib.snip_scores(model, self.loss, batches, list(weights))
+
+    def __repr__(self):
+        return f"Taylor(batches={self.batches})"
+
+
+def get(identifier):
+    """An `Importance` from None, `"magnitude"` or an `Importance`.
+
+    Raises:
+        ValueError: for anything else, saying how to make the others (they
+            need data).
+    """
+    if identifier is None or identifier == "magnitude":
+        return Magnitude()
+    if isinstance(identifier, Importance):
+        return identifier
+    raise ValueError(
+        "`importance` must be None or 'magnitude' (the default), or an "
+        "keras_progprune.importance.Importance such as "
+        "kp.importance.Activation(calibration_batches) or "
+        f"kp.importance.Taylor(batches, loss). Received: importance={identifier!r}.")
