@@ -167,9 +167,10 @@ def test_fit_shrinking_removes_heads_and_neurons_between_phases():
     x, y = rng.standard_normal((16, 6, 8)).astype("float32"), rng.integers(0, 3, 16)
     result = kp.fit_shrinking(pruned, x, y, batch_size=8, epochs=3, shrink_every=1,
                               verbose=0)
-    small = kp.shrink(result.model)
+    small = kp.strip_pruning(result.model)  # already shrunk after the last phase
+    # Half of the original 4 heads and 16 neurons: the fraction is of the
+    # widths before any shrink, not of the current ones.
     assert small.get_layer("mha").num_heads == 2
     assert small.get_layer("ff1").units == 8
-    assert [p["parameters"] for p in result.phases] == sorted(
-        [p["parameters"] for p in result.phases], reverse=True)
-    assert_close(small(x), kp.strip_pruning(result.model)(x), atol=1e-5)
+    parameters = [p["parameters"] for p in result.phases]
+    assert parameters == sorted(parameters, reverse=True) and parameters[0] > parameters[-1]

@@ -141,9 +141,6 @@ class ProducerRule(LayerRule):
     def reader(self, layer):
         return self.kernel(layer), self.in_axis, 1
 
-    def ignored_inputs(self, layer):
-        return zero_along(to_numpy(self.kernel(layer)), self.in_axis)
-
     def constants(self, layer, inputs, width):
         zero = zero_along(to_numpy(self.kernel(layer)), self.out_axis)
         bias = self.bias(layer)

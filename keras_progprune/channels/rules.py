@@ -168,6 +168,7 @@ class LayerRule:
         return None
 
     def ignored_inputs(self, layer):
+        # By default from `reader`: a channel whose rows are all zero.
         variable, axis, multiplier = self.reader(layer)
         value = np.asarray(keras.ops.convert_to_numpy(variable))
         axis = axis % value.ndim
