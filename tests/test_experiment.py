@@ -195,6 +195,38 @@ def test_channel_run_exports_the_shrunk_model(tmp_path, shrink_every):
     assert np.isfinite(results["test_accuracy"])
 
 
+def test_activation_importance_run_prunes_channels_by_activation(tmp_path):
+    results = experiment.run(_tiny(tmp_path, model="lenet_300_100", structure="channel",
+                                   scope="layer", target_sparsity=0.5,
+                                   importance="activation", calibration_batches=2))
+    assert results["config"]["importance"] == "activation"
+    assert results["channels"]["removed_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert results["served_test_accuracy"] == pytest.approx(results["test_accuracy"],
+                                                            abs=1e-6)
+
+
+def test_importance_is_validated_and_keeps_old_digests():
+    plain = experiment.Config()
+    assert experiment.Config(calibration_batches=3).digest() == plain.digest()
+    assert experiment.Config(importance="taylor").digest() != plain.digest()
+    with pytest.raises(ValueError, match=r"`importance` must be one of \('magnitude', "
+                                         r"'activation', 'taylor'\)\. Received: "
+                                         r"importance='snip'"):
+        experiment.validate(experiment.Config(importance="snip"))
+    with pytest.raises(ValueError, match=r"ranks the masks of the progressive method\. "
+                                         r"Received: importance='taylor' with "
+                                         r"method='lottery'"):
+        experiment.validate(experiment.Config(importance="taylor", method="lottery"))
+    with pytest.raises(ValueError, match=r"importance='activation' ranks whole channels .* "
+                                         r"structure='unstructured'\. Use structure='channel'"):
+        experiment.validate(experiment.Config(importance="activation"))
+    from keras_progprune import methods
+
+    with pytest.raises(ValueError, match=r"`importance` must be 'magnitude', 'activation' "
+                                         r"or 'taylor'\. Received: importance='x'"):
+        methods.make("progressive", 0.5, options={"importance": "x"})
+
+
 def test_shrink_every_and_architecture_are_validated(tmp_path):
     with pytest.raises(ValueError, match=r"`shrink_every` .* must be 0 \(off\) or a positive "
                                          r"number with structure='channel'.*Received: "

@@ -48,6 +48,11 @@ flags.DEFINE_string("structure", _DEFAULTS.structure,
 flags.DEFINE_integer("shrink_every", _DEFAULTS.shrink_every,
                      "With --structure=channel: shrink the model between phases of this "
                      "many epochs, so training gets faster as it prunes; 0 = off.")
+flags.DEFINE_enum("importance", _DEFAULTS.importance, ["magnitude", "activation", "taylor"],
+                  "Progressive: what ranks the masks at each update. magnitude (default); "
+                  "activation: mean |activation| per channel over --calibration_batches "
+                  "training batches (needs --structure=channel); taylor: |w * dL/dw| over "
+                  "them (gradual SNIP).")
 flags.DEFINE_float("width_ffn", _DEFAULTS.width_ffn,
                    "One-shot width pruning after a dense run: the fraction of every "
                    "block's feed-forward neurons removed, ranked by activations.")

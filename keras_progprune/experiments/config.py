@@ -27,6 +27,9 @@ class Config:
     frequency: int = 100
     structure: str = "unstructured"  # "channel", or "n:m", e.g. "2:4"
     shrink_every: int = 0  # channel only: shrink between phases of N epochs
+    # Progressive only: what ranks weights or channels at each update
+    # ("magnitude", "activation" or "taylor", over `calibration_batches`).
+    importance: str = "magnitude"
     # One-shot width pruning after training (method "dense"): fractions of
     # every block's feed-forward neurons and heads, then recovery.
     width_ffn: float = 0.0
@@ -62,15 +65,19 @@ class Config:
             del keys["structure"]
         if not keys["shrink_every"]:
             del keys["shrink_every"]
+        if keys["importance"] == "magnitude":
+            del keys["importance"]
         if not (keys["width_ffn"] or keys["width_heads"]):  # no one-shot width pruning
-            for name in ("width_ffn", "width_heads", "width_recovery", "recovery_epochs",
-                         "calibration_batches"):
+            for name in ("width_ffn", "width_heads", "width_recovery", "recovery_epochs"):
                 del keys[name]
+            if "importance" not in keys:
+                del keys["calibration_batches"]
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]
 
 
 LR_SCHEDULES = ("auto", "constant", "cosine", "hold_cosine", "step")
 WIDTH_RECOVERIES = ("distill", "finetune", "none")
+IMPORTANCES = ("magnitude", "activation", "taylor")
 
 
 def lr_schedule_of(config):
@@ -120,6 +127,18 @@ def validate(config):
             "positive number with structure='channel': only channel masks can shrink "
             f"during training. Received: shrink_every={config.shrink_every}, "
             f"structure={config.structure!r}.")
+    _check_choice("importance", config.importance, IMPORTANCES)
+    if config.importance != "magnitude" and config.method != "progressive":
+        raise ValueError(
+            "`importance` ranks the masks of the progressive method. Received: "
+            f"importance={config.importance!r} with method={config.method!r}. Use "
+            "method='progressive', or importance='magnitude'.")
+    if config.importance == "activation" and config.structure != "channel":
+        raise ValueError(
+            "importance='activation' ranks whole channels (neurons, heads, filters) by "
+            "their mean |activation|. Received: importance='activation' with "
+            f"structure={config.structure!r}. Use structure='channel', or "
+            "importance='taylor' for weights.")
     width.check_fraction("width_ffn", config.width_ffn)
     width.check_fraction("width_heads", config.width_heads)
     _check_choice("width_recovery", config.width_recovery, WIDTH_RECOVERIES)
@@ -158,6 +177,9 @@ def make_method(config):
         options.setdefault("structure", config.structure)
         if config.shrink_every:
             options.setdefault("shrink_every", config.shrink_every)
+        if config.importance != "magnitude":
+            options.setdefault("importance", config.importance)
+            options.setdefault("calibration_batches", config.calibration_batches)
         options.setdefault("prune_end", prune_end_epoch(config))
     return methods_lib.make(config.method, config.target_sparsity,
                             scope=config.scope or None, options=options,

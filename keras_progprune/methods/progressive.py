@@ -4,6 +4,7 @@ import os
 
 import keras
 
+from keras_progprune import importance as importance_lib
 from keras_progprune import prune as prune_lib
 from keras_progprune import schedules
 from keras_progprune import structures
@@ -29,6 +30,12 @@ class Progressive(PruningMethod):
         shrink_every: int; with `structure="channel"`, train with
             `fit_shrinking` in phases of this many epochs, shrinking the
             model between them. 0 (the default): one masked `fit`.
+        importance: `"magnitude"` (the default), `"activation"` (mean
+            |activation| per channel, Minitron's; needs `structure="channel"`)
+            or `"taylor"` (|w * dL/dw|, gradual SNIP): what ranks the masks
+            at each update (`kp.importance`).
+        calibration_batches: int, the first training batches those two read
+            at each update. Defaults to 8.
     """
 
     name = "progressive"
@@ -36,7 +43,7 @@ class Progressive(PruningMethod):
 
     def __init__(self, target_sparsity, scope=None, schedule="polynomial",
                  prune_start=0, prune_end=None, frequency=100, structure="unstructured",
-                 shrink_every=0):
+                 shrink_every=0, importance="magnitude", calibration_batches=8):
         super().__init__(target_sparsity, scope)
         schedules.check_schedule_name(schedule)
         self.schedule = schedule
@@ -45,17 +52,34 @@ class Progressive(PruningMethod):
         self.frequency = int(frequency)
         self.structure = structure
         self.shrink_every = int(shrink_every)
+        if importance not in ("magnitude", "activation", "taylor"):
+            raise ValueError("`importance` must be 'magnitude', 'activation' or 'taylor'. "
+                             f"Received: importance={importance!r}.")
+        self.importance = importance
+        self.calibration_batches = int(calibration_batches)
 
     def make_schedule(self, epochs, steps_per_epoch):
         return schedules.by_name(self.schedule, self.target_sparsity, epochs,
                                  steps_per_epoch, prune_start=self.prune_start,
                                  prune_end=self.prune_end, frequency=self.frequency)
 
+    def _importance(self, trainer):
+        """The callback's importance: None (magnitude), or one that reads the
+        first `calibration_batches` training batches at each update."""
+        n = self.calibration_batches
+        if self.importance == "activation":
+            return importance_lib.Activation(trainer.scoring_batches(n), batches=n)
+        if self.importance == "taylor":
+            return importance_lib.Taylor(trainer.scoring_batches(n), trainer.loss_fn(),
+                                         batches=n)
+        return None
+
     def train(self, trainer):
         schedule = self.make_schedule(trainer.epochs, trainer.steps_per_epoch)
         model = prune_lib.prune_low_magnitude(trainer.build_model(), schedule,
                                               scope=self.scope, structure=self.structure)
-        callback = ProgressivePruningCallback(log_dir=trainer.pruning_log_dir)
+        callback = ProgressivePruningCallback(log_dir=trainer.pruning_log_dir,
+                                              importance=self._importance(trainer))
         if self.shrink_every:
             model, history = trainer.fit_shrinking(model, [callback], self.shrink_every)
         else:
