@@ -104,8 +104,8 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
     At the start of each training batch it asks each schedule whether the
     masks are due; if so, it recomputes them with a compiled, exact top-k of
     the importance of the weights still active (a pruned weight never
-    returns): their magnitude by default. Layer-scope wrappers are pruned one layer at a time;
-    global-scope wrappers share one threshold.
+    returns): their magnitude by default. Layer-scope wrappers are pruned
+    one layer at a time; global-scope wrappers share one threshold.
 
     The step counter is model state: each wrapper's `pruning_step` variable,
     so a saved and reloaded model (or `BackupAndRestore`) continues the

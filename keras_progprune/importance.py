@@ -130,6 +130,16 @@ def check_batches(batches, allow_none=True):
                      f"Received: batches={batches!r}.")
 
 
+def check_reiterable(data):
+    """Raises unless `data` can be read again (an iterator is read once)."""
+    if iter(data) is data:
+        raise ValueError(
+            "`data` is read again at each mask update, but an iterator or generator "
+            "can be read only once. Pass a list of batches or a tf.data.Dataset (for "
+            f"example `dataset.take(4)`). Received: data of type {type(data).__name__}.")
+    return data
+
+
 class Importance:
     """Base class: scores for the mask updates (see the module docstring)."""
 
@@ -164,7 +174,8 @@ class Activation(Importance):
 
     Args:
         data: a `tf.data.Dataset` or an iterable of `(x, y)` batches (or of
-            `x` alone); labels are not used. Read again at each update.
+            `x` alone); labels are not used. Read again at each update, so
+            it must be re-iterable (a list, a dataset: not a generator).
         batches: how many batches to read per update. Defaults to 4.
     """
 
@@ -174,7 +185,7 @@ class Activation(Importance):
                 "Activation importance ranks channels by their activations over "
                 "calibration batches: pass `data` (a tf.data.Dataset or a list of "
                 "(x, y) batches). Received: data=None.")
-        self.data = data
+        self.data = check_reiterable(data)
         self.batches = check_batches(batches)
 
     def weight_scores(self, model, weights):
@@ -203,7 +214,8 @@ class Taylor(Importance):
     channel group's score is the mean over its weights.
 
     Args:
-        data: a `tf.data.Dataset` or an iterable of `(x, y)` batches.
+        data: a `tf.data.Dataset` or an iterable of `(x, y)` batches, read
+            again at each update (re-iterable: not a generator).
         loss: a Keras loss, its name, or a function `(y_true, y_pred)`.
         batches: how many batches per update. Defaults to 1.
     """
@@ -214,7 +226,7 @@ class Taylor(Importance):
                 "Taylor importance needs gradients of the loss: pass `data` (a "
                 "tf.data.Dataset or a list of (x, y) batches) and `loss` (a Keras loss "
                 f"or its name). Received: data={data!r}, loss={loss!r}.")
-        self.data = data
+        self.data = check_reiterable(data)
         self.loss = keras.losses.get(loss) if isinstance(loss, str) else loss
         self.batches = check_batches(batches, allow_none=False)
 

@@ -139,6 +139,12 @@ def test_importance_errors_name_the_fix():
     with pytest.raises(ValueError, match=r"`batches` must be a positive int. "
                                          r"Received: batches=None"):
         kp.importance.Taylor([], "mse", batches=None)
+    with pytest.raises(ValueError, match=r"an iterator or generator can be read only "
+                                         r"once\. Pass a list of batches .* Received: data "
+                                         r"of type generator"):
+        kp.importance.Activation(b for b in [(np.ones((2, 4)), None)])
+    with pytest.raises(ValueError, match=r"read only once"):
+        kp.importance.Taylor(iter([]), "mse")
     with pytest.raises(ValueError, match=r"Taylor importance needs gradients .* "
                                          r"Received: data=\[\], loss=None"):
         kp.importance.Taylor([], None)
