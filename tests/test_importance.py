@@ -173,3 +173,27 @@ def test_callback_config_round_trip_with_magnitude():
     assert repr(importance_lib.get(None)) == "Magnitude()"
     assert repr(kp.importance.Activation([], batches=2)) == "Activation(batches=2)"
     assert repr(kp.importance.Taylor([], "mse")) == "Taylor(batches=1)"
+
+
+class _Short(importance_lib.Importance):
+    """Per-weight scores, one tensor short."""
+
+    def weight_scores(self, model, weights):
+        return [keras.ops.abs(w) for w in weights][1:]
+
+
+def test_per_weight_scores_must_match_the_weights_and_layer_rules_say_what_is_missing():
+    pruned = kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.5, 0, frequency=1))
+    with pytest.raises(ValueError, match=r"_Short\(\)\.weight_scores must return one tensor "
+                                         r"per weight it is given: 3 expected\. Received 2"):
+        _update_once(pruned, _Short())
+
+    class WidthOnly(kp.LayerRule):
+        def width_groups(self, layer):
+            return []
+
+    assert WidthOnly().has_width() and not kp.LayerRule().has_width()
+    with pytest.raises(NotImplementedError, match=r"WidthOnly names width groups but has no "
+                                                  r"`resize`: implement `resize\(layer, "
+                                                  r"kept\)`"):
+        WidthOnly().resize(None, {})
