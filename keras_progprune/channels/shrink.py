@@ -51,8 +51,9 @@ def constant_channels(graph):
         if kind is None or kind.name == kinds.UNKNOWN or any(v is None for v in ins):
             result = np.full(width, np.nan)
         elif kind.name == kinds.PASS and not walk.is_layer(node.operation):
-            # An operation with constants (`x * 2.0`): only zeros are followed.
-            result = np.where((ins[0] == 0) & (kind.zero_reason is None), 0.0, np.nan)
+            # An operation node (`relu(x)`, or `x * 2.0` whose kind the
+            # grouping read from its constants): only zeros are followed.
+            result = kinds.OperationRule(kind.zero_reason).constants(layer, ins, width)
         else:
             result = kinds.rule_of(layer).constants(layer, ins, width)
         for tensor in node.outputs:
