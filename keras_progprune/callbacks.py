@@ -17,8 +17,7 @@ _GROUPS = weakref.WeakKeyDictionary()
 
 
 def _wrappers_key(wrappers, importance):
-    magnitude = importance is None or isinstance(importance, importance_lib.Magnitude)
-    return (None if magnitude else id(importance),) + tuple(
+    return (None if importance_lib.is_magnitude(importance) else id(importance),) + tuple(
         (id(w), tuple(id(m) for m in w.masks), repr(w.pruning_schedule), w.scope,
          repr(w.structure)) for w in wrappers)
 
@@ -330,7 +329,7 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
             self._writer = None
 
     def get_config(self):
-        if not isinstance(self.importance, importance_lib.Magnitude):
+        if not importance_lib.is_magnitude(self.importance):
             raise ValueError(
                 f"A ProgressivePruningCallback with importance={self.importance!r} can't "
                 "be serialized: the importance holds its data. Make a new callback "

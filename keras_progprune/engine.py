@@ -84,13 +84,12 @@ class MaskUpdater:
     def wants_weight_scores(self):
         """Whether its importance gives scores per weight (not magnitude,
         which the compiled update computes itself)."""
-        return not (self.importance is None
-                    or isinstance(self.importance, importance_lib.Magnitude))
+        return not importance_lib.is_magnitude(self.importance)
 
     def importance_scores(self, model):
         """`self.importance.weight_scores(model, self.weights)`, or None for
         the magnitude computed inside the compiled update."""
-        if self.importance is None or isinstance(self.importance, importance_lib.Magnitude):
+        if importance_lib.is_magnitude(self.importance):
             return None
         return self.importance.weight_scores(model, self.weights)
 

@@ -244,6 +244,12 @@ class Taylor(Importance):
         return f"Taylor(batches={self.batches})"
 
 
+def is_magnitude(importance):
+    """Whether `importance` (None counts) is the default magnitude, which
+    each updater computes inside its compiled step."""
+    return importance is None or isinstance(importance, Magnitude)
+
+
 def get(identifier):
     """An `Importance` from None, `"magnitude"` or an `Importance`.
 

@@ -515,11 +515,6 @@ def channel_weights(layer):
     return rule_of(layer).channel_weights(layer)
 
 
-def carries_channels(layer):
-    """Whether `layer` has weights a channel mask can zero (by its rule)."""
-    return rule_of(layer).carries_channels
-
-
 def channel_layer_names():
     """The registered classes whose weights channel masks cover, by name."""
     return sorted({cls.__name__ for cls, rule in rules.registered().items()

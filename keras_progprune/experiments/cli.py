@@ -48,7 +48,7 @@ flags.DEFINE_string("structure", _DEFAULTS.structure,
 flags.DEFINE_integer("shrink_every", _DEFAULTS.shrink_every,
                      "With --structure=channel: shrink the model between phases of this "
                      "many epochs, so training gets faster as it prunes; 0 = off.")
-flags.DEFINE_enum("importance", _DEFAULTS.importance, ["magnitude", "activation", "taylor"],
+flags.DEFINE_enum("importance", _DEFAULTS.importance, list(methods.Progressive.IMPORTANCES),
                   "Progressive: what ranks the masks at each update. magnitude (default); "
                   "activation: mean |activation| per channel over --calibration_batches "
                   "training batches (needs --structure=channel); taylor: |w * dL/dw| over "

@@ -77,7 +77,7 @@ class Config:
 
 LR_SCHEDULES = ("auto", "constant", "cosine", "hold_cosine", "step")
 WIDTH_RECOVERIES = ("distill", "finetune", "none")
-IMPORTANCES = ("magnitude", "activation", "taylor")
+IMPORTANCES = methods_lib.Progressive.IMPORTANCES
 
 
 def lr_schedule_of(config):

@@ -40,6 +40,8 @@ class Progressive(PruningMethod):
 
     name = "progressive"
     default_scope = "global"
+    # What `importance` may name (the training script's `--importance`).
+    IMPORTANCES = ("magnitude", "activation", "taylor")
 
     def __init__(self, target_sparsity, scope=None, schedule="polynomial",
                  prune_start=0, prune_end=None, frequency=100, structure="unstructured",
@@ -52,7 +54,7 @@ class Progressive(PruningMethod):
         self.frequency = int(frequency)
         self.structure = structure
         self.shrink_every = int(shrink_every)
-        if importance not in ("magnitude", "activation", "taylor"):
+        if importance not in self.IMPORTANCES:
             raise ValueError("`importance` must be 'magnitude', 'activation' or 'taylor'. "
                              f"Received: importance={importance!r}.")
         self.importance = importance
