@@ -109,7 +109,8 @@ class PruningGroup(MaskUpdater):
         model: the model the wrappers are in (for `importance`).
     """
 
-    def __init__(self, wrappers, schedule, name, importance=None, model=None):
+    def __init__(self, wrappers, schedule, name, importance=None, model=None,
+                 one_pool=False):
         self.wrappers = list(wrappers)
         self.schedule = schedule
         self.structure = self.wrappers[0].structure
@@ -120,14 +121,26 @@ class PruningGroup(MaskUpdater):
         self.masks = [m for wr in self.wrappers for m in wr.masks]
         self.size = int(sum(np.prod(w.shape) for w in self.weights))
         self.kept = int(sum(np.sum(m.numpy() != 0) for m in self.masks))
+        # Which weights share one ranking. A layer's kernels are ranked each
+        # on its own (tfmot's choice): in one pool, a small kernel whose
+        # weights start smaller (SeparableConv's depthwise, a custom layer's
+        # second Dense) is emptied first. Global scope ranks all together,
+        # with a floor per kernel (`thresholds.floor_counts`).
+        self.one_pool = bool(one_pool)
+        indices = list(range(len(self.weights)))
+        self.pools = [indices] if self.one_pool else [[i] for i in indices]
+        self.sizes = [int(np.prod(w.shape)) for w in self.weights]
         self._compiled = backend.compile(self._select, static=("intersect",))
 
-    def _select(self, weights, masks, scores, count, intersect):
+    def _select(self, weights, masks, scores, counts, floors, intersect):
         """The pure update: `(new masks, kept, finite, weights or None)`.
 
-        Without `intersect` a weight pruned before may come back; its stored
-        value (which the forward pass ignored while it was pruned) is then
-        reset to 0, so it returns as a weight pruned to zero would.
+        `counts` holds one kept count per pool (None when the structure
+        fixes it, as N:M does); `floors`, for a global pool of several
+        weights, how many entries each keeps at least. Without `intersect`
+        a weight pruned before may come back; its stored value (which the
+        forward pass ignored while it was pruned) is then reset to 0, so it
+        returns as a weight pruned to zero would.
         """
         active = [ops.not_equal(m, 0) for m in masks]
         magnitude = scores is None
@@ -138,8 +151,20 @@ class PruningGroup(MaskUpdater):
         # Every weight, pruned ones too: a non-finite stored value would
         # reach the output through `weight * mask` (NaN * 0 is NaN).
         finite = thresholds.all_finite(weights if magnitude else scores)
-        chosen = self.structure.select_count(scores, count, active if intersect else None,
-                                             nonnegative=magnitude)
+        bound = active if intersect else None
+        if counts is None:
+            chosen = self.structure.select_count(scores, None, bound, nonnegative=magnitude)
+        else:
+            if floors is not None:
+                scores = self._with_floors(scores, floors, bound, magnitude)
+            chosen = [None] * len(scores)
+            for j, pool in enumerate(self.pools):
+                picked = self.structure.select_count(
+                    [scores[i] for i in pool], counts[j],
+                    None if bound is None else [bound[i] for i in pool],
+                    nonnegative=magnitude)
+                for i, c in zip(pool, picked):
+                    chosen[i] = c
         if intersect:
             chosen = [ops.logical_and(c, a) for c, a in zip(chosen, active)]
         new_masks = [ops.cast(c, m.dtype) for c, m in zip(chosen, masks)]
@@ -148,6 +173,22 @@ class PruningGroup(MaskUpdater):
             ops.where(ops.logical_and(c, ops.logical_not(a)), ops.zeros_like(w), w)
             for c, a, w in zip(chosen, active, weights)]
         return new_masks, kept, finite, revived
+
+    def _with_floors(self, scores, floors, active, nonnegative):
+        """`scores` with each weight's `floors[i]` best (active) entries
+        raised above every other score, so that the global ranking keeps
+        them first."""
+        top = float(np.finfo("float32").max)
+        out = []
+        for i, s in enumerate(scores):
+            protect = self.structure.select_count(
+                [s], ops.maximum(floors[i], 1), None if active is None else [active[i]],
+                nonnegative=nonnegative)[0]
+            if active is not None:
+                protect = ops.logical_and(protect, active[i])
+            protect = ops.logical_and(protect, floors[i] > 0)
+            out.append(ops.where(protect, ops.full_like(s, top), s))
+        return out
 
     def update(self, sparsity, scores=None, intersect=True):
         """Recomputes the masks at `sparsity`.
@@ -174,11 +215,18 @@ class PruningGroup(MaskUpdater):
             scores = self.importance_scores(self.model)
         if scores is not None:
             scores = [ops.cast(ops.convert_to_tensor(s), "float32") for s in scores]
-        count = self.structure.count(self.size, float(sparsity))
+        counts = [self.structure.count(sum(self.sizes[i] for i in pool), float(sparsity))
+                  for pool in self.pools]
+        floors = None
+        if counts[0] is None:
+            counts = None
+        elif self.one_pool and len(self.weights) > 1:
+            floors = ops.convert_to_tensor(
+                thresholds.floor_counts(self.sizes, counts[0]), "int32")
         new_masks, kept, finite, revived = self._compiled(
             _values(self.weights), _values(self.masks), scores,
-            ops.convert_to_tensor(0 if count is None else count, "int32"),
-            intersect=intersect)
+            None if counts is None else ops.convert_to_tensor(counts, "int32"),
+            floors, intersect=intersect)
         if not bool(ops.convert_to_numpy(finite)):
             bad = sorted(
                 {
@@ -264,7 +312,7 @@ def scope_groups(wrappers, model=None, importance=None):
                     "Pass one `structure` to `prune_low_magnitude(..., "
                     "scope='global')`, or use scope='layer'.")
         groups.append(PruningGroup(global_wrappers, global_wrappers[0].pruning_schedule,
-                                   "global scope", importance, model))
+                                   "global scope", importance, model, one_pool=True))
     return groups
 
 

@@ -58,7 +58,7 @@ def _converter_options(sparse, quantize):
 
 
 def export_litert(model, path, *, sparse=True, quantize=None, optimize_for="latency",
-                  sparse_blocks=None):
+                  sparse_blocks=None, custom_objects=None):
     """Strips the pruning wrappers and writes a `.tflite` file.
 
     Goes through Keras's own `model.export(path, format="litert")`, which
@@ -95,6 +95,10 @@ def export_litert(model, path, *, sparse=True, quantize=None, optimize_for="late
             bool to choose the FullyConnected encoding yourself: True keeps
             the converter's 1x4 blocks, False re-encodes them as CSR where
             that is smaller.
+        custom_objects: optional dict `{name: class or function}` of the
+            model's own unregistered classes, for the TensorFlow child
+            process on JAX and PyTorch (see `export_saved_model`). Defaults
+            to None.
 
     Returns:
         `path`, as a string.
@@ -104,7 +108,9 @@ def export_litert(model, path, *, sparse=True, quantize=None, optimize_for="late
             doesn't exist or can't be written, an unknown `quantize` or
             `optimize_for`, `sparse=True` with `quantize="float16"`, or a
             model quantized with Keras's `quantize(...)` (the converter
-            can't take its int8 layers; quantize here instead).
+            can't take its int8 layers; quantize here instead); on JAX and
+            PyTorch, for a class of the user's that is neither registered
+            nor in `custom_objects`.
 
     Note:
         XNNPACK's sparse kernels are disabled on x86 CPUs with AVX, so on
@@ -165,7 +171,8 @@ def export_litert(model, path, *, sparse=True, quantize=None, optimize_for="late
         # The converter is TensorFlow's: export from a TensorFlow process.
         from keras_progprune import tensorflow_export  # noqa: PLC0415
 
-        return tensorflow_export.run(plain, "litert", path, sparse=sparse, quantize=quantize,
+        return tensorflow_export.run(plain, "litert", path, custom_objects, sparse=sparse,
+                                     quantize=quantize,
                                      optimize_for=optimize_for, sparse_blocks=sparse_blocks)
     fd, tmp = tempfile.mkstemp(suffix=".tflite", prefix=".export-", dir=folder)
     os.close(fd)

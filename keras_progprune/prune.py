@@ -158,19 +158,15 @@ def _refused_layers(model, exclude):
 
 
 def _prune_model(model, wrap, chosen):
-    def clone_layer(layer):
-        if isinstance(layer, keras.Model):
-            if not walk.is_graph_model(layer):
-                _refuse_subclassed(layer)
-            return _prune_model(layer, wrap, chosen)
-        _check_not_wrapped(layer)
-        if chosen(layer):
-            return wrap(surgery.fresh(layer))
-        return surgery.fresh(layer)
+    """`model` copied the Keras way (`surgery.keras_copy`: adapted state,
+    vocabularies and sharing kept), with each chosen layer's copy wrapped."""
 
-    clone, pairs = surgery.clone(model, clone_layer)
-    surgery.copy_weights(pairs, lambda old, new: (
-        new.layer if isinstance(new, PruningWrapper) else new, old.get_weights()))
+    def clone_layer(layer, copied):
+        if isinstance(layer, keras.Model):  # a nested subclassed model
+            _refuse_subclassed(layer)
+        return wrap(copied) if chosen(layer) else copied
+
+    clone, _ = surgery.clone(model, clone_layer)
     return clone
 
 
@@ -189,6 +185,36 @@ def stripped_weights(wrapper):
     return values
 
 
+def _holds_wrappers(layer):
+    return any(isinstance(sub, PruningWrapper) for sub in walk.sublayers(layer))
+
+
+def _subclassed_strip_error(model):
+    """The refusal for a subclassed model (a VAE, a GAN, a distiller: a
+    custom `train_step` around graph models), with the lines that strip
+    what it holds."""
+    kind, name = type(model).__name__, model.name
+    parts = [attr for attr, value in vars(model).items()
+             if isinstance(value, keras.Model) and walk.is_graph_model(value)
+             and _holds_wrappers(value)]
+    loose = [w.layer.name for w in walk.sublayers(model) if isinstance(w, PruningWrapper)
+             and not any(w is sub for attr in parts
+                         for sub in walk.sublayers(getattr(model, attr)))]
+    head = (f"`strip_pruning` can't rebuild the subclassed model {name!r} (class {kind}): "
+            "its own Python code makes it, and its constructor's arguments are "
+            "unknown here.")
+    if parts and not loose:
+        lines = "; ".join(f"`{attr} = kp.strip_pruning(model.{attr})`" for attr in parts)
+        return ValueError(
+            f"{head} Its pruned parts are Sequential or Functional models, which strip "
+            f"on their own: {lines}. Then build a {kind} from the stripped parts, or save "
+            "and serve them directly.")
+    return ValueError(
+        f"{head} Wrappers sit directly in it (layers {loose}): build the same model "
+        "with plain layers, and copy each wrapped layer's weights from "
+        "`kp.strip_pruning(wrapper).get_weights()`.")
+
+
 def strip_pruning(model):
     """Removes every `PruningWrapper`, returning plain Keras layers.
 
@@ -203,8 +229,9 @@ def strip_pruning(model):
         A new model (or layer) without wrappers. The input is not modified.
 
     Raises:
-        ValueError: for a subclassed model (it can't be cloned; its
-            wrappers stay).
+        ValueError: for a subclassed model (a model with its own
+            `train_step` around graph models: its code can't be rebuilt
+            from outside). The message lists the parts to strip one by one.
 
     Examples:
         >>> import keras, keras_progprune as kp
@@ -219,23 +246,19 @@ def strip_pruning(model):
         if model.built:
             layer.set_weights(stripped_weights(model))
         return layer
-    if not isinstance(model, keras.Model) or not walk.is_graph_model(model):
+    if isinstance(model, keras.Model) and not walk.is_graph_model(model):
+        raise _subclassed_strip_error(model)
+    if not isinstance(model, keras.Model):
         raise ValueError(
             "`strip_pruning` takes a Sequential or Functional model or a "
-            f"PruningWrapper. Received: model={model!r}. For a subclassed "
-            "model, build the same architecture without wrappers and copy "
-            "the weights."
+            f"PruningWrapper. Received: model={model!r} of type "
+            f"{type(model).__name__}."
         )
 
-    def clone_layer(layer):
-        if isinstance(layer, keras.Model):
-            return strip_pruning(layer)
-        if isinstance(layer, PruningWrapper):
-            layer.check_not_quantized()
-            return surgery.fresh(layer.layer)
-        return surgery.fresh(layer)
+    def clone_layer(layer, copied):
+        if isinstance(copied, PruningWrapper):
+            return copied.unwrap()
+        return copied
 
-    clone, pairs = surgery.clone(model, clone_layer)
-    surgery.copy_weights(pairs, lambda old, new: (new, stripped_weights(old) if isinstance(
-        old, PruningWrapper) else old.get_weights()))
+    clone, _ = surgery.clone(model, clone_layer)
     return clone

@@ -140,7 +140,8 @@ def shrink_in_training(model):
     removed, cuts, overrides, new_weights = _slices(model)
     if removed == 0:
         return model, 0
-    clone, pairs = surgery.rebuilt(model, overrides)
+    changed = {k for k, o in overrides.items() if o} | set(new_weights)
+    clone, pairs = surgery.rebuilt(model, overrides, changed)
 
     def values_of(old, new):
         old_layer = old.layer if isinstance(old, PruningWrapper) else old

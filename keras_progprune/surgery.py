@@ -7,6 +7,8 @@ weights with `copy_weights`.
 """
 
 import inspect
+import os
+import tempfile
 
 import keras
 import numpy as np
@@ -87,26 +89,115 @@ def call_accepting(layer, *args, **kwargs):
     return layer(*args, **kwargs)
 
 
-def clone(model, clone_function):
-    """Clones a Sequential/Functional model with `clone_function(layer)`
-    making each new layer.
+def _custom_objects(model):
+    """The classes of the layers in `model` that come from outside Keras,
+    under the name a saved config gives each (its registered name), so that
+    a copy loads even when a class was defined in a script or a function.
+    Keras's own classes are left to Keras: a plain class name such as
+    'Add' also names an operation node (`x + y`)."""
+    objects = {}
+    for layer in [model, *walk.sublayers(model)]:
+        cls = type(layer)
+        if not cls.__module__.startswith("keras."):
+            objects.setdefault(keras.saving.get_registered_name(cls), cls)
+    return objects
+
+
+def keras_copy(model):
+    """A deep copy of a graph model made by Keras's own save and load.
+
+    Rebuilding each layer from `get_config()` and then `set_weights()`
+    copies variables only: an adapted `Normalization` loses its finalized
+    statistics, a `StringLookup` or `TextVectorization` its vocabulary, a
+    custom layer without `build()` its sublayers' weights, and a layer
+    shared between nested models its sharing. Keras's `.keras` route keeps
+    every one of them (each layer's `save_own_variables`,
+    `load_own_variables` and assets run, and the graph is called again to
+    build what `build()` doesn't), so the copy computes exactly what
+    `model` computes. It is written unzipped to a temporary directory and
+    read back without compiling; `model` is not changed.
 
     Returns:
-        `(clone, pairs)`: the new model and `{id(old layer): (old, new)}`.
+        `(copy, original_of)`: the copy and a dict from `id(copied layer)`
+        to the layer of `model` it copies (nested layers included).
+
+    Raises:
+        ValueError: if Keras can't save or load `model`; the message names
+            the cause and the fix.
     """
-    pairs = {}
+    with tempfile.TemporaryDirectory(prefix="keras_progprune_copy_") as directory:
+        path = os.path.join(directory, "model")
+        try:
+            keras.saving.save_model(model, path, zipped=False)
+            copy = keras.saving.load_model(path, custom_objects=_custom_objects(model),
+                                           compile=False, safe_mode=False)
+        except Exception as e:  # Keras raises many types here; all get one fix
+            raise ValueError(
+                f"Can't copy model {model.name!r}: Keras's own save and load of it "
+                f"failed ({type(e).__name__}: {e}). The copy keeps what a rebuild "
+                "from config would lose (adapted statistics, vocabularies, shared "
+                "layers), so it needs the model to save and load: give every custom "
+                "layer a `get_config()` that returns its constructor's arguments, "
+                "and register custom functions with "
+                "`@keras.saving.register_keras_serializable()`.") from e
+    originals = [model, *walk.sublayers(model)]
+    copies = [copy, *walk.sublayers(copy)]
+    if len(originals) != len(copies) or any(
+            type(a) is not type(b) for a, b in zip(originals, copies)):
+        raise ValueError(
+            f"Model {model.name!r} reloads with other layers than it holds "
+            f"({len(originals)} layers before, {len(copies)} after a Keras save and "
+            "load), so it can't be copied layer for layer. Check that each custom "
+            "layer's `get_config()` returns the arguments that rebuild the same "
+            "sublayers.")
+    for a, b in zip(originals, copies):
+        # Sublayers a custom layer makes without a name are numbered anew when
+        # it is loaded ('dense_40' for 'dense_12'); the copy keeps the user's
+        # names, so that errors and reports name the user's layers.
+        b.name = a.name
+    return copy, {id(b): a for a, b in zip(originals, copies)}
 
-    def record(layer):
-        if not walk.is_layer(layer):
-            return layer  # an operation node (`x + y`, keras.ops): stateless
-        new = clone_function(layer)
-        pairs[id(layer)] = (layer, new)
-        return new
 
-    # Sequential models list their layers instead of calling them.
-    call_function = None if isinstance(model, keras.Sequential) else call_accepting
-    copy = keras.models.clone_model(model, clone_function=record, call_function=call_function)
-    return copy, pairs
+def clone(model, clone_function):
+    """Clones a Sequential/Functional model, nested graph models included,
+    from a `keras_copy` of it.
+
+    `clone_function(original, copied)` is called once per layer (a layer
+    called at several sites is one layer, so it stays one, shared), with
+    the user's layer and its copy, and returns the layer to put in its
+    place: the copy itself (a copy keeps all its state), a wrapper around
+    it, or a new layer. Nested Sequential and Functional models are cloned
+    the same way, recursively; a nested subclassed model is handed to
+    `clone_function`.
+
+    Returns:
+        `(clone, pairs)`: the new model and `{id(original): (original, new)}`
+        for every layer whose new layer is not its copy.
+    """
+    copied, original_of = keras_copy(model)
+    pairs, made = {}, {}
+
+    def rebuild(graph):
+        def record(layer):
+            if not walk.is_layer(layer):
+                return layer  # an operation node (`x + y`, keras.ops): stateless
+            if id(layer) not in made:
+                if isinstance(layer, keras.Model) and walk.is_graph_model(layer):
+                    made[id(layer)] = rebuild(layer)
+                else:
+                    original = original_of[id(layer)]
+                    new = clone_function(original, layer)
+                    if new is not layer:
+                        pairs[id(original)] = (original, new)
+                    made[id(layer)] = new
+            return made[id(layer)]
+
+        # Sequential models list their layers instead of calling them.
+        call_function = None if isinstance(graph, keras.Sequential) else call_accepting
+        return keras.models.clone_model(graph, clone_function=record,
+                                        call_function=call_function)
+
+    return rebuild(copied), pairs
 
 
 def copy_weights(pairs, values_of):
@@ -129,17 +220,18 @@ def copy_weights(pairs, values_of):
         target.set_weights([np.asarray(v, w.dtype) for v, w in zip(values, target.weights)])
 
 
-def rebuilt(model, overrides):
-    """`(clone, pairs)`: `model` cloned with each layer made again from its
-    config plus `overrides[id(layer)]` (smaller units, filters, Reshape
-    targets); a `PruningWrapper` stays a wrapper around its smaller layer,
-    with the same settings. Weights are not copied."""
+def rebuilt(model, overrides, changed):
+    """`(clone, pairs)`: `model` cloned with each layer in `changed` (a set
+    of `id(layer)`) made again from its config plus `overrides[id(layer)]`
+    (smaller units, filters, Reshape targets); a `PruningWrapper` stays a
+    wrapper around its smaller layer, with the same settings. Every other
+    layer is a Keras copy of its own (state kept, see `keras_copy`), and
+    `pairs` holds only the remade ones, whose weights are not copied."""
 
-    def clone_layer(layer):
-        if isinstance(layer, keras.Model):
-            copy = keras.models.clone_model(layer)
-            copy.set_weights(layer.get_weights())
-            return copy
+    def clone_layer(layer, copied):
+        inner = layer.layer if isinstance(layer, PruningWrapper) else layer
+        if id(inner) not in changed and id(layer) not in changed:
+            return copied
         if isinstance(layer, PruningWrapper):
             inner = from_config(layer.layer, overrides.get(id(layer.layer), {}))
             build_config = layer.layer.get_build_config() if layer.layer.built else None

@@ -42,6 +42,41 @@ def keep_count(num_weights, sparsity):
     return max(1, int(round(float(num_weights) * (1.0 - float(sparsity)))))
 
 
+# Global scope: each weight keeps at least this fraction of the share it
+# would have at the model's overall density (see `floor_counts`).
+GLOBAL_FLOOR = 0.1
+
+
+def floor_counts(sizes, count, fraction=GLOBAL_FLOOR):
+    """How many entries each weight keeps at least when `count` are kept
+    across all of them (global scope), so that no kernel is emptied (layer
+    collapse).
+
+    Each weight of `n` entries keeps at least `ceil(fraction * n * count /
+    total)`, and at least 1: a tenth of its share at the overall density by
+    default. At 98% global sparsity a kernel keeps at least 0.2% of its
+    weights. When `count` can't cover the floors, each weight keeps 1 (or,
+    with fewer kept entries than weights, no floor applies).
+
+    Args:
+        sizes: list of ints, the entries of each weight.
+        count: int, the entries kept across all of them.
+        fraction: float in [0, 1]. Defaults to `GLOBAL_FLOOR`.
+
+    Returns:
+        A list of ints, one per weight, summing to at most `count`.
+
+    Examples:
+        >>> floor_counts([1000, 10], count=101)
+        [10, 1]
+    """
+    total = sum(sizes)
+    floors = [min(n, max(1, math.ceil(fraction * n * count / total))) for n in sizes]
+    if sum(floors) > count:
+        floors = [min(n, 1) for n in sizes] if len(sizes) <= count else [0] * len(sizes)
+    return floors
+
+
 def ordered_keys(scores, active=None, nonnegative=False):
     """Maps float scores to int32 keys with the same order.
 

@@ -43,6 +43,28 @@ def is_graph_model(model):
         isinstance(model, keras.Model) and isinstance(model, keras.Function))
 
 
+def builds_in_call(layer):
+    """Whether `layer`'s class has no `build()` of its own, so that the
+    sublayers it made in `__init__` get their weights only when it is
+    first called (keras-io's custom layers are written this way)."""
+    # Keras marks its base `Layer.build` with `_is_default` (its
+    # `utils.python_utils.default` decorator) to detect overrides; read here
+    # only, with the attributes above.
+    return bool(getattr(type(layer).build, "_is_default", False))
+
+
+def trace_call(layer, input_shape):
+    """Builds what `layer.call` creates on its first call, by running it on
+    symbolic tensors of `input_shape` (a shape, or a list of shapes for a
+    layer of several inputs). Nothing is computed and no graph node is
+    added: the layer's `compute_output_spec` traces `call`."""
+    shapes = input_shape
+    several = isinstance(shapes, (list, tuple)) and shapes and isinstance(
+        shapes[0], (list, tuple))
+    specs = [keras.KerasTensor(tuple(s)) for s in (shapes if several else [shapes])]
+    layer.compute_output_spec(specs if several else specs[0])
+
+
 def is_layer(node):
     """False for operation nodes of a Functional graph (`x + y`, `keras.ops`)."""
     return isinstance(node, keras.layers.Layer)

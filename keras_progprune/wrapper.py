@@ -176,11 +176,20 @@ class PruningWrapper(keras.layers.Wrapper):
                     "`layer.build(query_shape, value_shape)`, or wrap a built layer."
                 ) from e
         weights = self.structure.prunable_weights(self.layer)
+        if not weights and input_shape is not None and walk.builds_in_call(self.layer) \
+                and any(not sub.built for sub in walk.sublayers(self.layer)):
+            # A custom layer without `build()` (its sublayers made in
+            # `__init__`) is "built" by Keras's default build with its
+            # sublayers still empty; they get their weights when it is called.
+            walk.trace_call(self.layer, input_shape)
+            weights = self.structure.prunable_weights(self.layer)
         if not weights:
             raise ValueError(
-                f"Layer {self.layer.name!r} has no prunable weights after "
-                "build; nothing to prune. Leave it unwrapped, or return its "
-                "weight variables from `get_prunable_weights()`."
+                f"Layer {self.layer.name!r} of type {type(self.layer).__name__} has "
+                "no prunable weights after build; nothing to prune. Leave it "
+                "unwrapped (`exclude`), or give its class a `build()` that builds "
+                "its sublayers, or return its weight variables from "
+                "`get_prunable_weights()`."
             )
         misfits = [f"{w.name} ({self.structure.describe_misfit(tuple(w.shape))})"
                    for w in weights if not self.structure.fits(tuple(w.shape))]
@@ -278,6 +287,23 @@ class PruningWrapper(keras.layers.Wrapper):
         """
         for w, keep in zip(self._pruned_weights, self._pruning_masks):
             w.assign(effective(w, keep))
+
+    def unwrap(self):
+        """The wrapped layer with the masks baked into its weights: the
+        stored value of each pruned weight becomes +0.0 and each weight's
+        own regularizer is given back. Changes this wrapper's layer in
+        place, so call it on a copy (`strip_pruning` does).
+
+        Raises:
+            ValueError: if the layer was quantized while wrapped.
+        """
+        self.check_not_quantized()
+        if self.built:
+            self.settle()
+        for w in self._pruned_weights:
+            if isinstance(w.regularizer, _MaskedRegularizer):
+                w.regularizer = w.regularizer.inner
+        return self.layer
 
     def save_own_variables(self, store):
         source = self._step_source

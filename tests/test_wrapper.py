@@ -21,8 +21,8 @@ PRUNABLE = [
     (lambda: L.Conv2DTranspose(2, 3), (1, 5, 5, 2), 1),
     (lambda: L.Conv3DTranspose(2, 3), (1, 5, 5, 5, 2), 1),
     (lambda: L.DepthwiseConv2D(3), (1, 5, 5, 2), 1),
-    (lambda: L.SeparableConv1D(2, 3), (1, 5, 2), 2),
-    (lambda: L.SeparableConv2D(2, 3), (1, 5, 5, 2), 2),
+    (lambda: L.SeparableConv1D(2, 3), (1, 5, 2), 1),  # pointwise only
+    (lambda: L.SeparableConv2D(2, 3), (1, 5, 5, 2), 1),
     (lambda: L.Embedding(10, 3), (2, 4), 1),
 ]
 
@@ -182,5 +182,7 @@ def test_custom_layer_returning_no_weights_is_refused_at_build():
             return []
 
     wrapper = kp.PruningWrapper(Empty(name="empty"))
-    with pytest.raises(ValueError, match=r"Layer 'empty' has no prunable weights after build"):
+    with pytest.raises(ValueError, match=r"Layer 'empty' of type Empty has no prunable "
+                       r"weights after build; nothing to prune\. Leave it unwrapped "
+                       r"\(`exclude`\), or give its class a `build\(\)`"):
         wrapper.build((None, 2))

@@ -6,6 +6,7 @@ select, so a mask update runs on CPU and GPU alike with no host round trip
 about 0.07 s). No `tf.math.bincount`, so no CPU-only or XLA-only kernels.
 """
 
+import functools
 import math
 
 import tensorflow as tf
@@ -18,7 +19,11 @@ INT32_MAX = int(numpy_kernels.INT32_MAX)
 
 def compile(function, static=()):  # noqa: A001
     del static  # tf.function makes one graph per Python value by itself
-    return tf.function(function)
+    # tf.function counts traces per code object, so the first trace of each
+    # group's own `_select` (same method, many groups) read as "retracing"
+    # and printed TensorFlow's warning in a plain `fit`. A partial is keyed
+    # by itself: each compiled update counts only its own traces.
+    return tf.function(functools.partial(function))
 
 
 def _count(condition):

@@ -24,6 +24,7 @@ space keeps at least one channel (its best), so no path is cut, and a
 group pruned once stays pruned.
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -387,30 +388,60 @@ class ChannelGroup(engine.MaskUpdater):
         return self.kept
 
 
+def _graph_parts(model, wrappers):
+    """`[(part, its wrappers)]`: the outermost Sequential or Functional
+    models inside a subclassed `model` (a VAE's encoder and decoder) that
+    hold some of `wrappers`, each with those wrappers."""
+    parts, inside = [], set()
+    for layer in walk.sublayers(model):
+        if id(layer) in inside or not (isinstance(layer, keras.Model)
+                                       and walk.is_graph_model(layer)):
+            continue
+        held = {id(sub) for sub in walk.sublayers(layer)}
+        inside |= held
+        members = [w for w in wrappers if id(w) in held]
+        if members:
+            parts.append((layer, members))
+    return parts
+
+
 def channel_groups(wrappers, model, importance=None):
-    """The one `ChannelGroup` over every channel-structured wrapper of
-    `model` (`structures.Channel.mask_updaters`).
+    """The `ChannelGroup`s of every channel-structured wrapper of `model`
+    (`structures.Channel.mask_updaters`): one over a Sequential or
+    Functional model, or one per graph model inside a subclassed one (the
+    encoder and decoder of a model with its own `train_step`).
 
     Raises:
-        ValueError: without a Sequential or Functional `model`, or if the
-            wrappers don't share one schedule and one scope.
+        ValueError: without a model, if a wrapper sits outside any graph,
+            or if the wrappers of one graph don't share one schedule and one
+            scope.
     """
     if model is None:
         raise ValueError(
             "Channel-structured wrappers are grouped from the model's graph: pass the "
             "model, `build_groups(wrappers, model)`.")
-    if not walk.is_graph_model(model):
-        name = getattr(model, "name", None)
+    if walk.is_graph_model(model):
+        return [_channel_group(model, wrappers, importance)]
+    parts = _graph_parts(model, wrappers)
+    placed = {id(w) for _, members in parts for w in members}
+    outside = [w.layer.name for w in wrappers if id(w) not in placed]
+    if outside:
         raise ValueError(
-            "structure='channel' reads the coupled channels from the model's graph, "
-            f"so it needs a Sequential or Functional model; model {name!r} of type "
-            f"{type(model).__name__} is subclassed. Build the model with the Functional "
-            "API (keras.Input(...) -> layers -> keras.Model), or use "
+            "structure='channel' reads the coupled channels from a model's graph, so "
+            "its wrappers must sit in a Sequential or Functional model; in model "
+            f"{getattr(model, 'name', None)!r} of type {type(model).__name__} (subclassed) "
+            f"the wrappers of layers {outside} are in no such graph. Build that part with "
+            "the Functional API (keras.Input(...) -> layers -> keras.Model) and prune it "
+            "with `prune_low_magnitude(part, structure='channel')`, or use "
             "structure='unstructured' or '2:4', which work in any model.")
+    return [_channel_group(part, members, importance) for part, members in parts]
+
+
+def _channel_group(model, wrappers, importance):
     engine.require_one(wrappers, "pruning_schedule", "pruning schedule",
                        "Pass one `pruning_schedule` to `prune_low_magnitude(..., "
                        "structure='channel')`.")
     engine.require_one(wrappers, "scope", "scope", "Pass one `scope` to "
                        "`prune_low_magnitude(..., structure='channel')`.")
-    return [ChannelGroup(graph_lib.analyze(model), wrappers, wrappers[0].pruning_schedule,
-                         wrappers[0].scope, importance, model)]
+    return ChannelGroup(graph_lib.analyze(model), wrappers, wrappers[0].pruning_schedule,
+                        wrappers[0].scope, importance, model)

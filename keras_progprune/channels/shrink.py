@@ -275,7 +275,8 @@ def shrink(model):
 
 
 def _rebuild(plain, changes):
-    clone, pairs = surgery.rebuilt(plain, {k: o for k, (o, _) in changes.items()})
+    changed = {k for k, (o, w) in changes.items() if o or w is not None}
+    clone, pairs = surgery.rebuilt(plain, {k: o for k, (o, _) in changes.items()}, changed)
 
     def values_of(old, new):
         weights = changes.get(id(old), ({}, None))[1]
