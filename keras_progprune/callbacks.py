@@ -8,6 +8,7 @@ import numpy as np
 from keras_progprune import backend
 from keras_progprune import engine
 from keras_progprune import importance as importance_lib
+from keras_progprune import walk
 from keras_progprune.wrapper import training_without_callback_error
 
 # Mask groups (and their compiled updates) per model, reused by every later
@@ -205,6 +206,12 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
             )
         for wrapper in self._wrappers:
             wrapper.check_not_quantized()
+        if not walk.is_graph_model(model):  # before the first step builds anything
+            by_structure = {}
+            for wrapper in self._wrappers:
+                by_structure.setdefault(type(wrapper.structure), []).append(wrapper)
+            for members in by_structure.values():
+                members[0].structure.check_model(model, members)
         for wrapper in self._wrappers:
             # Allows training; a save in mid-epoch asks us for the step.
             wrapper.arm(step_source=self)

@@ -194,7 +194,7 @@ def _subclassed_strip_error(model):
     custom `train_step` around graph models), with the lines that strip
     what it holds."""
     kind, name = type(model).__name__, model.name
-    parts = [attr for attr, value in vars(model).items()
+    parts = [attr for attr, value in walk.attributes(model).items()
              if isinstance(value, keras.Model) and walk.is_graph_model(value)
              and _holds_wrappers(value)]
     loose = [w.layer.name for w in walk.sublayers(model) if isinstance(w, PruningWrapper)
@@ -254,6 +254,10 @@ def strip_pruning(model):
             f"PruningWrapper. Received: model={model!r} of type "
             f"{type(model).__name__}."
         )
+
+    for wrapper in walk.sublayers(model):
+        if isinstance(wrapper, PruningWrapper):
+            wrapper.check_not_quantized()  # before a copy: its masks no longer apply
 
     def clone_layer(layer, copied):
         if isinstance(copied, PruningWrapper):

@@ -73,6 +73,10 @@ class Structure(ConfigValue):
 
         return engine.scope_groups(wrappers, model, importance)
 
+    def check_model(self, model, wrappers):
+        """Raises before training when `wrappers` (all with this structure)
+        can't be updated inside `model`; by default any model will do."""
+
     def initial_size(self, layer):
         """What a wrapper records of `layer` when it is built, for the
         updaters to read after a shrink (`PruningWrapper.initial_channels`),
@@ -192,6 +196,13 @@ class Channel(Structure):
         from keras_progprune.channels import engine as channel_engine  # noqa: PLC0415
 
         return channel_engine.channel_groups(wrappers, model, importance)
+
+    def check_model(self, model, wrappers):
+        """The wrappers must sit in a Sequential or Functional graph: the
+        model itself, or a graph model inside a subclassed one."""
+        from keras_progprune.channels import engine as channel_engine  # noqa: PLC0415
+
+        channel_engine.check_placement(model, wrappers)
 
     def initial_size(self, layer):
         """Its output channels, or for a layer with width groups inside,

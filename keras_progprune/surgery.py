@@ -7,8 +7,10 @@ weights with `copy_weights`.
 """
 
 import inspect
+import json
 import os
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -54,15 +56,38 @@ def from_config(layer, overrides=None):
         if not dropped:
             raise
         new = cls.from_config({k: v for k, v in config.items() if k not in dropped})
-    own = cls.get_config(new)  # what the class itself would save
-    dropped = unaccepted_keys(cls, own)
-    if dropped:
+    tolerate(new)
+    return new
+
+
+def tolerate(layer, checked=None):
+    """Makes `layer.get_config()` leave out the keys its class writes but
+    its constructor refuses (see `from_config`), so that it saves and
+    reloads; the class is not touched.
+
+    Args:
+        layer: a layer.
+        checked: optional dict caching, per class and keys, whether the
+            class's config reloads (testing it builds a layer).
+    """
+    cls = type(layer)
+    try:
+        own = cls.get_config(layer)  # what the class itself would save
+    except NotImplementedError:  # no config of its own: nothing to cut
+        return
+    dropped = tuple(unaccepted_keys(cls, own))
+    if not dropped:
+        return
+    checked = {} if checked is None else checked
+    if (cls, dropped) not in checked:
         try:
             cls.from_config(own)
+            checked[cls, dropped] = True
         except (TypeError, ValueError):
-            new.get_config = lambda: {k: v for k, v in cls.get_config(new).items()
-                                      if k not in dropped}
-    return new
+            checked[cls, dropped] = False
+    if not checked[cls, dropped]:
+        layer.get_config = lambda: {k: v for k, v in cls.get_config(layer).items()
+                                    if k not in dropped}
 
 
 def fresh(layer):
@@ -103,6 +128,50 @@ def _custom_objects(model):
     return objects
 
 
+def _drop_refused_keys(config_path, objects):
+    """Rewrites a saved `config.json` without the keys that a class of
+    `objects` writes in `get_config()` but its `from_config` refuses, the
+    bug `from_config` above tolerates (keras-hub 0.32's `ViTPatchingAndEmbedding`
+    writes `num_patches` and `num_positions`): Keras's own load of such a
+    model fails."""
+    with open(config_path) as f:
+        config = json.load(f)
+    classes = {(c.__module__, c.__name__): c for c in objects.values()}
+
+    def visit(node):
+        if isinstance(node, dict):
+            cls = classes.get((node.get("module"), node.get("class_name"))) if isinstance(
+                node.get("config"), dict) else None
+            dropped = unaccepted_keys(cls, node["config"]) if cls is not None else ()
+            if dropped:
+                try:
+                    cls.from_config(dict(node["config"]))
+                except (TypeError, ValueError):  # as `from_config` above
+                    for key in dropped:
+                        node["config"].pop(key)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(config)
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+
+
+def _load(path, objects):
+    with warnings.catch_warnings():
+        # Loading calls a custom layer's default `build()` before the graph
+        # call that builds its sublayers, and Keras warns that it "does not
+        # have a `build()` method"; the user's own `load_model` would say
+        # the same. The copy is complete (the graph call built it), so the
+        # warning says nothing here.
+        warnings.filterwarnings("ignore", message=r"`build\(\)` was called on layer")
+        return keras.saving.load_model(path, custom_objects=objects, compile=False,
+                                       safe_mode=False)
+
+
 def keras_copy(model):
     """A deep copy of a graph model made by Keras's own save and load.
 
@@ -127,10 +196,15 @@ def keras_copy(model):
     """
     with tempfile.TemporaryDirectory(prefix="keras_progprune_copy_") as directory:
         path = os.path.join(directory, "model")
+        objects = _custom_objects(model)
         try:
             keras.saving.save_model(model, path, zipped=False)
-            copy = keras.saving.load_model(path, custom_objects=_custom_objects(model),
-                                           compile=False, safe_mode=False)
+            try:
+                copy = _load(path, objects)
+            except (TypeError, ValueError):
+                # Only then: testing each class's config builds its layer.
+                _drop_refused_keys(os.path.join(path, "config.json"), objects)
+                copy = _load(path, objects)
         except Exception as e:  # Keras raises many types here; all get one fix
             raise ValueError(
                 f"Can't copy model {model.name!r}: Keras's own save and load of it "
@@ -150,6 +224,10 @@ def keras_copy(model):
             "load), so it can't be copied layer for layer. Check that each custom "
             "layer's `get_config()` returns the arguments that rebuild the same "
             "sublayers.")
+    checked = {}
+    for layer in copies:
+        if not type(layer).__module__.startswith("keras."):
+            tolerate(layer, checked)  # so that the copy saves and reloads too
     for a, b in zip(originals, copies):
         # Sublayers a custom layer makes without a name are numbered anew when
         # it is loaded ('dense_40' for 'dense_12'); the copy keeps the user's
@@ -175,6 +253,7 @@ def clone(model, clone_function):
         for every layer whose new layer is not its copy.
     """
     copied, original_of = keras_copy(model)
+    walk.forget_calls(copied)  # its layers join the new graph alone
     pairs, made = {}, {}
 
     def rebuild(graph):

@@ -71,7 +71,8 @@ def floor_counts(sizes, count, fraction=GLOBAL_FLOOR):
         [10, 1]
     """
     total = sum(sizes)
-    floors = [min(n, max(1, math.ceil(fraction * n * count / total))) for n in sizes]
+    # (less a hair, so that float rounding never lifts an exact share by one)
+    floors = [min(n, max(1, math.ceil(fraction * n * count / total - 1e-9))) for n in sizes]
     if sum(floors) > count:
         floors = [min(n, 1) for n in sizes] if len(sizes) <= count else [0] * len(sizes)
     return floors

@@ -35,6 +35,16 @@ def sublayers(layer):
     return out
 
 
+def attributes(layer):
+    """`{name: value}` of the attributes set on `layer` (`self.encoder =
+    ...` in its `__init__`), on every backend."""
+    found = dict(vars(layer))
+    # On PyTorch a Keras layer is a `torch.nn.Module`, which keeps the
+    # modules assigned to it in `_modules` instead of `__dict__`.
+    found.update(getattr(layer, "_modules", None) or {})
+    return found
+
+
 def is_graph_model(model):
     """True for Sequential and Functional models (and Functional subclasses
     such as keras.applications and KerasHub backbones): the models whose
@@ -121,3 +131,27 @@ def graph_nodes(model):
             nodes.append(GraphNode(node.operation, node.arguments.keras_tensors,
                                    constants, node.outputs))
     return list(function.inputs), nodes, list(function.outputs)
+
+
+def forget_calls(model):
+    """Drops the records of past calls from every layer and operation of
+    `model`, a copy that is about to be cloned and thrown away.
+
+    Keras records each call of a layer as a graph node on the layer
+    (`_inbound_nodes`, `_outbound_nodes`), and `layer.output` reads the
+    first. A layer taken from the copy into a new graph would keep the
+    copy's node first, so `keras.Model(new.inputs, layer.output)` would mix
+    two graphs ("the name 'input_layer' is used 2 times"). A Functional
+    model runs and clones from its own node lists (`_nodes_by_depth`), not
+    from these, so the copy still clones after this.
+    """
+    operations = {id(layer): layer for layer in sublayers(model)}
+    graphs = [model] + [layer for layer in operations.values()
+                        if isinstance(layer, keras.Model) and is_graph_model(layer)]
+    for graph in graphs:
+        for node in graph_nodes(graph)[1]:
+            operations.setdefault(id(node.operation), node.operation)
+    # The private node lists, read here only (see `sublayers`).
+    for operation in operations.values():
+        operation._inbound_nodes = []
+        operation._outbound_nodes = []

@@ -320,8 +320,10 @@ def test_channel_errors_name_the_problem_and_the_fix():
     sub = Sub()
     sub.compile("sgd", "mse")
     with pytest.raises(ValueError, match=r"structure='channel' reads the coupled channels "
-                                         r"from the model's graph, so it needs a Sequential "
-                                         r"or Functional model"):
+                                         r"from a model's graph, so its wrappers must sit in "
+                                         r"a Sequential or Functional model; in model "
+                                         r"'sub\w*' of type Sub \(subclassed\) the wrappers "
+                                         r"of layers \['dense\w*'\] are in no such graph"):
         sub.fit(np.ones((8, 3)), np.ones((8, 2)), batch_size=2, verbose=0,
                 callbacks=[kp.ProgressivePruningCallback()])
     with pytest.raises(ValueError, match=r"Layer 'emb' of type Embedding has no output "

@@ -405,6 +405,24 @@ def _graph_parts(model, wrappers):
     return parts
 
 
+def check_placement(model, wrappers):
+    """The graph parts of a subclassed `model` that hold `wrappers` (see
+    `_graph_parts`), or a `ValueError` naming the wrappers in none."""
+    parts = _graph_parts(model, wrappers)
+    placed = {id(w) for _, members in parts for w in members}
+    outside = [w.layer.name for w in wrappers if id(w) not in placed]
+    if outside and not walk.is_graph_model(model):
+        raise ValueError(
+            "structure='channel' reads the coupled channels from a model's graph, so "
+            "its wrappers must sit in a Sequential or Functional model; in model "
+            f"{getattr(model, 'name', None)!r} of type {type(model).__name__} (subclassed) "
+            f"the wrappers of layers {outside} are in no such graph. Build that part with "
+            "the Functional API (keras.Input(...) -> layers -> keras.Model) and prune it "
+            "with `prune_low_magnitude(part, structure='channel')`, or use "
+            "structure='unstructured' or '2:4', which work in any model.")
+    return parts
+
+
 def channel_groups(wrappers, model, importance=None):
     """The `ChannelGroup`s of every channel-structured wrapper of `model`
     (`structures.Channel.mask_updaters`): one over a Sequential or
@@ -422,18 +440,7 @@ def channel_groups(wrappers, model, importance=None):
             "model, `build_groups(wrappers, model)`.")
     if walk.is_graph_model(model):
         return [_channel_group(model, wrappers, importance)]
-    parts = _graph_parts(model, wrappers)
-    placed = {id(w) for _, members in parts for w in members}
-    outside = [w.layer.name for w in wrappers if id(w) not in placed]
-    if outside:
-        raise ValueError(
-            "structure='channel' reads the coupled channels from a model's graph, so "
-            "its wrappers must sit in a Sequential or Functional model; in model "
-            f"{getattr(model, 'name', None)!r} of type {type(model).__name__} (subclassed) "
-            f"the wrappers of layers {outside} are in no such graph. Build that part with "
-            "the Functional API (keras.Input(...) -> layers -> keras.Model) and prune it "
-            "with `prune_low_magnitude(part, structure='channel')`, or use "
-            "structure='unstructured' or '2:4', which work in any model.")
+    parts = check_placement(model, wrappers)
     return [_channel_group(part, members, importance) for part, members in parts]
 
 

@@ -170,7 +170,7 @@ class Trainer:
 
     def evaluate(self, model):
         """Test accuracy of `model` (compiled here if needed)."""
-        if model.optimizer is None or not model.compiled:
+        if getattr(model, "optimizer", None) is None or not model.compiled:
             self.compile(model)
         if self.config.label_smoothing:
             _, classes = data_lib.info(self.config.dataset)
