@@ -172,8 +172,47 @@ def _load(path, objects):
                                        safe_mode=False)
 
 
+def _state_is_variables(layer):
+    """Whether everything `layer` holds is in its variables and config:
+    Keras's own layers outside `keras.layers.preprocessing` (adapted
+    statistics and vocabularies live outside variables there), graph
+    models, and our wrapper around such a layer. A user's class, even a
+    subclass of a Keras layer, may hold anything."""
+    if isinstance(layer, PruningWrapper):
+        return _state_is_variables(layer.layer)
+    module = type(layer).__module__
+    if module.startswith("keras.src.models."):
+        return walk.is_graph_model(layer)
+    return (module.startswith("keras.src.layers.")
+            and not module.startswith("keras.src.layers.preprocessing."))
+
+
+def _rebuilt_copy(model, made=None):
+    """A copy of a graph model whose layers all pass `_state_is_variables`:
+    each layer made again from its config and given its weights, once per
+    layer (shared layers stay shared). The same copy as Keras's save and
+    load for such layers, about 4x cheaper."""
+    made = {} if made is None else made
+
+    def copy_layer(layer):
+        if not walk.is_layer(layer):
+            return layer  # an operation node (`x + y`, keras.ops): stateless
+        if id(layer) not in made:
+            if isinstance(layer, keras.Model):
+                made[id(layer)] = _rebuilt_copy(layer, made)
+            else:
+                new = fresh(layer)
+                new.set_weights(layer.get_weights())
+                made[id(layer)] = new
+        return made[id(layer)]
+
+    call_function = None if isinstance(model, keras.Sequential) else call_accepting
+    return keras.models.clone_model(model, clone_function=copy_layer,
+                                    call_function=call_function)
+
+
 def keras_copy(model):
-    """A deep copy of a graph model made by Keras's own save and load.
+    """A deep copy of a graph model, made by Keras's own save and load.
 
     Rebuilding each layer from `get_config()` and then `set_weights()`
     copies variables only: an adapted `Normalization` loses its finalized
@@ -184,7 +223,10 @@ def keras_copy(model):
     `load_own_variables` and assets run, and the graph is called again to
     build what `build()` doesn't), so the copy computes exactly what
     `model` computes. It is written unzipped to a temporary directory and
-    read back without compiling; `model` is not changed.
+    read back without compiling; `model` is not changed. A model made only
+    of layers whose state is their variables (`_state_is_variables`: the
+    model zoo, keras.applications) is rebuilt from config with its weights
+    instead, which gives the same copy for less.
 
     Returns:
         `(copy, original_of)`: the copy and a dict from `id(copied layer)`
@@ -194,6 +236,8 @@ def keras_copy(model):
         ValueError: if Keras can't save or load `model`; the message names
             the cause and the fix.
     """
+    if all(_state_is_variables(layer) for layer in [model, *walk.sublayers(model)]):
+        return _paired(model, _rebuilt_copy(model))
     with tempfile.TemporaryDirectory(prefix="keras_progprune_copy_") as directory:
         path = os.path.join(directory, "model")
         objects = _custom_objects(model)
@@ -214,6 +258,11 @@ def keras_copy(model):
                 "layer a `get_config()` that returns its constructor's arguments, "
                 "and register custom functions with "
                 "`@keras.saving.register_keras_serializable()`.") from e
+    return _paired(model, copy)
+
+
+def _paired(model, copy):
+    """`(copy, {id(copied layer): its layer in model})`, by a parallel walk."""
     originals = [model, *walk.sublayers(model)]
     copies = [copy, *walk.sublayers(copy)]
     if len(originals) != len(copies) or any(

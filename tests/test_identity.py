@@ -278,3 +278,20 @@ def test_export_from_another_backend_sends_the_users_classes(tmp_path):
         kp.export_saved_model(local, tmp_path / "local")
     kp.export_saved_model(local, tmp_path / "local", custom_objects={"Unregistered": Unregistered})
     assert os.path.exists(tmp_path / "local" / "saved_model.pb")
+
+
+def test_the_copy_goes_through_keras_saving_only_where_state_may_hide(monkeypatch):
+    # Keras's own layers outside preprocessing keep all their state in
+    # variables: rebuilt from config with their weights (cheaper). Anything
+    # else (adapted preprocessing, a user's class) goes through save/load.
+    saves = []
+    real = keras.saving.save_model
+    monkeypatch.setattr(keras.saving, "save_model",
+                        lambda *args, **kwargs: saves.append(1) or real(*args, **kwargs))
+    plain, _ = user_models.shared_and_nested()
+    kp.strip_pruning(kp.prune_low_magnitude(plain))
+    assert saves == []
+    for build in (user_models.adapted_normalization, user_models.custom_build_layer):
+        model, _ = build()
+        kp.prune_low_magnitude(model)
+    assert saves == [1, 1]
