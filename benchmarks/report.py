@@ -1041,6 +1041,24 @@ def transformers_section():
     return lines + ["", "On a GPU: not measured (no GPU was lent to this work).", ""]
 
 
+def identity_section():
+    """Written by `benchmarks.identity`, one file per backend."""
+    lines = ["## 10. Wrapping is an identity (keras-io-style models)", "",
+             "The corpus of `tests/user_models.py`: the largest output difference "
+             "from the user's model (0 is the goal) before any mask update, then "
+             "keras.applications.Xception at 80%. Command: `KERAS_BACKEND=<backend> "
+             "python -m benchmarks.identity`.", ""]
+    for backend in ("tensorflow", "jax", "torch"):
+        path = os.path.join(common.RESULTS_DIR, f"identity_{backend}.md")
+        if os.path.exists(path):
+            with open(path) as f:
+                lines += [f.read().strip(), ""]
+        else:
+            lines += [f"### {backend}", "", "Not measured: run `KERAS_BACKEND="
+                      f"{backend} python -m benchmarks.identity`.", ""]
+    return lines
+
+
 def main(argv):
     del argv
     lines = ["# BENCHMARKS", "",
@@ -1056,6 +1074,7 @@ def main(argv):
     lines += shrinking_fit_section()
     lines += distribution_section()
     lines += transformers_section()
+    lines += identity_section()
     notes = os.path.join(common.RESULTS_DIR, "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as f:
