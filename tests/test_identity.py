@@ -295,3 +295,35 @@ def test_the_copy_goes_through_keras_saving_only_where_state_may_hide(monkeypatc
         model, _ = build()
         kp.prune_low_magnitude(model)
     assert saves == [1, 1]
+
+
+def test_a_model_keras_cannot_save_is_refused_with_the_cause_and_the_fix():
+    class NoConfig(L.Layer):  # its config leaves out a required argument
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.inner = L.Dense(units)
+
+        def call(self, x):
+            return self.inner(x)
+
+        def get_config(self):
+            return {"name": self.name}
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, NoConfig(2)(inputs))
+    with pytest.raises(ValueError, match=(
+            r"(?s)Can't copy model '\w+': Keras's own save and load of it failed "
+            r"\(TypeError: .*\)\. The copy keeps what a rebuild from config "
+            r"would lose .* give every custom layer a `get_config\(\)` that returns its "
+            r"constructor's arguments")):
+        kp.prune_low_magnitude(model)
+
+
+@pytest.mark.backends("jax")
+def test_a_failed_export_child_leads_with_its_last_exception():
+    from keras_progprune import tensorflow_export
+
+    output = "Traceback (most recent call last):\n  File x\nKeyError: 'a'\nValueError: b\n"
+    assert tensorflow_export._child_error(output) == "ValueError: b"
+    assert tensorflow_export._child_error("nothing\n") == "(no exception line)"
