@@ -133,7 +133,8 @@ class PruningGroup(MaskUpdater):
         self._compiled = backend.compile(self._select, static=("intersect",))
 
     def _select(self, weights, masks, scores, counts, floors, intersect):
-        """The pure update: `(new masks, kept, finite, weights or None)`.
+        """The pure update: `(new masks, kept per weight, finite, weights or
+        None)`.
 
         `counts` holds one kept count per pool (None when the structure
         fixes it, as N:M does); `floors`, for a global pool of several
@@ -168,11 +169,11 @@ class PruningGroup(MaskUpdater):
         if intersect:
             chosen = [ops.logical_and(c, a) for c, a in zip(chosen, active)]
         new_masks = [ops.cast(c, m.dtype) for c, m in zip(chosen, masks)]
-        kept = ops.sum(ops.stack([ops.sum(ops.cast(c, "int32")) for c in chosen]))
+        kept_each = ops.stack([ops.sum(ops.cast(c, "int32")) for c in chosen])
         revived = None if intersect else [
             ops.where(ops.logical_and(c, ops.logical_not(a)), ops.zeros_like(w), w)
             for c, a, w in zip(chosen, active, weights)]
-        return new_masks, kept, finite, revived
+        return new_masks, kept_each, finite, revived
 
     def _with_floors(self, scores, floors, active, nonnegative):
         """`scores` with each weight's `floors[i]` best (active) entries
@@ -221,12 +222,17 @@ class PruningGroup(MaskUpdater):
         if counts[0] is None:
             counts = None
         elif self.one_pool and len(self.weights) > 1:
-            floors = ops.convert_to_tensor(
-                thresholds.floor_counts(self.sizes, counts[0]), "int32")
-        new_masks, kept, finite, revived = self._compiled(
-            _values(self.weights), _values(self.masks), scores,
-            None if counts is None else ops.convert_to_tensor(counts, "int32"),
-            floors, intersect=intersect)
+            floors = thresholds.floor_counts(self.sizes, counts[0])
+        arguments = (_values(self.weights), _values(self.masks), scores,
+                     None if counts is None else ops.convert_to_tensor(counts, "int32"))
+        new_masks, kept, finite, revived = self._compiled(*arguments, None,
+                                                          intersect=intersect)
+        if floors is not None and np.any(ops.convert_to_numpy(kept) < np.asarray(floors)):
+            # Some kernel fell below its floor (rare: it costs a top-k per
+            # kernel, so the plain ranking goes first).
+            new_masks, kept, finite, revived = self._compiled(
+                *arguments, ops.convert_to_tensor(floors, "int32"), intersect=intersect)
+        kept = np.sum(ops.convert_to_numpy(kept))
         if not bool(ops.convert_to_numpy(finite)):
             bad = sorted(
                 {
@@ -247,7 +253,7 @@ class PruningGroup(MaskUpdater):
             m.assign(value)
         for w, value in zip(self.weights, revived or ()):
             w.assign(value)
-        self.kept = int(ops.convert_to_numpy(kept))
+        self.kept = int(kept)
         return self.kept
 
 
