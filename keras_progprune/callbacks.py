@@ -207,11 +207,7 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
         for wrapper in self._wrappers:
             wrapper.check_not_quantized()
         if not walk.is_graph_model(model):  # before the first step builds anything
-            by_structure = {}
-            for wrapper in self._wrappers:
-                by_structure.setdefault(type(wrapper.structure), []).append(wrapper)
-            for members in by_structure.values():
-                members[0].structure.check_model(model, members)
+            engine.check_model(self._wrappers, model)
         for wrapper in self._wrappers:
             # Allows training; a save in mid-epoch asks us for the step.
             wrapper.arm(step_source=self)

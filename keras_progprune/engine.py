@@ -340,10 +340,22 @@ def build_groups(wrappers, model=None, importance=None):
             Sequential or Functional `model`.
     """
     importance = importance_lib.get(importance)
-    families = {}  # wrappers by the structure code that makes their updaters
-    for w in wrappers:
-        families.setdefault(type(w.structure).mask_updaters, []).append(w)
     groups = []
-    for members in families.values():
+    for members in _families(wrappers):
         groups += members[0].structure.mask_updaters(members, model, importance)
     return groups
+
+
+def _families(wrappers):
+    """`wrappers` by the structure code that makes their updaters."""
+    families = {}
+    for w in wrappers:
+        families.setdefault(type(w.structure).mask_updaters, []).append(w)
+    return list(families.values())
+
+
+def check_model(wrappers, model):
+    """Each structure's `check_model` over its wrappers in `model`: raises
+    before training what `build_groups` would raise at the first update."""
+    for members in _families(wrappers):
+        members[0].structure.check_model(model, members)

@@ -115,7 +115,7 @@ def is_prunable(layer):
 def maybe_composite(layer):
     """An unbuilt layer that might turn out composite once built: a class
     from outside Keras (Keras's own layers are known leaves)."""
-    return not layer.built and not type(layer).__module__.startswith("keras.")
+    return not layer.built and not walk.is_keras_own(layer)
 
 
 def get_prunable_weights(layer):

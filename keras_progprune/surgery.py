@@ -114,20 +114,6 @@ def call_accepting(layer, *args, **kwargs):
     return layer(*args, **kwargs)
 
 
-def _custom_objects(model):
-    """The classes of the layers in `model` that come from outside Keras,
-    under the name a saved config gives each (its registered name), so that
-    a copy loads even when a class was defined in a script or a function.
-    Keras's own classes are left to Keras: a plain class name such as
-    'Add' also names an operation node (`x + y`)."""
-    objects = {}
-    for layer in [model, *walk.sublayers(model)]:
-        cls = type(layer)
-        if not cls.__module__.startswith("keras."):
-            objects.setdefault(keras.saving.get_registered_name(cls), cls)
-    return objects
-
-
 def _drop_refused_keys(config_path, objects):
     """Rewrites a saved `config.json` without the keys that a class of
     `objects` writes in `get_config()` but its `from_config` refuses, the
@@ -240,7 +226,10 @@ def keras_copy(model):
         return _paired(model, _rebuilt_copy(model))
     with tempfile.TemporaryDirectory(prefix="keras_progprune_copy_") as directory:
         path = os.path.join(directory, "model")
-        objects = _custom_objects(model)
+        # Classes from outside Keras by the names a config gives them, so that a
+        # class defined in a script or a function loads too. Keras's own are
+        # left to Keras: a plain name such as 'Add' also names the `x + y` node.
+        objects = walk.outside_classes(model)
         try:
             keras.saving.save_model(model, path, zipped=False)
             try:
@@ -275,7 +264,7 @@ def _paired(model, copy):
             "sublayers.")
     checked = {}
     for layer in copies:
-        if not type(layer).__module__.startswith("keras."):
+        if not walk.is_keras_own(layer):
             tolerate(layer, checked)  # so that the copy saves and reloads too
     for a, b in zip(originals, copies):
         # Sublayers a custom layer makes without a name are numbered anew when

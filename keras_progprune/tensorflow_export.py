@@ -47,11 +47,9 @@ def child_objects(model, custom_objects=None):
     objects = dict(custom_objects or {})
     given = {id(v) for v in objects.values()}
     unfound = []
-    for layer in [model, *walk.sublayers(model)]:
-        cls = type(layer)
-        if cls.__module__.startswith("keras.") or id(cls) in given:
+    for name, cls in walk.outside_classes(model).items():
+        if id(cls) in given:
             continue
-        name = keras.saving.get_registered_name(cls)
         registered = keras.saving.get_registered_object(name) is cls
         hidden = cls.__module__ == "__main__" or "<locals>" in cls.__qualname__
         if hidden and not registered:

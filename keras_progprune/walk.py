@@ -45,6 +45,23 @@ def attributes(layer):
     return found
 
 
+def is_keras_own(layer):
+    """Whether `layer`'s class is one of Keras's own (not a user's, not
+    KerasHub's, not ours)."""
+    return type(layer).__module__.startswith("keras.")
+
+
+def outside_classes(model):
+    """`{registered name: class}` of every layer class in `model` (itself
+    included) that is not Keras's own: what a config names and only the
+    user's process may know how to find."""
+    found = {}
+    for layer in [model, *sublayers(model)]:
+        if not is_keras_own(layer):
+            found.setdefault(keras.saving.get_registered_name(type(layer)), type(layer))
+    return found
+
+
 def is_graph_model(model):
     """True for Sequential and Functional models (and Functional subclasses
     such as keras.applications and KerasHub backbones): the models whose
