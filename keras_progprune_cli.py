@@ -18,6 +18,8 @@ import contextlib
 import os
 import sys
 
+# The Keras backends this package runs on: the one definition, here because
+# this module is read before Keras is imported.
 BACKENDS = ("tensorflow", "jax", "torch")
 
 

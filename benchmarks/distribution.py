@@ -54,6 +54,7 @@ from benchmarks import overhead  # noqa: E402  (its --pairs, --epochs, --batch_s
 from keras_progprune import data  # noqa: E402
 from keras_progprune import engine  # noqa: E402
 from keras_progprune import models  # noqa: E402
+from keras_progprune import wrapper as wrapper_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("devices", 2, "Host CPU devices (set before JAX starts).")
@@ -126,7 +127,7 @@ def _time_update(distribution, sparsity):
     with scope:
         model = kp.prune_low_magnitude(_update_model(), scope="global")
         model.build((None, 1024))
-        (group,) = engine.build_groups(engine.collect_wrappers(model))
+        (group,) = engine.build_groups(wrapper_lib.collect_wrappers(model))
         walls, cpus = [], []
         for i in range(FLAGS.update_repeats + 1):
             for m in group.masks:

@@ -24,6 +24,7 @@ import numpy as np
 
 import keras_progprune as kp
 from keras_progprune import engine
+from keras_progprune import wrapper as wrapper_lib
 
 from benchmarks import common
 
@@ -73,7 +74,7 @@ def xception_rows():
     rows = []
     for scope in ("layer", "global"):
         wrapped = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.8, 0), scope=scope)
-        wrappers = engine.collect_wrappers(wrapped)
+        wrappers = wrapper_lib.collect_wrappers(wrapped)
         for group in engine.build_groups(wrappers, wrapped):
             group.update(0.8)
         stripped = kp.strip_pruning(wrapped)

@@ -23,6 +23,7 @@ from benchmarks import common  # noqa: E402
 from keras_progprune import backend  # noqa: E402
 from keras_progprune import engine  # noqa: E402
 from keras_progprune import models  # noqa: E402
+from keras_progprune import wrapper as wrapper_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sparsities", ["0.5", "0.9", "0.98"], "Sparsities to time.")
@@ -50,7 +51,7 @@ def time_updates(model, sparsities, repeats, reference=True):
     """Rows of (sparsity, weights, kept, update seconds, top_k seconds) for one
     global update over `model`'s prunable weights."""
     pruned = kp.prune_low_magnitude(model, scope="global")
-    (group,) = engine.build_groups(engine.collect_wrappers(pruned))
+    (group,) = engine.build_groups(wrapper_lib.collect_wrappers(pruned))
     ones = [np.ones(m.shape, np.float32) for m in group.masks]
 
     top_k = backend.compile(lambda ws, k: keras.ops.top_k(keras.ops.concatenate(

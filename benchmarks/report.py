@@ -16,6 +16,7 @@ import numpy as np
 
 from benchmarks import common
 from benchmarks import goals
+from keras_progprune_cli import BACKENDS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("grid", "full", ["full", "quick"], "Which grid's cells to report.")
@@ -689,9 +690,6 @@ def shrinking_fit_section():
     return lines
 
 
-BACKENDS = ("tensorflow", "jax", "torch")
-
-
 def _by_backend(prefix):
     """`{backend: result}` from `<prefix>_<backend>.json`."""
     found = {}
@@ -1048,7 +1046,7 @@ def identity_section():
              "from the user's model (0 is the goal) before any mask update, then "
              "keras.applications.Xception at 80%. Command: `KERAS_BACKEND=<backend> "
              "python -m benchmarks.identity`.", ""]
-    for backend in ("tensorflow", "jax", "torch"):
+    for backend in BACKENDS:
         path = os.path.join(common.RESULTS_DIR, f"identity_{backend}.md")
         if os.path.exists(path):
             with open(path) as f:

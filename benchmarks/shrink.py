@@ -35,6 +35,7 @@ from benchmarks import common
 import keras_progprune as kp
 from keras_progprune import engine
 from keras_progprune import models
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.experiments import timing
 from keras_progprune.models import resnet as resnet_lib
 
@@ -69,7 +70,7 @@ def shrunk_at(model, fraction, x):
         return model
     pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(fraction, 0), scope="layer",
                                     structure="channel")
-    (group,) = engine.build_groups(engine.collect_wrappers(pruned), pruned)
+    (group,) = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
     group.update(fraction)
     small = kp.shrink(pruned)
     expected = keras.ops.convert_to_numpy(pruned(x, training=False))

@@ -5,9 +5,13 @@ to `model.fit`, then `strip_pruning` to get a plain sparse Keras model, or
 (with `structure="channel"`) `shrink` to get a smaller one.
 """
 
+import importlib
+
 from keras_progprune import importance
 from keras_progprune import structures
 from keras_progprune.channels.shrink import shrink
+# Registers the channel structure's mask updaters with the engine.
+from keras_progprune.channels import engine as _channel_engine  # noqa: F401
 from keras_progprune.callbacks import ProgressivePruningCallback
 from keras_progprune.methods import lottery_ticket
 from keras_progprune.methods import prune_at_init
@@ -21,6 +25,7 @@ from keras_progprune.saving import load_model
 from keras_progprune.saving import save_model
 from keras_progprune.shrinking import ShrinkingFitResult
 from keras_progprune.shrinking import fit_shrinking
+from keras_progprune.litert import export_litert
 from keras_progprune.tensorflow_export import export_saved_model
 from keras_progprune.schedules import ConstantSparsity
 from keras_progprune.schedules import PolynomialDecay
@@ -47,11 +52,10 @@ __version__ = "0.1.0"
 from keras_progprune import methods  # noqa: E402,F401
 from keras_progprune import models  # noqa: E402,F401
 
-# Imported on first use: both need TensorFlow (tf.data, the LiteRT
-# converter), which the core doesn't, so that on JAX and PyTorch
-# `import keras_progprune` imports no TensorFlow.
-_LAZY = {"data": ("keras_progprune.data", None),
-         "export_litert": ("keras_progprune.litert", "export_litert")}
+# Imported on first use: it needs TensorFlow (tf.data), which the core
+# doesn't, so that on JAX and PyTorch `import keras_progprune` imports no
+# TensorFlow.
+_LAZY = {"data": ("keras_progprune.data", None)}
 
 
 # The KerasHub blocks `shrink` builds when it removes heads (registered for
@@ -64,8 +68,6 @@ if "keras_hub" in __import__("sys").modules:
 def __getattr__(name):
     if name not in _LAZY:
         raise AttributeError(f"module 'keras_progprune' has no attribute {name!r}")
-    import importlib  # noqa: PLC0415
-
     module_name, attribute = _LAZY[name]
     module = importlib.import_module(module_name)
     value = module if attribute is None else getattr(module, attribute)

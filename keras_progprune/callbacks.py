@@ -9,6 +9,7 @@ from keras_progprune import backend
 from keras_progprune import engine
 from keras_progprune import importance as importance_lib
 from keras_progprune import walk
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.wrapper import training_without_callback_error
 
 # Mask groups (and their compiled updates) per model, reused by every later
@@ -83,18 +84,9 @@ def _guard_new_train_functions(model, wrappers):
     cached trace of the same `train_step` (traced while the callback was
     there), so the check has to sit outside the compiled function.
     """
-    if getattr(model, "_kp_guarded_make_train_function", False):
-        return
-    make = model.make_train_function
-
-    def make_train_function(force=False):
-        make(force=force)
-        if model.train_function is not None and not isinstance(
-                model.train_function, _RequiresCallback):
-            model.train_function = _RequiresCallback(model.train_function, wrappers)
-
-    object.__setattr__(model, "make_train_function", make_train_function)
-    object.__setattr__(model, "_kp_guarded_make_train_function", True)
+    walk.wrap_train_function_maker(
+        model, lambda function: function if isinstance(function, _RequiresCallback)
+        else _RequiresCallback(function, wrappers))
 
 
 @keras.saving.register_keras_serializable(package="keras_progprune")
@@ -196,7 +188,7 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
         self._reset()
         model = self._model  # not `self.model`: on JAX that syncs the state
         self._per_call = int(getattr(model, "steps_per_execution", 1) or 1)
-        self._wrappers = engine.collect_wrappers(model)
+        self._wrappers = wrapper_lib.collect_wrappers(model)
         if not self._wrappers:
             raise ValueError(
                 "ProgressivePruningCallback found no PruningWrapper in model "

@@ -4,9 +4,10 @@ The glue between the pure selection in `thresholds`/`structures` and the
 variables of `PruningWrapper`. Every pruning method ends here, so a fix in
 this file is a fix for all of them.
 
-Every updater follows one protocol, `MaskUpdater`; a structure makes its
-own (`Structure.mask_updaters`): `PruningGroup` for unstructured and N:M
-masks, `channels.engine.ChannelGroup` for channels. The callback, the
+Every updater follows one protocol, `MaskUpdater`; each structure class
+has a maker of its updaters (`register_updaters`): `PruningGroup`s for
+unstructured and N:M masks, `channels.engine.ChannelGroup` for channels
+(registered by `channels/engine.py`). The callback, the
 baselines and `fit_shrinking` only talk to the protocol.
 
 The update is a pure function, compiled once per group by the backend
@@ -21,29 +22,6 @@ from keras import ops
 from keras_progprune import backend
 from keras_progprune import importance as importance_lib
 from keras_progprune import thresholds
-from keras_progprune import walk
-from keras_progprune.wrapper import PruningWrapper
-
-
-def collect_wrappers(model):
-    """All `PruningWrapper`s in `model` (itself included), each once.
-
-    Nested models are searched; a wrapper shared between two call sites
-    appears once.
-    """
-    if isinstance(model, PruningWrapper):
-        return [model]
-    return [layer for layer in walk.sublayers(model) if isinstance(layer, PruningWrapper)]
-
-
-def settle(model):
-    """Sets the stored value of every pruned weight in `model` to 0.0 (see
-    `PruningWrapper.settle`), after bringing JAX's training state into the
-    variables. Changes no output."""
-    backend.sync_model_state(model)
-    for wrapper in collect_wrappers(model):
-        if wrapper.built:
-            wrapper.settle()
 
 
 def magnitude_scores(weights):
@@ -257,6 +235,22 @@ class PruningGroup(MaskUpdater):
         return self.kept
 
 
+def _scores_by_updater(importance, model, updaters):
+    """`{id(updater): scores}`: the weights of all `updaters` scored by
+    `importance` in one call, checked to give one tensor per weight."""
+    weights = [w for u in updaters for w in u.weights]
+    flat = list(importance.weight_scores(model, weights))
+    if len(flat) != len(weights):
+        raise ValueError(
+            f"{importance!r}.weight_scores must return one tensor per weight it is "
+            f"given: {len(weights)} expected. Received {len(flat)}.")
+    scores, start = {}, 0
+    for u in updaters:
+        scores[id(u)] = flat[start:start + len(u.weights)]
+        start += len(u.weights)
+    return scores
+
+
 def update_together(due, model):
     """Updates every `(updater, sparsity)` of `due`, each to its sparsity.
 
@@ -275,18 +269,29 @@ def update_together(due, model):
         if updater.wants_weight_scores():
             asking.setdefault(id(updater.importance), []).append(updater)
     for updaters in asking.values():
-        weights = [w for u in updaters for w in u.weights]
-        flat = list(updaters[0].importance.weight_scores(model, weights))
-        if len(flat) != len(weights):
-            raise ValueError(
-                f"{updaters[0].importance!r}.weight_scores must return one tensor per "
-                f"weight it is given: {len(weights)} expected. Received {len(flat)}.")
-        start = 0
-        for u in updaters:
-            scores[id(u)] = flat[start:start + len(u.weights)]
-            start += len(u.weights)
+        scores.update(_scores_by_updater(updaters[0].importance, model, updaters))
     return [updater.update(sparsity, scores=scores.get(id(updater)))
             for updater, sparsity in due]
+
+
+def update_at_init(groups, model, importance, target):
+    """Pruning at initialization: the masks of `groups` ranked by
+    `importance` at `target`, in one update, or through the importance's
+    `round_sparsities` (SynFlow). All groups are scored in one call before
+    any changes; with `importance.in_turn`, each group is scored after the
+    ones before it were updated.
+
+    Returns:
+        The kept count of each group after the last round.
+    """
+    kept = []
+    for sparsity in importance.round_sparsities(target):
+        parts = [[g] for g in groups] if importance.in_turn else [list(groups)]
+        kept = []
+        for part in parts:
+            scores = _scores_by_updater(importance, model, part)
+            kept += [g.update(sparsity, scores=scores[id(g)]) for g in part]
+    return kept
 
 
 def require_one(wrappers, attribute, label, fix):
@@ -322,10 +327,42 @@ def scope_groups(wrappers, model=None, importance=None):
     return groups
 
 
+# Structure class -> (build, check): how wrappers with that structure get
+# their updaters. A structure whose updaters live above this module (the
+# channel engine) registers them from there, so nothing here imports up.
+_UPDATERS = {}
+
+
+def register_updaters(structure_class, build, check=None):
+    """Makes `build(wrappers, model, importance)` the maker of the
+    `MaskUpdater`s of every wrapper whose structure is a `structure_class`
+    (subclasses included), and `check(model, wrappers)` its test before
+    training (it raises when the updates can't run in `model`).
+
+    Structures that select per weight list (`count` and `select_count`)
+    need no registration: they get `scope_groups`.
+
+    Raises:
+        ValueError: if `build` or `check` is not callable.
+    """
+    for label, value in (("build", build), ("check", check)):
+        if value is not None and not callable(value):
+            raise ValueError(f"`{label}` must be a function. Received: {label}={value!r}.")
+    _UPDATERS[structure_class] = (build, check)
+
+
+def _updaters_of(structure):
+    """`(build, check)` for `structure`, from its class or nearest base."""
+    for cls in type(structure).__mro__:
+        if cls in _UPDATERS:
+            return _UPDATERS[cls]
+    return scope_groups, None
+
+
 def build_groups(wrappers, model=None, importance=None):
-    """The `MaskUpdater`s of `wrappers`: each structure makes its own
-    (`Structure.mask_updaters`). Unstructured and N:M masks get one group
-    per layer-scope wrapper and one for all global-scope wrappers; channel
+    """The `MaskUpdater`s of `wrappers`: each structure's registered maker
+    (`register_updaters`). Unstructured and N:M masks get one group per
+    layer-scope wrapper and one for all global-scope wrappers; channel
     masks get one group over all of them, read from `model`'s graph.
 
     Args:
@@ -341,21 +378,22 @@ def build_groups(wrappers, model=None, importance=None):
     """
     importance = importance_lib.get(importance)
     groups = []
-    for members in _families(wrappers):
-        groups += members[0].structure.mask_updaters(members, model, importance)
+    for (build, _), members in _families(wrappers):
+        groups += build(members, model, importance)
     return groups
 
 
 def _families(wrappers):
-    """`wrappers` by the structure code that makes their updaters."""
+    """`wrappers` by the `(build, check)` that makes their updaters."""
     families = {}
     for w in wrappers:
-        families.setdefault(type(w.structure).mask_updaters, []).append(w)
-    return list(families.values())
+        families.setdefault(_updaters_of(w.structure), []).append(w)
+    return list(families.items())
 
 
 def check_model(wrappers, model):
-    """Each structure's `check_model` over its wrappers in `model`: raises
-    before training what `build_groups` would raise at the first update."""
-    for members in _families(wrappers):
-        members[0].structure.check_model(model, members)
+    """Each structure's check over its wrappers in `model`: raises before
+    training what `build_groups` would raise at the first update."""
+    for (_, check), members in _families(wrappers):
+        if check is not None:
+            check(model, members)

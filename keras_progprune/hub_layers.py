@@ -23,7 +23,10 @@ TensorFlow); the SavedModel export needs neither package.
 import keras
 from keras_hub.layers import TransformerDecoder
 from keras_hub.layers import TransformerEncoder
-from keras_hub.src.models.vit.vit_layers import ViTEncoder
+
+from keras_progprune import walk
+
+ViTEncoder = walk.hub_class("ViTEncoder")
 
 
 def _swap_attention(block, attribute, head_dim, query_shape):
@@ -34,11 +37,9 @@ def _swap_attention(block, attribute, head_dim, query_shape):
     config = {**old.get_config(), "key_dim": int(head_dim), "value_dim": int(head_dim)}
     new = type(old).from_config(config)
     new.build(query_shape=query_shape, value_shape=query_shape)
-    # Layer tracking appends on assignment; the tracked list is edited in
-    # place so the weights keep KerasHub's order (what files and the
-    # weight copies of `shrink` rely on).
-    block._layers[block._layers.index(old)] = new
-    object.__setattr__(block, attribute, new)
+    # In the old one's place, so the weights keep KerasHub's order (what
+    # files and the weight copies of `shrink` rely on).
+    walk.replace_sublayer(block, attribute, new)
 
 
 class _HeadDim:

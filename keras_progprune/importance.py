@@ -22,16 +22,28 @@ Built in:
   channel over calibration batches (channels only: feed-forward neurons,
   heads, filters, units).
 - `Taylor(data, loss, batches)`: first-order Taylor, |w * dL/dw| averaged
-  over batches: gradual SNIP, for any structure.
+  over batches: gradual SNIP, for any structure (also named `"snip"`).
+- `Grasp(data, loss, batches, temperature)`, `SynFlow(rounds)` and
+  `Random(seed)`: the scores of the pruning-at-initialization baselines;
+  `kp.prune_at_init` is one update ranked by them (SynFlow's rounds are
+  its `round_sparsities`).
+
+`get(name, **kwargs)` builds any of them by name (`names()` lists them);
+`register(name, cls)` adds one. The callback, `prune_at_init`, the
+training script's `--importance` and `Progressive` all read this one
+registry.
 
 A user's own importance subclasses `Importance` and implements either
 method.
 """
 
+import inspect
 import itertools
 
 import keras
 import numpy as np
+
+from keras_progprune import scores as scores_lib
 
 
 class Probe:
@@ -149,10 +161,19 @@ class Importance:
     def channel_scores(self, model, probes):
         return None
 
+    # Pruning at initialization in several rounds (SynFlow): each group is
+    # scored again after the ones before it were updated.
+    in_turn = False
+
     def scores_channels(self):
         """Whether it implements `channel_scores` (a channel group then asks
         for those, not for `weight_scores`)."""
         return type(self).channel_scores is not Importance.channel_scores
+
+    def round_sparsities(self, target):
+        """The sparsities that pruning at initialization to `target` steps
+        through: one update by default."""
+        return [float(target)]
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -231,8 +252,6 @@ class Taylor(Importance):
         self.batches = check_batches(batches, allow_none=False)
 
     def weight_scores(self, model, weights):
-        from keras_progprune.methods import scores as scores_lib  # noqa: PLC0415
-
         batches = [scores_lib.host_batch(b)
                    for b in itertools.islice(iter(self.data), self.batches)]
         if not batches:
@@ -244,25 +263,195 @@ class Taylor(Importance):
         return f"Taylor(batches={self.batches})"
 
 
+class Grasp(Importance):
+    """GraSP's keep-score `w * (H g)` (Wang et al., 2020), on batches of
+    `data`: the gradient flow a weight preserves. Made for one update at
+    initialization (`kp.prune_at_init(model, "grasp", ...)`).
+
+    Args:
+        data: a `tf.data.Dataset` or an iterable of `(x, y)` batches
+            (re-iterable).
+        loss: a Keras loss, its name, or a function `(y_true, y_pred)`.
+        batches: how many batches `g` and `H g` are averaged over.
+            Defaults to 1.
+        temperature: float > 0; logits are divided by it before the loss,
+            as in GraSP's code. Defaults to 200.
+    """
+
+    def __init__(self, data, loss, batches=1, temperature=200.0):
+        if data is None or loss is None:
+            raise ValueError(
+                "GraSP importance needs the loss's gradients: pass `data` (a "
+                "tf.data.Dataset or a list of (x, y) batches) and `loss` (a Keras loss "
+                f"or its name). Received: data={data!r}, loss={loss!r}.")
+        if not float(temperature) > 0:
+            raise ValueError(
+                f"`temperature` must be > 0. Received: temperature={temperature!r}.")
+        self.data = check_reiterable(data)
+        self.loss = keras.losses.get(loss) if isinstance(loss, str) else loss
+        self.batches = check_batches(batches, allow_none=False)
+        self.temperature = float(temperature)
+
+    def weight_scores(self, model, weights):
+        batches = [scores_lib.host_batch(b)
+                   for b in itertools.islice(iter(self.data), self.batches)]
+        if not batches:
+            raise ValueError("`data` gave no batch: GraSP importance needs at least "
+                             "one batch.")
+        return scores_lib.grasp_scores(model, self.loss, batches, list(weights),
+                                       self.temperature)
+
+    def __repr__(self):
+        return f"Grasp(batches={self.batches}, temperature={self.temperature})"
+
+
+class SynFlow(Importance):
+    """SynFlow's data-free score `|w * dR/dw|` (Tanaka et al., 2020): every
+    weight made positive, an all-ones input, `R` the sum of the outputs.
+
+    Its pruning is iterative: `rounds` updates on the exponential schedule
+    `1 - density ** (r / rounds)` (`round_sparsities`), each layer scored
+    again after the ones before it were pruned (`in_turn`).
+
+    Args:
+        rounds: int >= 1. Defaults to 100.
+    """
+
+    in_turn = True
+
+    def __init__(self, rounds=100):
+        if isinstance(rounds, bool) or int(rounds) != rounds or int(rounds) < 1:
+            raise ValueError(f"`rounds` must be >= 1. Received: rounds={rounds!r}. Pass a "
+                             "whole number of rounds, such as 100 (the paper's).")
+        self.rounds = int(rounds)
+
+    def round_sparsities(self, target):
+        density = 1.0 - float(target)
+        return [1.0 - density ** (r / self.rounds) for r in range(1, self.rounds + 1)]
+
+    def weight_scores(self, model, weights):
+        return scores_lib.synflow_scores(model, list(weights), model.input_shape[1:])
+
+    def __repr__(self):
+        return f"SynFlow(rounds={self.rounds})"
+
+
+class Random(Importance):
+    """Uniform random scores, the same on every backend (NumPy's generator
+    seeded with `[seed, index of the weight]`): a random mask.
+
+    Args:
+        seed: int. Defaults to 0.
+    """
+
+    def __init__(self, seed=0):
+        if isinstance(seed, bool) or int(seed) != seed:
+            raise ValueError(f"`seed` must be an int. Received: seed={seed!r}.")
+        self.seed = int(seed)
+
+    def weight_scores(self, model, weights):
+        return scores_lib.random_scores(list(weights), self.seed)
+
+    def __repr__(self):
+        return f"Random(seed={self.seed})"
+
+
 def is_magnitude(importance):
     """Whether `importance` (None counts) is the default magnitude, which
     each updater computes inside its compiled step."""
     return importance is None or isinstance(importance, Magnitude)
 
 
-def get(identifier):
-    """An `Importance` from None, `"magnitude"` or an `Importance`.
+# name -> Importance class: what `get(name, ...)`, `Progressive(importance=)`,
+# the training script's `--importance` and `prune_at_init` accept.
+_REGISTRY = {}
+# What a caller may offer every importance; each takes what it needs.
+CONTEXT = ("data", "loss", "batches", "seed")
+
+
+def register(name, cls):
+    """Makes `get(name, **kwargs)` build `cls(**kwargs)`.
 
     Raises:
-        ValueError: for anything else, saying how to make the others (they
-            need data).
+        ValueError: if `cls` is not an `Importance` subclass, or `name` is
+            taken by another class.
     """
-    if identifier is None or identifier == "magnitude":
-        return Magnitude()
+    if not (isinstance(cls, type) and issubclass(cls, Importance)):
+        raise ValueError("`cls` must be a subclass of keras_progprune.importance.Importance. "
+                         f"Received: cls={cls!r}.")
+    if _REGISTRY.get(name, cls) is not cls:
+        raise ValueError(f"An importance named {name!r} is already registered "
+                         f"({_REGISTRY[name].__name__}). Choose another name.")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def names():
+    """The registered importance names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(identifier=None, **kwargs):
+    """An `Importance` from None, a registered name or an `Importance`.
+
+    Args:
+        identifier: None or `"magnitude"` (the default), another registered
+            name (`names()`: `"activation"`, `"taylor"`, `"snip"`,
+            `"grasp"`, `"synflow"`, `"random"`, and any given to
+            `register`), or an `Importance`, returned as it is.
+        **kwargs: the named importance's arguments. Of `CONTEXT` (`data`,
+            `loss`, `batches`, `seed`), those it doesn't take are ignored,
+            so a caller can offer them all.
+
+    Raises:
+        ValueError: for an unknown name, an argument the importance doesn't
+            take, or a bad value (each importance says which).
+
+    Examples:
+        >>> import keras_progprune as kp
+        >>> kp.importance.get("random", seed=3, data=None)
+        Random(seed=3)
+        >>> kp.importance.get("synflow", rounds=10)
+        SynFlow(rounds=10)
+    """
     if isinstance(identifier, Importance):
+        if kwargs:
+            raise ValueError(
+                f"Arguments {sorted(kwargs)} are for an importance given by name; "
+                f"{identifier!r} is already built. Received: importance={identifier!r}.")
         return identifier
-    raise ValueError(
-        "`importance` must be None or 'magnitude' (the default), or an "
-        "keras_progprune.importance.Importance such as "
-        "kp.importance.Activation(calibration_batches) or "
-        f"kp.importance.Taylor(batches, loss). Received: importance={identifier!r}.")
+    if identifier is None:
+        identifier = "magnitude"
+    if not isinstance(identifier, str) or identifier not in _REGISTRY:
+        raise ValueError(
+            f"`importance` must be None, one of {names()}, or a "
+            "keras_progprune.importance.Importance such as "
+            "kp.importance.Activation(calibration_batches) or "
+            f"kp.importance.Taylor(batches, loss). Received: importance={identifier!r}.")
+    cls = _REGISTRY[identifier]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(kwargs) - accepted - set(CONTEXT))
+    if unknown:
+        raise ValueError(
+            f"Unknown argument(s) {unknown} for importance {identifier!r}. Received: "
+            f"{kwargs}. Accepted: {sorted(accepted)}.")
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    missing = [p.name for p in parameters if p.name != "self" and p.name not in kwargs
+               and p.default is inspect.Parameter.empty
+               and p.kind is p.POSITIONAL_OR_KEYWORD]
+    if missing:
+        needs = " and ".join(f"`{m}`" for m in missing)
+        raise ValueError(
+            f"Importance {identifier!r} needs {needs}: build it with "
+            f"kp.importance.get({identifier!r}, {', '.join(f'{m}=...' for m in missing)}) "
+            f"and pass the result. Received: importance={identifier!r}.")
+    return cls(**{k: v for k, v in kwargs.items() if k in accepted})
+
+
+register("magnitude", Magnitude)
+register("activation", Activation)
+register("taylor", Taylor)
+register("snip", Taylor)
+register("grasp", Grasp)
+register("synflow", SynFlow)
+register("random", Random)

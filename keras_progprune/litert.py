@@ -10,51 +10,22 @@ deprecated.
 
 import os
 import platform
-import tempfile
 import warnings
 
 import keras
 import numpy as np
 
-from keras_progprune import engine
 from keras_progprune import prune as prune_lib
-from keras_progprune import saving
+from keras_progprune import litert_convert
+from keras_progprune import tensorflow_export
 from keras_progprune import walk
+from keras_progprune import wrapper as wrapper_lib
 
 QUANTIZATIONS = (None, "dynamic_int8", "float16")
-OPTIMIZE_FOR = ("latency", "size")
 
 
 def _is_x86():
     return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
-
-
-def encoding(sparse, quantize, optimize_for, sparse_blocks=None):
-    """`(sparse, sparse_blocks)` as `export_litert` uses them (see there)."""
-    if optimize_for not in OPTIMIZE_FOR:
-        raise ValueError(f"`optimize_for` must be one of {OPTIMIZE_FOR}. "
-                         f"Received: optimize_for={optimize_for!r}.")
-    if optimize_for == "latency" and quantize == "dynamic_int8":
-        sparse = False  # XNNPACK can't prepare sparse + dynamic-int8 weights
-    if sparse_blocks is None:
-        sparse_blocks = optimize_for == "latency"
-    return sparse, bool(sparse_blocks)
-
-
-def _converter_options(sparse, quantize):
-    import tensorflow as tf  # noqa: PLC0415 - only where the converter runs
-
-    optimizations = []
-    if sparse:
-        # Stores a FullyConnected/Conv constant as CSR when >= 30% is zero.
-        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-    options = {}
-    if quantize is not None:
-        optimizations.append(tf.lite.Optimize.DEFAULT)
-    if quantize == "float16":
-        options["target_spec"] = {"supported_types": [tf.float16]}
-    options["optimizations"] = optimizations
-    return options
 
 
 def export_litert(model, path, *, sparse=True, quantize=None, optimize_for="latency",
@@ -146,8 +117,8 @@ def export_litert(model, path, *, sparse=True, quantize=None, optimize_for="late
         raise ValueError(
             f"Can't write `path`: its folder {folder!r} doesn't exist or isn't "
             f"writable. Received: path={path!r}. Create the folder, or choose another.")
-    sparse, sparse_blocks = encoding(sparse, quantize, optimize_for, sparse_blocks)
-    if optimize_for == "size" and sparse and _is_x86():
+    stored_sparse, _ = litert_convert.encoding(sparse, quantize, optimize_for, sparse_blocks)
+    if optimize_for == "size" and stored_sparse and _is_x86():
         warnings.warn(
             "export_litert(optimize_for='size') writes the smallest file, but on x86 "
             "LiteRT's XNNPACK delegate leaves its sparse layers to slower builtin "
@@ -166,30 +137,13 @@ def export_litert(model, path, *, sparse=True, quantize=None, optimize_for="late
             f"with quantized layers {quantized}. Export the float model with "
             "`export_litert(model, path, quantize='dynamic_int8')` for an int8 "
             "`.tflite`, and keep the Keras int8 model as a `.keras` file.")
-    plain = prune_lib.strip_pruning(model) if engine.collect_wrappers(model) else model
+    plain = prune_lib.strip_pruning(model) if wrapper_lib.collect_wrappers(model) else model
+    options = {"sparse": sparse, "quantize": quantize, "optimize_for": optimize_for,
+               "sparse_blocks": sparse_blocks}
     if keras.backend.backend() != "tensorflow":
         # The converter is TensorFlow's: export from a TensorFlow process.
-        from keras_progprune import tensorflow_export  # noqa: PLC0415
-
-        return tensorflow_export.run(plain, "litert", path, custom_objects, sparse=sparse,
-                                     quantize=quantize,
-                                     optimize_for=optimize_for, sparse_blocks=sparse_blocks)
-    fd, tmp = tempfile.mkstemp(suffix=".tflite", prefix=".export-", dir=folder)
-    os.close(fd)
-    try:
-        plain.export(tmp, format="litert", verbose=False,
-                     **_converter_options(sparse, quantize))
-        if sparse and not sparse_blocks:
-            with open(tmp, "rb") as f:
-                data = unblock_sparse_weights(f.read())
-            with open(tmp, "wb") as f:
-                f.write(data)
-        saving.default_permissions(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+        return tensorflow_export.run(plain, "litert", path, custom_objects, **options)
+    return litert_convert.convert(plain, path, **options)
 
 
 def interpreter(path, num_threads=None, preserve_all_tensors=False):
@@ -230,32 +184,6 @@ def interpreter(path, num_threads=None, preserve_all_tensors=False):
         **options)
     runner.allocate_tensors()
     return runner, False
-
-
-def _densify(values, shape, sparsity):
-    """Decodes a 2-D weight stored sparse: CSR rows, optionally of 1xB blocks.
-
-    These are the layouts TF's converter writes for FullyConnected weights
-    (`EXPERIMENTAL_SPARSITY`); anything else returns None.
-    """
-    order = list(sparsity["traversal_order"])
-    blocks = list(sparsity.get("block_map", []))
-    dims = sparsity["dim_metadata"]
-    if len(shape) != 2 or dims[0]["format"] != 0 or dims[1]["format"] != 1:
-        return None
-    if order == [0, 1] and not blocks:
-        width = 1
-    elif order == [0, 1, 2] and blocks == [1] and dims[2]["format"] == 0:
-        width = int(dims[2]["dense_size"])
-    else:
-        return None
-    segments, indices = dims[1]["array_segments"], dims[1]["array_indices"]
-    dense = np.zeros(tuple(shape), np.float32)
-    for row in range(int(shape[0])):
-        for k in range(int(segments[row]), int(segments[row + 1])):
-            col = int(indices[k]) * width
-            dense[row, col:col + width] = values[k * width:(k + 1) * width]
-    return dense
 
 
 def _run_on_zeros(runner):
@@ -307,7 +235,7 @@ def weight_tensors(path):
         except ValueError:
             continue
         if detail.get("sparsity_parameters"):
-            value = _densify(value, detail["shape"], detail["sparsity_parameters"])
+            value = litert_convert.densify(value, detail["shape"], detail["sparsity_parameters"])
             if value is None:
                 continue  # a layout we don't decode
         if value.shape == tuple(detail["shape"]):
@@ -323,119 +251,3 @@ def weight_tensors(path):
 
 
 # TFLite tensor types whose raw buffer we can re-encode, and index vector types.
-_TFLITE_DTYPES = {0: np.float32, 9: np.int8}
-
-
-def _index_vector(values, schema):
-    """The smallest TFLite index vector (uint8, uint16, int32) for `values`."""
-    top = int(values.max()) if len(values) else 0
-    for limit, kind, cls in ((255, schema.SparseIndexVector.Uint8Vector, schema.Uint8VectorT),
-                             (65535, schema.SparseIndexVector.Uint16Vector,
-                              schema.Uint16VectorT),
-                             (2**31 - 1, schema.SparseIndexVector.Int32Vector,
-                              schema.Int32VectorT)):
-        if top <= limit:
-            vector = cls()
-            vector.values = [int(v) for v in values]
-            return kind, vector, np.dtype({255: np.uint8, 65535: np.uint16}.get(limit, np.int32))
-
-
-def unblock_sparse_weights(tflite_bytes):
-    """Re-encodes 1xB block-sparse weights as plain CSR when that is smaller.
-
-    TF's converter stores a FullyConnected weight in 1x4 blocks when most
-    blocks are empty, for LiteRT's block-sparse kernel (used on ARM). After
-    unstructured pruning most kept blocks hold a single weight, so the file
-    carries up to 4x the values. This rewrites such a weight as plain CSR
-    (as the converter does for other weights) behind a DENSIFY op, only when
-    the result is smaller. Outputs are unchanged.
-
-    Args:
-        tflite_bytes: the bytes of a `.tflite` file.
-
-    Returns:
-        The bytes of the rewritten file (the input if nothing changed).
-    """
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
-    changed = False
-    for graph in model.subgraphs:
-        for t_index, tensor in enumerate(graph.tensors):
-            sp = tensor.sparsity
-            if (sp is None or sp.blockMap is None or len(sp.blockMap) == 0
-                    or len(tensor.shape) != 2
-                    or tensor.type not in _TFLITE_DTYPES):
-                continue
-            dims = sp.dimMetadata
-            if (list(sp.traversalOrder) != [0, 1, 2] or list(sp.blockMap) != [1]
-                    or dims[0].format != 0 or dims[1].format != 1 or dims[2].format != 0):
-                continue
-            dtype = _TFLITE_DTYPES[tensor.type]
-            buffer = model.buffers[tensor.buffer]
-            raw = np.frombuffer(bytes(bytearray(buffer.data)), dtype)
-            details = {"traversal_order": [0, 1, 2], "block_map": [1], "dim_metadata": [
-                {"format": 0, "dense_size": dims[0].denseSize},
-                {"format": 1, "array_segments": np.asarray(dims[1].arraySegments.values),
-                 "array_indices": np.asarray(dims[1].arrayIndices.values)},
-                {"format": 0, "dense_size": dims[2].denseSize}]}
-            dense = _densify(raw, tensor.shape, details)
-            rows, cols = np.nonzero(dense)
-            values = dense[rows, cols].astype(dtype)
-            segments = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=dense.shape[0]))])
-            seg_kind, seg_vec, seg_dtype = _index_vector(segments, schema)
-            idx_kind, idx_vec, idx_dtype = _index_vector(cols, schema)
-            new_bytes = values.nbytes + segments.size * seg_dtype.itemsize + \
-                cols.size * idx_dtype.itemsize
-            old_bytes = raw.nbytes + len(dims[1].arraySegments.values) * 2 + \
-                len(dims[1].arrayIndices.values)
-            if new_bytes >= old_bytes:
-                continue
-            dense_dim = schema.DimensionMetadataT()
-            dense_dim.format, dense_dim.denseSize = 0, int(dense.shape[0])
-            csr_dim = schema.DimensionMetadataT()
-            csr_dim.format = 1
-            csr_dim.arraySegmentsType, csr_dim.arraySegments = seg_kind, seg_vec
-            csr_dim.arrayIndicesType, csr_dim.arrayIndices = idx_kind, idx_vec
-            sp.traversalOrder, sp.blockMap, sp.dimMetadata = [0, 1], [], [dense_dim, csr_dim]
-            buffer.data = np.frombuffer(values.tobytes(), np.uint8)
-            # A DENSIFY op turns it back into the dense weight its consumers read.
-            # Declared as the converter declares its own DENSIFY outputs: ranked
-            # (`hasRank`; TensorT's default is False) and with an empty buffer
-            # of its own. Unranked, it made XNNPACK leave the
-            # FULLY_CONNECTED that reads it to LiteRT's builtin kernel: about
-            # 3x slower than the dense file at batch 32 on x86.
-            model.buffers.append(schema.BufferT())
-            out = schema.TensorT()
-            out.shape, out.type, out.hasRank = list(tensor.shape), tensor.type, True
-            out.buffer = len(model.buffers) - 1
-            out.name = (tensor.name or b"") + b"/densified"
-            out.quantization = tensor.quantization
-            graph.tensors.append(out)
-            out_index = len(graph.tensors) - 1
-            op = schema.OperatorT()
-            op.opcodeIndex = _opcode_index(model, schema.BuiltinOperator.DENSIFY, schema)
-            op.inputs, op.outputs = [t_index], [out_index]
-            first_user = None
-            for i, consumer in enumerate(graph.operators):
-                if t_index in list(consumer.inputs):
-                    consumer.inputs = [out_index if x == t_index else x for x in consumer.inputs]
-                    first_user = i if first_user is None else first_user
-            graph.operators.insert(first_user or 0, op)
-            changed = True
-    if not changed:
-        return bytes(tflite_bytes)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def _opcode_index(model, builtin, schema):
-    for i, code in enumerate(model.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
-            return i
-    code = schema.OperatorCodeT()
-    code.builtinCode = builtin
-    code.deprecatedBuiltinCode = min(builtin, 127)
-    code.version = 1
-    model.operatorCodes.append(code)
-    return len(model.operatorCodes) - 1

@@ -9,9 +9,10 @@ import os
 import keras
 import numpy as np
 
-from keras_progprune import engine
+from keras_progprune import litert
 from keras_progprune import report as report_lib
 from keras_progprune import structures
+from keras_progprune import wrapper as wrapper_lib
 
 
 class PatternReport(dict):
@@ -49,7 +50,7 @@ def _check(values, n, m, axis):
 
 
 def _keras_weights(model):
-    engine.settle(model)
+    wrapper_lib.settle(model)
     for _, weights, _ in report_lib.prunable_layers(model):
         for w in weights:
             yield w.path, keras.ops.convert_to_numpy(w)
@@ -92,8 +93,6 @@ def check_m_by_n(model_or_tflite_path, n=2, m=4):
             raise ValueError(
                 "`model_or_tflite_path` must be a Keras model or layer, or the path "
                 f"of an existing .tflite file. Received: {path!r}.")
-        from keras_progprune import litert
-
         items = litert.weight_tensors(path).items()
         axis = -1
     else:

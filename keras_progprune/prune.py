@@ -7,6 +7,7 @@ from keras_progprune import registry
 from keras_progprune import structures as structures_lib
 from keras_progprune import surgery
 from keras_progprune import walk
+from keras_progprune.channels import graph as channel_graph
 from keras_progprune.wrapper import PruningWrapper
 from keras_progprune.wrapper import check_schedule
 from keras_progprune.wrapper import check_scope
@@ -111,9 +112,8 @@ def prune_low_magnitude(
         _check_exclude(exclude, _all_layer_names(to_prune))
         for layer in walk.sublayers(to_prune):
             _check_not_wrapped(layer)
-        chosen = structure.wrap_filter(to_prune, exclude)
-        if chosen is not None:
-            return _prune_model(to_prune, wrap, chosen)
+        if structure.needs_graph:
+            return _prune_model(to_prune, wrap, _channel_members(to_prune, exclude))
         refused = _refused_layers(to_prune, exclude)
         if refused:
             raise registry.unprunable_error(refused, exclude)
@@ -266,3 +266,21 @@ def strip_pruning(model):
 
     clone, _ = surgery.clone(model, clone_layer)
     return clone
+
+
+def _channel_members(model, exclude):
+    """Which layers a graph structure wraps: the producers and followers of
+    every prunable channel group (nothing else changes).
+
+    Raises:
+        ValueError: if the model has no channel that can be removed.
+    """
+    graph = channel_graph.analyze(model)
+    members = set(graph.member_layers()) - set(exclude)
+    if not members:
+        reasons = "; ".join(f"{k!r}: {v}" for k, v in graph.frozen_reasons().items())
+        raise ValueError(
+            f"structure='channel' found no channel that can be removed in model "
+            f"{model.name!r} without changing its outputs. Channels by producing "
+            f"layer: {reasons}. Use structure='unstructured' for this model.")
+    return lambda layer: layer.name in members

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 
-from keras_progprune import engine
 from keras_progprune import registry
 from keras_progprune import walk
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import kinds
 from keras_progprune.channels import macs as macs_lib
@@ -195,7 +195,7 @@ def sparsity_report(model):
         >>> report["pruned"]["weights"], report["model"]["weights"]  # kernel; kernel + bias
         (8, 10)
     """
-    engine.settle(model)  # stored values of pruned weights: 0.0
+    wrapper_lib.settle(model)  # stored values of pruned weights: 0.0
     layers = {}
     channels, macs = _channel_summary(model)
     listed = list(prunable_layers(model))
@@ -231,7 +231,7 @@ def _model_weights(model):
     """Every float weight of `model` once, without the wrappers' masks and
     step counters (bookkeeping, not weights)."""
     bookkeeping = set()
-    for wrapper in engine.collect_wrappers(model):
+    for wrapper in wrapper_lib.collect_wrappers(model):
         if wrapper.built:
             bookkeeping.update(id(v) for v in wrapper.masks)
             bookkeeping.add(id(wrapper.pruning_step))

@@ -17,6 +17,8 @@ import zipfile
 import h5py
 import keras
 
+from keras_progprune import walk
+
 _WEIGHTS = "model.weights.h5"
 _CONFIG = "config.json"
 # Every method Python's zipfile reads, so plain Keras loads the file.
@@ -78,9 +80,8 @@ def portable_config(config):
     """
     if isinstance(config, dict):
         module = config.get("module")
-        if (isinstance(module, str) and module.startswith("keras.src.backend.")
-                and hasattr(keras.optimizers, str(config.get("class_name")))
-                and ".optimizers" in module):
+        if (isinstance(module, str) and walk.is_backend_optimizer_module(module)
+                and hasattr(keras.optimizers, str(config.get("class_name")))):
             config = {**config, "module": "keras.optimizers"}
         return {k: portable_config(v) for k, v in config.items()}
     if isinstance(config, list):

@@ -13,9 +13,9 @@ import keras
 import numpy as np
 
 from keras_progprune import backend
-from keras_progprune import engine
 from keras_progprune import surgery
 from keras_progprune import walk
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.callbacks import ProgressivePruningCallback
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import shrink as shrink_lib
@@ -65,7 +65,7 @@ def _check(model, shrink_every, callbacks):
         raise ValueError(
             "`fit_shrinking` takes a Sequential or Functional model pruned with "
             f"structure='channel'. Received: model of type {type(model).__name__}.")
-    wrappers = engine.collect_wrappers(model)
+    wrappers = wrapper_lib.collect_wrappers(model)
     others = sorted({repr(w.structure) for w in wrappers if not w.structure.shrinks})
     if not wrappers or others:
         raise ValueError(
@@ -122,15 +122,6 @@ def _slices(model):
     return removed, cuts, overrides, weights
 
 
-def _slot_owner(name, paths):
-    """The trainable variable whose path (with '/' as '_') prefixes a slot name."""
-    best = None
-    for key in paths:
-        if name.startswith(key + "_") and (best is None or len(key) > len(best)):
-            best = key
-    return best
-
-
 def shrink_in_training(model):
     """One phase boundary: the smaller model, compiled, with everything carried.
 
@@ -174,7 +165,6 @@ def _carry_optimizer(old_model, new_model, cuts):
     if not old_opt.built:
         return
     new_opt.build(new_model.trainable_variables)
-    owners = {v.path.replace("/", "_"): i for i, v in enumerate(new_model.trainable_variables)}
     old_trainable = old_model.trainable_variables
     if len(old_opt.variables) != len(new_opt.variables):
         raise ValueError(
@@ -184,8 +174,8 @@ def _carry_optimizer(old_model, new_model, cuts):
     for old, new in zip(old_opt.variables, new_opt.variables):
         value = np.asarray(old.numpy())
         if tuple(old.shape) != tuple(new.shape):
-            owner = _slot_owner(new.name, owners)
-            cut = cuts.get(id(old_trainable[owners[owner]])) if owner else None
+            owner = walk.slot_owner(new, new_model.trainable_variables)
+            cut = cuts.get(id(old_trainable[owner])) if owner is not None else None
             if cut is None:
                 raise ValueError(
                     f"Can't carry optimizer variable {new.name!r} from shape "

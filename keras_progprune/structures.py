@@ -42,18 +42,20 @@ from keras_progprune.values import ConfigValue
 class Structure(ConfigValue):
     """Base class: which weights a mask removes together.
 
-    A structure brings its own mask updaters (`mask_updaters`, following
-    `keras_progprune.engine.MaskUpdater`). The default updaters are
+    A structure is a value: it says which weights go together, and is
+    saved in every wrapper's config. The default mask updaters are
     `engine.PruningGroup`s, which ask the structure for masks through
     `count` and `select_count`: a structure driven by them implements those
     two and `get_config`, and sets `intersects` (whether a weight pruned
     earlier must stay pruned). A structure with updaters of its own
-    (`Channel`) overrides `mask_updaters` instead.
+    (`Channel`) has them registered by the module that builds them
+    (`keras_progprune.engine.register_updaters`).
     """
 
     intersects = True
     # True when the masks are chosen over the model's graph, so the model
-    # must be Sequential or Functional.
+    # must be Sequential or Functional, and `prune_low_magnitude` wraps
+    # only the layers of the graph's prunable channel groups.
     needs_graph = False
     # True when the masks remove whole channels, so `kp.shrink` and
     # `fit_shrinking` make the model smaller.
@@ -64,28 +66,10 @@ class Structure(ConfigValue):
         """The string `prune_low_magnitude(structure=...)` takes for it."""
         return type(self).__name__.lower()
 
-    def mask_updaters(self, wrappers, model=None, importance=None):
-        """The `engine.MaskUpdater`s for `wrappers` (every one with a
-        structure whose class shares this method): by default one
-        `engine.PruningGroup` per layer-scope wrapper and one for all
-        global-scope ones."""
-        from keras_progprune import engine  # noqa: PLC0415 (engine imports wrapper)
-
-        return engine.scope_groups(wrappers, model, importance)
-
-    def check_model(self, model, wrappers):
-        """Raises before training when `wrappers` (all with this structure)
-        can't be updated inside `model`; by default any model will do."""
-
     def initial_size(self, layer):
         """What a wrapper records of `layer` when it is built, for the
         updaters to read after a shrink (`PruningWrapper.initial_channels`),
         or None."""
-        return None
-
-    def wrap_filter(self, model, exclude):
-        """Which layers of `model` `prune_low_magnitude` wraps: a predicate
-        on layers, or None for every prunable layer not in `exclude`."""
         return None
 
     def select(self, scores, sparsity, active):
@@ -190,45 +174,12 @@ class Channel(Structure):
     needs_graph = True
     shrinks = True
 
-    def mask_updaters(self, wrappers, model=None, importance=None):
-        """One `channels.engine.ChannelGroup` over every channel-structured
-        wrapper of `model`, its groups read from the graph."""
-        from keras_progprune.channels import engine as channel_engine  # noqa: PLC0415
-
-        return channel_engine.channel_groups(wrappers, model, importance)
-
-    def check_model(self, model, wrappers):
-        """The wrappers must sit in a Sequential or Functional graph: the
-        model itself, or a graph model inside a subclassed one."""
-        from keras_progprune.channels import engine as channel_engine  # noqa: PLC0415
-
-        channel_engine.check_placement(model, wrappers)
-
     def initial_size(self, layer):
         """Its output channels, or for a layer with width groups inside,
         one count per group (in its rule's order)."""
         if channel_kinds.channel_weights(layer) is None:
             return [g.size for g in channel_rules.width_groups(layer)]
         return self.channel_count(layer)
-
-    def wrap_filter(self, model, exclude):
-        """The producers and followers of every prunable channel group
-        (nothing else changes).
-
-        Raises:
-            ValueError: if the model has no channel that can be removed.
-        """
-        from keras_progprune.channels import graph as channel_graph  # noqa: PLC0415
-
-        graph = channel_graph.analyze(model)
-        members = set(graph.member_layers()) - set(exclude)
-        if not members:
-            reasons = "; ".join(f"{k!r}: {v}" for k, v in graph.frozen_reasons().items())
-            raise ValueError(
-                f"structure='channel' found no channel that can be removed in model "
-                f"{model.name!r} without changing its outputs. Channels by producing "
-                f"layer: {reasons}. Use structure='unstructured' for this model.")
-        return lambda layer: layer.name in members
 
     def accepts(self, layer):
         rule = channel_kinds.rule_of(layer)

@@ -10,9 +10,11 @@ done here:
 
 - Scopes don't nest: a variable missing from the innermost scope reads its
   stored value. Inside JAX's compiled train step every variable is already
-  mapped by an outer scope (`Layer.stateless_call`), so those mappings are
-  carried into the inner scope (`scope.original_scope` is the scope that
-  was active when it was entered).
+  mapped by an outer scope (`Layer.stateless_call`), so the values of the
+  layer's other variables are carried into the inner scope
+  (`scope.original_scope` is the scope that was active when it was
+  entered). Only the scope's public `get_current_value` and `add_update`
+  are used.
 - A scope keeps what the layer assigns (a dropout seed, BatchNormalization
   statistics inside a composite layer) instead of writing it. On exit
   those updates go to the outer scope, or, when there is none (TensorFlow,
@@ -49,11 +51,15 @@ class Substituted:
         self._scope = keras.StatelessScope(state_mapping=self.pairs, collect_losses=True)
         scope = self._scope.__enter__()
         self._outer = scope.original_scope
-        self._own = {id(v) for v, _ in self.pairs}
+        own = {id(v) for v, _ in self.pairs}
+        # The layer's other variables: what it may read or assign inside.
+        self._others = [v for v in self.layer.variables if id(v) not in own]
         if self._outer is not None:
-            for key, value in self._outer.state_mapping.items():
-                scope.state_mapping.setdefault(key, value)
-        self._before = dict(scope.state_mapping)
+            for variable in self._others:
+                value = self._outer.get_current_value(variable)
+                if value is not None:
+                    scope.add_update((variable, value))
+        self._before = [scope.get_current_value(v) for v in self._others]
         return self
 
     def __exit__(self, *exc):
@@ -61,18 +67,18 @@ class Substituted:
         scope.__exit__(*exc)
         if exc[0] is not None:
             return False
-        changed = {key: value for key, value in scope.state_mapping.items()
-                   if key not in self._own and self._before.get(key) is not value}
+        changed = [(v, scope.get_current_value(v))
+                   for v, before in zip(self._others, self._before)
+                   if scope.get_current_value(v) is not before]
         if self._outer is not None:
-            self._outer.state_mapping.update(changed)
+            for update in changed:
+                self._outer.add_update(update)
             if self._outer.collect_losses:
                 for loss in scope.losses:
                     self._outer.add_loss(loss)
             return False
-        if changed:
-            for variable in self.layer.variables:
-                if id(variable) in changed:
-                    variable.assign(changed[id(variable)])
+        for variable, value in changed:
+            variable.assign(value)
         for loss in scope.losses:
             self.layer.add_loss(loss)
         return False

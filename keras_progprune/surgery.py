@@ -166,11 +166,7 @@ def _state_is_variables(layer):
     subclass of a Keras layer, may hold anything."""
     if isinstance(layer, PruningWrapper):
         return _state_is_variables(layer.layer)
-    module = type(layer).__module__
-    if module.startswith("keras.src.models."):
-        return walk.is_graph_model(layer)
-    return (module.startswith("keras.src.layers.")
-            and not module.startswith("keras.src.layers.preprocessing."))
+    return walk.state_lives_in_variables(layer)
 
 
 def _rebuilt_copy(model, made=None):

@@ -27,9 +27,10 @@ import tempfile
 import keras
 
 from keras_progprune import backend
-from keras_progprune import engine
+from keras_progprune import litert_convert
 from keras_progprune import prune
 from keras_progprune import walk
+from keras_progprune import wrapper as wrapper_lib
 
 _CLASSES = "classes.pkl"
 
@@ -187,14 +188,12 @@ def export_saved_model(model, path, custom_objects=None):
         True
     """
     path = os.fspath(path)
-    plain = prune.strip_pruning(model) if engine.collect_wrappers(model) else model
+    plain = prune.strip_pruning(model) if wrapper_lib.collect_wrappers(model) else model
     return run(plain, "saved_model", path, custom_objects)
 
 
 def _litert(model, out, **options):
-    from keras_progprune import litert  # noqa: PLC0415 - TensorFlow only
-
-    return litert.export_litert(model, out, **options)
+    return litert_convert.convert(model, out, **options)
 
 
 def _saved_model(model, out):

@@ -8,6 +8,7 @@ Functional graphs hold operation nodes that are not Layers (`x + y` or
 helpers here never assume a node is a Layer.
 """
 
+import importlib
 import inspect
 
 import keras
@@ -172,3 +173,95 @@ def forget_calls(model):
     for operation in operations.values():
         operation._inbound_nodes = []
         operation._outbound_nodes = []
+
+
+# --- Keras and KerasHub internals, each behind one function -------------
+# Each was checked against keras 3.15.1 and keras-hub 0.32.0; the layout
+# test (tests/test_layout.py) keeps every other module off these names.
+
+
+def replace_sublayer(parent, attribute, new):
+    """Makes `new` the sublayer `parent.<attribute>`, in the place of the
+    old one in `parent`'s layer tracking, so `parent.weights` keep their
+    order (what `.keras` files and weight copies rely on). Setting the
+    attribute would append instead. Keras has no public API for it:
+    `Layer._layers` is the tracker's list."""
+    old = getattr(parent, attribute)
+    parent._layers[parent._layers.index(old)] = new
+    object.__setattr__(parent, attribute, new)
+
+
+def wrap_train_function_maker(model, wrap):
+    """From now on, every train function Keras makes for `model` (after
+    each `compile`, `make_train_function` makes a new one) is passed
+    through `wrap(function)`, once per model. `Model.make_train_function`
+    is public but not meant to be overridden; an attribute set on the
+    instance takes its place without touching the class."""
+    if getattr(model, "_kp_wrapped_train_function_maker", False):
+        return
+    make = model.make_train_function
+
+    def make_train_function(force=False):
+        make(force=force)
+        if model.train_function is not None:
+            model.train_function = wrap(model.train_function)
+
+    object.__setattr__(model, "make_train_function", make_train_function)
+    object.__setattr__(model, "_kp_wrapped_train_function_maker", True)
+
+
+def slot_owner(slot, weights):
+    """The index in `weights` of the variable that the optimizer variable
+    `slot` (a momentum, an Adam moment) was made for, or None.
+
+    Keras's optimizers name a slot `<variable path, '/' as '_'>_<slot
+    name>` (`add_variable_from_reference`) and give no public link back to
+    the variable; the longest matching path wins."""
+    best = None
+    for i, w in enumerate(weights):
+        key = w.path.replace("/", "_")
+        if slot.name.startswith(key + "_") and (
+                best is None or len(key) > len(weights[best].path)):
+            best = i
+    return best
+
+
+# KerasHub classes whose rules are known by name, so that KerasHub (which
+# imports TensorFlow) is imported only by users who have its models.
+_HUB_CLASSES = {
+    "TransformerEncoder": "keras_hub.src.layers.modeling.transformer_encoder",
+    "TransformerDecoder": "keras_hub.src.layers.modeling.transformer_decoder",
+    "ViTEncoderBlock": "keras_hub.src.models.vit.vit_layers",
+    "ViTEncoder": "keras_hub.src.models.vit.vit_layers",
+}
+
+
+def hub_class_path(name):
+    """`"module.QualName"` of the KerasHub class `name`, as a layer's
+    `type(layer).__module__ + "." + __qualname__` reads."""
+    return f"{_HUB_CLASSES[name]}.{name}"
+
+
+def hub_class(name):
+    """The KerasHub class `name` (imports KerasHub)."""
+    return getattr(importlib.import_module(_HUB_CLASSES[name]), name)
+
+
+def state_lives_in_variables(layer):
+    """Whether `layer` is Keras's own and holds all its state in variables
+    and config: a graph model, or a layer outside
+    `keras.layers.preprocessing` (adapted statistics and vocabularies live
+    outside variables there). Read from the class's module path, Keras's
+    source layout."""
+    module = type(layer).__module__
+    if module.startswith("keras.src.models."):
+        return is_graph_model(layer)
+    return (module.startswith("keras.src.layers.")
+            and not module.startswith("keras.src.layers.preprocessing."))
+
+
+def is_backend_optimizer_module(module):
+    """Whether a saved config's `module` is a backend's own optimizer
+    module (`keras.src.backend.<name>.optimizer...`), which PyTorch's
+    `model.save` writes and other backends can't load."""
+    return module.startswith("keras.src.backend.") and ".optimizers" in module

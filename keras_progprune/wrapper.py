@@ -125,6 +125,10 @@ class PruningWrapper(keras.layers.Wrapper):
         ['pruning_mask_0', 'pruning_step']
     """
 
+    # Read by code below the wrapper (the channel graph) to see through it
+    # without importing this class.
+    prunes_inner_layer = True
+
     def __init__(self, layer, pruning_schedule=None, scope="layer",
                  structure="unstructured", initial_channels=None, **kwargs):
         if isinstance(layer, PruningWrapper):
@@ -370,3 +374,24 @@ class PruningWrapper(keras.layers.Wrapper):
         # Files written before structures existed hold no key: unstructured.
         structure = structures_lib.get(config.pop("structure", None))
         return cls(layer, pruning_schedule=schedule, structure=structure, **config)
+
+
+def collect_wrappers(model):
+    """All `PruningWrapper`s in `model` (itself included), each once.
+
+    Nested models are searched; a wrapper shared between two call sites
+    appears once.
+    """
+    if isinstance(model, PruningWrapper):
+        return [model]
+    return [layer for layer in walk.sublayers(model) if isinstance(layer, PruningWrapper)]
+
+
+def settle(model):
+    """Sets the stored value of every pruned weight in `model` to 0.0 (see
+    `PruningWrapper.settle`), after bringing JAX's training state into the
+    variables. Changes no output."""
+    backend.sync_model_state(model)
+    for wrapper in collect_wrappers(model):
+        if wrapper.built:
+            wrapper.settle()

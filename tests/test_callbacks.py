@@ -8,7 +8,7 @@ import pytest
 import keras_progprune as kp
 from keras_progprune import backend
 from keras_progprune import callbacks as callbacks_lib
-from keras_progprune import engine
+from keras_progprune import wrapper as wrapper_lib
 from conftest import assert_close, data, kept_counts, mlp, to_numpy
 
 
@@ -27,7 +27,7 @@ def _fit(model, epochs=1, callbacks=None, batch_size=16, n=64):
 def test_layer_scope_exact_count_per_layer(sparsity):
     model = _compile(kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(sparsity, 0, frequency=1)))
     _fit(model)
-    for wrapper in engine.collect_wrappers(model):
+    for wrapper in wrapper_lib.collect_wrappers(model):
         n = sum(int(np.prod(w.shape)) for w in wrapper.pruned_weights)
         assert kept_counts(wrapper) == max(1, round(n * (1 - sparsity)))
         for w, m in zip(wrapper.pruned_weights, wrapper.masks):
@@ -38,7 +38,7 @@ def test_layer_scope_exact_count_per_layer(sparsity):
 def test_global_scope_exact_total_and_uneven_layers(sparsity):
     model = _compile(kp.prune_low_magnitude(
         mlp(units=(40, 20)), kp.ConstantSparsity(sparsity, 0, frequency=1), scope="global"))
-    wrappers = engine.collect_wrappers(model)
+    wrappers = wrapper_lib.collect_wrappers(model)
     # Make the first layer's weights smaller, so global scope prunes it more.
     k = wrappers[0].pruned_weights[0]
     k.assign(k.numpy() * 0.1)
@@ -53,7 +53,7 @@ def test_global_scope_exact_total_and_uneven_layers(sparsity):
 def test_masks_follow_schedule_and_never_regrow():
     schedule = kp.PolynomialDecay(0.2, 0.8, begin_step=0, end_step=8, power=1, frequency=2)
     model = _compile(kp.prune_low_magnitude(mlp(), schedule, scope="global"), "adam")
-    wrappers = engine.collect_wrappers(model)
+    wrappers = wrapper_lib.collect_wrappers(model)
     seen = []
 
     class Watch(keras.callbacks.Callback):
@@ -83,7 +83,7 @@ def test_pruned_weights_have_no_effect_and_strip_to_exact_zeros(optimizer):
     # Prune once at step 0, then train with momentum for many steps.
     model = kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.7, 0, end_step=0))
     _compile(model, optimizer())
-    wrappers = engine.collect_wrappers(model)
+    wrappers = wrapper_lib.collect_wrappers(model)
     x, _ = data(8)
     checks, first = [], []
 
@@ -114,7 +114,7 @@ def test_stored_values_of_pruned_weights_are_ignored():
     _fit(model)
     x, _ = data(8)
     before = to_numpy(model(x))
-    for wrapper in engine.collect_wrappers(model):
+    for wrapper in wrapper_lib.collect_wrappers(model):
         for v, m in zip(wrapper.pruned_weights, wrapper.masks):
             v.assign(np.where(m.numpy() == 0, 1e3, v.numpy()))  # garbage where pruned
     assert_close(model(x), before, atol=1e-6)
@@ -158,7 +158,7 @@ def test_callback_is_reusable_and_continues_the_step():
     assert cb.sparsity < 0.9
     _fit(model, callbacks=[cb])  # steps 4..7
     assert cb.sparsity == pytest.approx(0.9, abs=0.01)
-    assert int(engine.collect_wrappers(model)[0].pruning_step.numpy()) == 8
+    assert int(wrapper_lib.collect_wrappers(model)[0].pruning_step.numpy()) == 8
 
 
 def test_fit_without_callback_names_it():
@@ -185,9 +185,9 @@ def test_second_fit_with_the_callback_reuses_the_compiled_step():
     _fit(model, callbacks=[kp.ProgressivePruningCallback()])
     assert model.train_function.function is first
     # The mask groups (and their compiled update) are reused too.
-    groups = callbacks_lib.cached_groups(model, engine.collect_wrappers(model))
+    groups = callbacks_lib.cached_groups(model, wrapper_lib.collect_wrappers(model))
     _fit(model, callbacks=[kp.ProgressivePruningCallback()])
-    assert callbacks_lib.cached_groups(model, engine.collect_wrappers(model)) is groups
+    assert callbacks_lib.cached_groups(model, wrapper_lib.collect_wrappers(model)) is groups
     # After a recompile Keras builds a new step; the check still holds.
     model.compile("sgd", "sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match="ProgressivePruningCallback"):
@@ -221,11 +221,11 @@ def test_steps_per_execution_on_call_boundaries_is_exact():
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   steps_per_execution=2)
     history = _fit(model, epochs=3)
-    wrappers = engine.collect_wrappers(model)
+    wrappers = wrapper_lib.collect_wrappers(model)
     assert int(wrappers[0].pruning_step.numpy()) == 12
     assert history.history["sparsity"][-1] == pytest.approx(0.8, abs=0.01)
     assert [kept_counts(w) for w in wrappers] == [
-        kept_counts(w) for w in engine.collect_wrappers(reference)]
+        kept_counts(w) for w in wrapper_lib.collect_wrappers(reference)]
 
 
 @pytest.mark.backends("tensorflow", "jax")
@@ -266,7 +266,7 @@ def test_global_wrappers_with_different_schedules_are_refused():
 
 def test_non_finite_weights_raise_and_leave_masks_untouched():
     model = _compile(kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.5, 0)))
-    wrappers = engine.collect_wrappers(model)
+    wrappers = wrapper_lib.collect_wrappers(model)
     kernel = wrappers[1].pruned_weights[0]
     bad = kernel.numpy()
     bad[0, 0] = np.nan
@@ -294,7 +294,7 @@ def test_custom_training_loop_drives_the_callback_by_hand():
         optimizer.apply(grads, model.trainable_variables)
     cb.on_train_end()
     assert cb.sparsity == pytest.approx(0.5, abs=0.02)
-    assert int(engine.collect_wrappers(model)[0].pruning_step.numpy()) == 3
+    assert int(wrapper_lib.collect_wrappers(model)[0].pruning_step.numpy()) == 3
 
 
 def test_batch_end_hooks_finishing_out_of_order_keep_the_step():
@@ -314,5 +314,5 @@ def test_batch_end_hooks_finishing_out_of_order_keep_the_step():
         callback.on_train_batch_end(batch, {})
     callback.on_epoch_end(0)
     assert callback.current_step() == 4
-    assert {int(w.pruning_step.numpy()) for w in engine.collect_wrappers(model)} == {4}
+    assert {int(w.pruning_step.numpy()) for w in wrapper_lib.collect_wrappers(model)} == {4}
     callback.on_train_end()

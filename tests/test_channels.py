@@ -11,6 +11,7 @@ import keras_progprune as kp
 from keras_progprune import engine
 from keras_progprune import models
 from keras_progprune import structures
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import macs as macs_lib
 from conftest import assert_close, assert_equal, served_outputs
@@ -70,7 +71,7 @@ def test_zoo_models_prune_and_shrink_with_equal_outputs(name, shape, train):
     else:
         pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0), scope="global",
                                         structure="channel")
-        (group,) = engine.build_groups(engine.collect_wrappers(pruned), pruned)
+        (group,) = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
         group.update(0.5)
     small = check_shrink(pruned, x)
     report = kp.sparsity_report(pruned)
@@ -85,7 +86,7 @@ def test_applications_shrink_at_half_the_channels(name):
         weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None)
     x, y = images(2, (32, 32, 3))
     pruned = prune_fit(model, x, y)
-    groups = engine.build_groups(engine.collect_wrappers(pruned), pruned)
+    groups = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
     assert 0.49 < 1 - groups[0].kept / groups[0].size < 0.51
     check_shrink(pruned, x)
 
@@ -109,7 +110,7 @@ def test_residual_branches_drop_the_same_channels():
     (space,) = [s for s in graph.prunable_spaces()]
     assert sorted(l.name for l in space.producers) == ["branch_a", "branch_b", "stem"]
     kept = {}
-    for wrapper in engine.collect_wrappers(pruned):
+    for wrapper in wrapper_lib.collect_wrappers(pruned):
         if isinstance(wrapper.layer, L.Conv2D):
             kept[wrapper.layer.name] = np.flatnonzero(
                 wrapper.masks[0].numpy().reshape(-1, 8).max(axis=0))
@@ -205,7 +206,7 @@ def test_global_scope_counts_channels_and_layer_scope_each_space():
                                                                   "fc1": 250})):
         pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0), scope=scope,
                                         structure="channel")
-        (group,) = engine.build_groups(engine.collect_wrappers(pruned), pruned)
+        (group,) = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
         assert group.size == 20 + 50 + 500
         assert group.update(0.5) == 285
         report = kp.sparsity_report(pruned)["layers"]
@@ -250,7 +251,7 @@ def test_channel_pruned_model_round_trips_and_resumes(tmp_path):
     path = os.path.join(tmp_path, "pruned.keras")
     pruned.save(path)
     loaded = keras.saving.load_model(path)
-    wrapper = engine.collect_wrappers(loaded)[0]
+    wrapper = wrapper_lib.collect_wrappers(loaded)[0]
     assert wrapper.structure == structures.Channel()
     assert_close(_out(loaded, x), _out(pruned, x), atol=1e-6)
     loaded.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -288,7 +289,7 @@ def test_layer_norm_sigmoid_and_unknown_layers_leave_their_channels():
     assert reasons["head"] == "reaches a model output"
     assert reasons["model input"] == "model input"
     pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0), structure="channel")
-    wrapped = [w.layer.name for w in engine.collect_wrappers(pruned)]
+    wrapped = [w.layer.name for w in wrapper_lib.collect_wrappers(pruned)]
     assert wrapped == ["d"]
     report = kp.sparsity_report(pruned)
     assert report["layers"]["d"]["channels"] == {"kept": 8, "total": 8}
@@ -342,8 +343,8 @@ def test_channel_errors_name_the_problem_and_the_fix():
     pruned = kp.prune_low_magnitude(models.lenet5(), structure="channel")
     with pytest.raises(ValueError, match=r"Channel-structured wrappers are grouped from the "
                                          r"model's graph: pass the model"):
-        engine.build_groups(engine.collect_wrappers(pruned))
-    (group,) = engine.build_groups(engine.collect_wrappers(pruned), pruned)
+        engine.build_groups(wrapper_lib.collect_wrappers(pruned))
+    (group,) = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
     with pytest.raises(ValueError, match=r"`scores` must hold one tensor per weight of "
                                          r"channel groups \(layer scope\) .*expected\. "
                                          r"Received 1\."):
@@ -360,8 +361,8 @@ def test_shrink_of_nothing_warns_and_returns_a_plain_copy():
 
 def test_channel_masks_refuse_non_finite_weights():
     pruned = kp.prune_low_magnitude(models.lenet5(), structure="channel")
-    (group,) = engine.build_groups(engine.collect_wrappers(pruned), pruned)
-    wrapper = engine.collect_wrappers(pruned)[0]
+    (group,) = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
+    wrapper = wrapper_lib.collect_wrappers(pruned)[0]
     kernel = wrapper.pruned_weights[0]
     kernel.assign(np.full(kernel.shape, np.nan, "float32"))
     with pytest.raises(ValueError, match=r"Can't compute channel masks for channel groups "
@@ -376,14 +377,14 @@ def test_channel_masks_refuse_non_finite_weights():
 def test_excluding_a_member_leaves_its_group_whole():
     pruned = kp.prune_low_magnitude(_residual(), kp.ConstantSparsity(0.5, 0), scope="layer",
                                     structure="channel", exclude=["bn_a"])
-    (group,) = engine.build_groups(engine.collect_wrappers(pruned), pruned)
+    (group,) = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
     assert group.spaces == [] and group.update(0.5) == 0
     pruned.compile("sgd", "mse")
     x, _ = images(4, (6, 6, 3))
     history = pruned.fit(x, np.zeros((4, 3)), verbose=0,
                          callbacks=[kp.ProgressivePruningCallback()])
     assert history.history["sparsity"] == [0.0]
-    assert all(np.all(m.numpy() == 1) for w in engine.collect_wrappers(pruned)
+    assert all(np.all(m.numpy() == 1) for w in wrapper_lib.collect_wrappers(pruned)
                for m in w.masks)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_progprune as kp
-from keras_progprune import engine
+from keras_progprune import wrapper as wrapper_lib
 from conftest import data, mlp
 from conftest import assert_close, assert_equal
 
@@ -20,10 +20,10 @@ def test_prune_at_init_then_plain_fit(method, kwargs):
     x, y = data(64)
     ds = __import__("tensorflow").data.Dataset.from_tensor_slices((x, y)).batch(16)
     pruned = kp.prune_at_init(mlp(), method, 0.75, data=ds.take(1), loss=LOSS, **kwargs)
-    masks = [m.numpy().copy() for w in engine.collect_wrappers(pruned) for m in w.masks]
+    masks = [m.numpy().copy() for w in wrapper_lib.collect_wrappers(pruned) for m in w.masks]
     pruned.compile("adam", LOSS)
     pruned.fit(ds, epochs=2, verbose=0, callbacks=[kp.ProgressivePruningCallback()])
-    after = [m.numpy() for w in engine.collect_wrappers(pruned) for m in w.masks]
+    after = [m.numpy() for w in wrapper_lib.collect_wrappers(pruned) for m in w.masks]
     for a, b in zip(masks, after):
         assert_equal(a, b)  # fixed at initialization
     report = kp.sparsity_report(kp.strip_pruning(pruned))
@@ -86,12 +86,12 @@ def test_lottery_ticket_rewinds_survivors_to_the_rewind_step():
 
     def train_round(model, callbacks):
         model.compile(keras.optimizers.SGD(0.1), LOSS)
-        wrappers = engine.collect_wrappers(model)
+        wrappers = wrapper_lib.collect_wrappers(model)
         snapshots.append([w.pruned_weights[0].numpy().copy() for w in wrappers])
         return model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=callbacks)
 
     pruned, rounds = kp.lottery_ticket(mlp(), train_round, 0.5, rate=0.5, rewind_step=0)
-    wrappers = engine.collect_wrappers(pruned)
+    wrappers = wrapper_lib.collect_wrappers(pruned)
     # Round 1 started from round 0's initial weights, masked.
     for w0, w1, wr in zip(snapshots[0], snapshots[1], wrappers):
         assert_close(w1, w0 * wr.masks[0].numpy())

@@ -19,6 +19,7 @@ from conftest import BACKEND, to_numpy
 from keras_progprune import engine
 from keras_progprune import thresholds
 from keras_progprune import walk
+from keras_progprune import wrapper as wrapper_lib
 
 L = keras.layers
 
@@ -37,7 +38,7 @@ def _assert_same(expected, got, label):
 
 def _update(model, sparsity):
     """One mask update of every group at `sparsity`, as the callback does."""
-    for group in engine.build_groups(engine.collect_wrappers(model), model):
+    for group in engine.build_groups(wrapper_lib.collect_wrappers(model), model):
         group.update(sparsity)
 
 
@@ -58,7 +59,7 @@ def test_wrapping_is_an_identity_until_the_first_mask_update(name, tmp_path):
     before = _values(model)
 
     wrapped = kp.prune_low_magnitude(model, kp.PolynomialDecay(0.0, 0.8, 0, 10))
-    assert engine.collect_wrappers(wrapped), "nothing was wrapped"
+    assert wrapper_lib.collect_wrappers(wrapped), "nothing was wrapped"
     _assert_same(expected, _outputs(wrapped, x), "wrapped")
     stripped = kp.strip_pruning(wrapped)
     _assert_same(expected, _outputs(stripped, x), "stripped")
@@ -79,7 +80,7 @@ def test_wrapping_is_an_identity_until_the_first_mask_update(name, tmp_path):
 def test_a_layer_called_twice_gets_one_wrapper_and_the_parameter_count_stays():
     model, x = user_models.shared_and_nested()
     wrapped = kp.prune_low_magnitude(model)
-    shared = [w for w in engine.collect_wrappers(wrapped) if w.layer.name == "shared"]
+    shared = [w for w in wrapper_lib.collect_wrappers(wrapped) if w.layer.name == "shared"]
     assert len(shared) == 1
     stripped = kp.strip_pruning(wrapped)
     assert stripped.count_params() == model.count_params()
@@ -99,7 +100,7 @@ def test_adapted_normalization_keeps_its_statistics():
 def test_composite_custom_layers_without_build_are_pruned_through_their_sublayers():
     model, x = user_models.text_transformer()
     wrapped = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0))
-    by_class = {type(w.layer).__name__: w for w in engine.collect_wrappers(wrapped)}
+    by_class = {type(w.layer).__name__: w for w in wrapper_lib.collect_wrappers(wrapped)}
     embedding = by_class["TokenAndPositionEmbedding"]
     assert [w.name for w in embedding.pruned_weights] == ["embeddings", "embeddings"]
     block = by_class["TransformerBlock"]
@@ -115,7 +116,7 @@ def test_channel_structure_leaves_composite_custom_layers_whole_and_says_why():
     model, x = user_models.text_transformer()
     wrapped = kp.prune_low_magnitude(model, structure="channel")
     block = [l.name for l in model.layers if isinstance(l, user_models.TransformerBlock)][0]
-    names = {w.layer.name for w in engine.collect_wrappers(wrapped)}
+    names = {w.layer.name for w in wrapper_lib.collect_wrappers(wrapped)}
     assert block not in names
     text = str(kp.sparsity_report(wrapped))
     assert (f"{block} (layer {block!r} of type TransformerBlock is not known to the "
@@ -128,7 +129,7 @@ def test_separable_conv_keeps_its_depthwise_kernel(scope):
     model, x = user_models.mini_xception()
     wrapped = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.8, 0), scope=scope)
     _update(wrapped, 0.8)
-    separable = [w for w in engine.collect_wrappers(wrapped)
+    separable = [w for w in wrapper_lib.collect_wrappers(wrapped)
                  if isinstance(w.layer, L.SeparableConv2D)]
     assert len(separable) == 2
     for wrapper in separable:
@@ -151,7 +152,7 @@ def test_global_scope_never_empties_a_kernel():
     wrapped = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.9, 0), scope="global")
     _update(wrapped, 0.9)
     kept = {w.layer.name: int(np.count_nonzero(to_numpy(w.masks[0])))
-            for w in engine.collect_wrappers(wrapped)}
+            for w in wrapper_lib.collect_wrappers(wrapped)}
     total = 50 * 200 + 200 * 2
     count = round(total * 0.1)
     assert sum(kept.values()) == count
@@ -187,7 +188,7 @@ def test_strip_pruning_of_a_subclassed_model_names_the_parts_to_strip():
             r"`decoder = kp.strip_pruning\(model.decoder\)`\. Then build a VAE")):
         kp.strip_pruning(vae)
     plain = kp.strip_pruning(vae.encoder)  # the fix works
-    assert not engine.collect_wrappers(plain)
+    assert not wrapper_lib.collect_wrappers(plain)
 
     class Direct(keras.Model):
         def __init__(self, **kwargs):
@@ -234,7 +235,7 @@ def test_a_custom_model_around_pruned_parts_trains_and_prunes(structure):
     x = np.random.default_rng(0).random((16, 8, 8, 1)).astype("float32")
     vae.fit(x, x, epochs=1, batch_size=4, verbose=0,
             callbacks=[kp.ProgressivePruningCallback()])
-    masks = [to_numpy(m) for w in engine.collect_wrappers(vae) for m in w.masks]
+    masks = [to_numpy(m) for w in wrapper_lib.collect_wrappers(vae) for m in w.masks]
     assert any(np.count_nonzero(m) < m.size for m in masks)
     if structure == "channel":  # the encoder's graph gave channel groups
         plain = kp.strip_pruning(vae.encoder)

@@ -1,5 +1,5 @@
 """The importance hook: `ProgressivePruningCallback(importance=...)` and the
-mask updaters' protocol (`engine.MaskUpdater`, `Structure.mask_updaters`)."""
+mask updaters' protocol (`engine.MaskUpdater`, `engine.register_updaters`)."""
 
 import keras
 import numpy as np
@@ -8,7 +8,8 @@ import pytest
 import keras_progprune as kp
 from keras_progprune import engine
 from keras_progprune import importance as importance_lib
-from keras_progprune.methods import scores as scores_lib
+from keras_progprune import wrapper as wrapper_lib
+from keras_progprune import scores as scores_lib
 from conftest import assert_close, mlp, to_numpy
 
 L = keras.layers
@@ -100,10 +101,10 @@ def test_taylor_importance_is_gradual_snip_for_unstructured_masks():
     y = np.arange(16) % 3
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0, frequency=1))
-    weights = [w for wr in engine.collect_wrappers(pruned) for w in wr.pruned_weights]
+    weights = [w for wr in wrapper_lib.collect_wrappers(pruned) for w in wr.pruned_weights]
     expected = scores_lib.snip_scores(pruned, loss, [(x, y)], weights)
     _update_once(pruned, kp.importance.Taylor([(x, y)], loss))
-    for wrapper in engine.collect_wrappers(pruned):
+    for wrapper in wrapper_lib.collect_wrappers(pruned):
         position = [id(w) for w in weights].index(id(wrapper.pruned_weights[0]))
         score = to_numpy(expected[position]).ravel()
         mask = to_numpy(wrapper.masks[0]).ravel().astype(bool)
@@ -115,8 +116,8 @@ def test_mask_updaters_follow_one_protocol():
     pruned = kp.prune_low_magnitude(_ffn(), kp.ConstantSparsity(0.5, 0),
                                     structure="channel")
     plain = kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.5, 0))
-    updaters = (engine.build_groups(engine.collect_wrappers(pruned), pruned)
-                + engine.build_groups(engine.collect_wrappers(plain), plain))
+    updaters = (engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
+                + engine.build_groups(wrapper_lib.collect_wrappers(plain), plain))
     for updater in updaters:
         assert isinstance(updater, engine.MaskUpdater)
         assert updater.update(0.5) == updater.kept <= updater.size
@@ -128,9 +129,15 @@ def test_mask_updaters_follow_one_protocol():
 
 
 def test_importance_errors_name_the_fix():
-    with pytest.raises(ValueError, match=r"`importance` must be None or 'magnitude' .*"
+    with pytest.raises(ValueError, match=r"Importance 'taylor' needs `data` and `loss`: "
+                                         r"build it with kp.importance.get\('taylor', "
+                                         r"data=\.\.\., loss=\.\.\.\) and pass the result\. "
                                          r"Received: importance='taylor'"):
         kp.ProgressivePruningCallback(importance="taylor")
+    with pytest.raises(ValueError, match=r"`importance` must be None, one of \['activation', "
+                                         r".*\], or a keras_progprune.importance.Importance .* "
+                                         r"Received: importance='tailor'"):
+        kp.ProgressivePruningCallback(importance="tailor")
     with pytest.raises(ValueError, match=r"pass `data` .* Received: data=None"):
         kp.importance.Activation(None)
     with pytest.raises(ValueError, match=r"`batches` must be a positive int or None. "
@@ -197,3 +204,104 @@ def test_per_weight_scores_must_match_the_weights_and_layer_rules_say_what_is_mi
                                                   r"`resize`: implement `resize\(layer, "
                                                   r"kept\)`"):
         WidthOnly().resize(None, {})
+
+
+def test_one_registry_builds_every_importance_by_name():
+    data, loss = [(np.ones((2, 5), "float32"), np.zeros((2,), "int32"))], "mse"
+    assert importance_lib.names() == ["activation", "grasp", "magnitude", "random", "snip",
+                                      "synflow", "taylor"]
+    offered = {"data": data, "loss": loss, "batches": 1, "seed": 4}
+    built = {name: importance_lib.get(name, **offered) for name in importance_lib.names()}
+    assert isinstance(built["magnitude"], importance_lib.Magnitude)
+    assert isinstance(built["snip"], importance_lib.Taylor)
+    assert repr(built["random"]) == "Random(seed=4)"
+    assert repr(built["grasp"]) == "Grasp(batches=1, temperature=200.0)"
+    assert importance_lib.get(None).__class__ is importance_lib.Magnitude
+    assert importance_lib.get(built["taylor"]) is built["taylor"]
+    assert importance_lib.get("synflow", rounds=3).round_sparsities(0.875) == pytest.approx(
+        [0.5, 0.75, 0.875])
+    assert importance_lib.get("random").round_sparsities(0.5) == [0.5]
+    with pytest.raises(ValueError, match=r"Unknown argument\(s\) \['rounds'\] for importance "
+                                         r"'random'\. Received: \{'rounds': 2\}\. "
+                                         r"Accepted: \['seed'\]"):
+        importance_lib.get("random", rounds=2)
+    with pytest.raises(ValueError, match=r"Arguments \['seed'\] are for an importance given "
+                                         r"by name; Random\(seed=4\) is already built"):
+        importance_lib.get(built["random"], seed=1)
+    with pytest.raises(ValueError, match=r"`rounds` must be >= 1\. Received: rounds=0\. "
+                                         r"Pass a whole number"):
+        importance_lib.SynFlow(0)
+    with pytest.raises(ValueError, match=r"`seed` must be an int\. Received: seed=1\.5"):
+        importance_lib.Random(1.5)
+    with pytest.raises(ValueError, match=r"`temperature` must be > 0\. Received: "
+                                         r"temperature=0"):
+        importance_lib.Grasp(data, loss, temperature=0)
+    with pytest.raises(ValueError, match=r"GraSP importance needs the loss's gradients: .* "
+                                         r"Received: data=None, loss='mse'"):
+        importance_lib.Grasp(None, loss)
+    with pytest.raises(ValueError, match=r"`data` gave no batch: GraSP"):
+        importance_lib.Grasp([], loss).weight_scores(mlp(), [])
+
+
+def test_register_adds_an_importance_and_refuses_clashes():
+    class Ones(importance_lib.Importance):
+        def weight_scores(self, model, weights):
+            return [keras.ops.ones(w.shape) for w in weights]
+
+    importance_lib.register("test-ones", Ones)
+    try:
+        assert "test-ones" in importance_lib.names()
+        assert isinstance(importance_lib.get("test-ones", data=None), Ones)
+        with pytest.raises(ValueError, match=r"An importance named 'test-ones' is already "
+                                             r"registered \(Ones\)\. Choose another name"):
+            importance_lib.register("test-ones", importance_lib.Random)
+    finally:
+        importance_lib._REGISTRY.pop("test-ones")
+    with pytest.raises(ValueError, match=r"`cls` must be a subclass of "
+                                         r"keras_progprune.importance.Importance\. "
+                                         r"Received: cls=<class 'int'>"):
+        importance_lib.register("int", int)
+
+
+@pytest.mark.parametrize("name,scope", [("random", "layer"), ("snip", "global"),
+                                        ("synflow", "layer")])
+def test_prune_at_init_is_one_update_ranked_by_the_importance(name, scope):
+    data = [(np.random.default_rng(0).normal(size=(8, 5)).astype("float32"),
+             np.arange(8) % 3)]
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    options = {"rounds": 3} if name == "synflow" else {}
+    keras.utils.set_random_seed(2)
+    model = mlp()
+    pruned = kp.prune_at_init(model, name, 0.75, data=data, loss=loss, scope=scope, seed=5,
+                              **options)
+    again = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.75, 0, end_step=0),
+                                   scope=scope)
+    groups = engine.build_groups(wrapper_lib.collect_wrappers(again), again)
+    importance = importance_lib.get(name, data=data, loss=loss, seed=5, **options)
+    engine.update_at_init(groups, again, importance, 0.75)
+    for a, b in zip(wrapper_lib.collect_wrappers(pruned), wrapper_lib.collect_wrappers(again)):
+        for ma, mb in zip(a.masks, b.masks):
+            np.testing.assert_array_equal(to_numpy(ma), to_numpy(mb))
+
+
+def test_a_structure_registers_the_maker_of_its_updaters():
+    class Halves(kp.structures.Unstructured):
+        pass
+
+    made, checked = [], []
+
+    def build(wrappers, model, importance):
+        made.append([w.layer.name for w in wrappers])
+        return engine.scope_groups(wrappers, model, importance)
+
+    engine.register_updaters(Halves, build, lambda model, wrappers: checked.append(model))
+    try:
+        pruned = kp.prune_low_magnitude(mlp(), kp.ConstantSparsity(0.5, 0), structure=Halves())
+        wrappers = wrapper_lib.collect_wrappers(pruned)
+        assert len(engine.build_groups(wrappers, pruned)) == 3
+        engine.check_model(wrappers, pruned)
+        assert made == [["fc0", "fc1", "head"]] and checked == [pruned]
+    finally:
+        engine._UPDATERS.pop(Halves)
+    with pytest.raises(ValueError, match=r"`build` must be a function\. Received: build=3"):
+        engine.register_updaters(Halves, 3)

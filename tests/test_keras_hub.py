@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_progprune as kp
-from keras_progprune import engine
+from keras_progprune import wrapper as wrapper_lib
 from conftest import assert_close
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -67,7 +67,7 @@ def test_backbone_prunes_trains_strips_and_reloads(name, make, tmp_path):
                callbacks=[kp.ProgressivePruningCallback()])
     # Attention and feed-forward kernels of both blocks are wrapped (through
     # their composite block or encoder layer) and pruned.
-    weights = {v.path: v for w in engine.collect_wrappers(pruned) for v in w.pruned_weights}
+    weights = {v.path: v for w in wrapper_lib.collect_wrappers(pruned) for v in w.pruned_weights}
     attention = [p for p in weights if "query" in p]
     feed_forward = [p for p in weights
                     if any(k in p for k in ("intermediate", "mlp", "feedforward"))]
@@ -100,5 +100,5 @@ def test_embeddings_can_be_excluded_too():
     model, x = _bert()
     pruned = kp.prune_low_magnitude(
         model, exclude=["position_embedding", "token_embedding", "segment_embedding"])
-    names = {w.layer.name for w in engine.collect_wrappers(pruned)}
+    names = {w.layer.name for w in wrapper_lib.collect_wrappers(pruned)}
     assert "token_embedding" not in names and "transformer_layer_0" in names

@@ -3,7 +3,6 @@
 import ast
 import importlib.util
 import os
-import re
 import subprocess
 import sys
 
@@ -18,9 +17,27 @@ from conftest import assert_close
 PACKAGE = os.path.dirname(kp.__file__)
 
 
-# Keras internals the package reads (walk.py says why, for each).
+# Keras and KerasHub internals the package reads or patches (walk.py says
+# why, for each, and the versions it was checked against).
 PRIVATE_KERAS = ("_flatten_layers", "_nodes_by_depth", "_functional", "_call_has_",
-                 "_inbound_nodes", "_outbound_nodes", "_is_default", "_modules")
+                 "_inbound_nodes", "_outbound_nodes", "_is_default", "_modules", "_layers",
+                 "state_mapping", "make_train_function")
+
+
+def _private_uses(tree):
+    """Line numbers where `tree` touches a Keras or KerasHub internal."""
+    for node in ast.walk(tree):
+        imported = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        private = isinstance(node, ast.Attribute) and (
+            node.attr in PRIVATE_KERAS or node.attr.startswith("_call_has_") or (
+                node.attr == "src" and isinstance(node.value, ast.Name)
+                and node.value.id in ("keras", "keras_hub")))
+        named = isinstance(node, ast.Constant) and isinstance(node.value, str) and any(
+            node.value.startswith(p) for p in ("keras.src", "keras_hub.src"))
+        if private or named or any(n.startswith(("keras.src", "keras_hub.src"))
+                                   for n in imported):
+            yield node.lineno
 
 
 def test_private_keras_api_is_used_in_one_place_only():
@@ -30,21 +47,24 @@ def test_private_keras_api_is_used_in_one_place_only():
             if not name.endswith(".py"):
                 continue
             path = os.path.join(root, name)
-            for node in ast.walk(ast.parse(open(path).read())):
-                imported = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                            [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-                private = isinstance(node, ast.Attribute) and (
-                    node.attr in PRIVATE_KERAS or node.attr.startswith("_call_has_") or (
-                        node.attr == "src" and isinstance(node.value, ast.Name)
-                        and node.value.id == "keras"))
-                if private or any(n.startswith("keras.src") for n in imported):
-                    hits.append(f"{os.path.relpath(path, PACKAGE)}:{node.lineno}")
+            hits += [f"{os.path.relpath(path, PACKAGE)}:{line}"
+                     for line in _private_uses(ast.parse(open(path).read()))]
     assert {h.split(":")[0] for h in hits} == {"walk.py"}, hits
+
+
+def test_the_private_api_check_sees_each_kind_of_use():
+    code = ("import keras_hub.src.models.x\n"
+            "from keras.src import ops\n"
+            "block._layers[0] = new\n"
+            "scope.state_mapping.update({})\n"
+            "model.make_train_function = f\n"
+            "PATH = 'keras_hub.src.layers.modeling.transformer_encoder'\n")
+    assert sorted(set(_private_uses(ast.parse(code)))) == [1, 2, 3, 4, 5, 6]
 
 
 # Where `import tensorflow` may appear: the seam's TensorFlow file, the LiteRT
 # export and the experiment runner (tf.data pipelines, SavedModel serving).
-TENSORFLOW_ALLOWED = ("backend/tensorflow.py", "litert.py", "experiments/")
+TENSORFLOW_ALLOWED = ("backend/tensorflow.py", "litert.py", "litert_convert.py", "experiments/")
 
 
 def _modules():
@@ -69,21 +89,64 @@ def test_tensorflow_is_imported_only_behind_the_seam():
     assert not offenders, offenders
 
 
-def _package_imports(path, rel):
-    """keras_progprune modules that `rel` imports at module level."""
-    package = "keras_progprune." + rel[:-3].replace("/", ".").removesuffix(".__init__")
-    found = set()
-    for node in ast.parse(open(path).read()).body:
+def _imports(path, rel):
+    """`(module, lineno, at_top)` for every import in the file, inside
+    functions included; relative imports resolved."""
+    package = "keras_progprune." + rel[:-3].replace("/", ".")
+    package = package.removesuffix(".__init__") if rel.endswith("__init__.py") \
+        else package.rsplit(".", 1)[0]
+    tree = ast.parse(open(path).read())
+    top = {id(node) for node in tree.body}
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("keras_progprune"))
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("keras_progprune"):
             for a in node.names:
-                candidate = f"{node.module}.{a.name}"
-                found.add(candidate if candidate.replace(".", "/") + ".py" in _ALL
-                          or candidate.replace(".", "/") + "/__init__.py" in _ALL
-                          else node.module)
+                yield a.name, node.lineno, id(node) in top
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            for a in node.names:
+                candidate = f"{base}.{a.name}"
+                known = (candidate.replace(".", "/") + ".py" in _ALL
+                         or candidate.replace(".", "/") + "/__init__.py" in _ALL)
+                yield candidate if known else base, node.lineno, id(node) in top
+
+
+def _package_imports(path, rel):
+    """keras_progprune modules that `rel` imports, anywhere in the file."""
+    package = "keras_progprune." + rel[:-3].replace("/", ".").removesuffix(".__init__")
+    found = {m for m, _, _ in _imports(path, rel) if m.startswith("keras_progprune")}
     found.discard(package)
     return found
+
+
+# What a function may import on first use instead of at the top of its
+# module, and why. Anything else is imported at the top, where the cycle
+# test and a reader see it.
+LAZY_IMPORTS = {
+    "keras_hub": "optional (KerasHub models only), and it imports TensorFlow",
+    "keras_progprune.hub_layers": "subclasses KerasHub's blocks, so it imports KerasHub",
+    "matplotlib": "optional: only `SparsityReport.plot` and the runner's plots draw",
+    "keras_progprune.report_plot": "imports matplotlib",
+    "tensorflow": "the LiteRT converter, only where it converts: JAX and PyTorch users "
+                  "never import TensorFlow",
+    "tensorflow_datasets": "only when a tfds dataset is loaded",
+    "ai_edge_litert": "optional `[litert]` extra: only where a .tflite file is run",
+    "cloudpickle": "only when a user's class travels to the TensorFlow child",
+}
+
+
+def test_functions_import_only_optional_dependencies():
+    offenders = []
+    for rel, path in _modules():
+        for module, line, at_top in _imports(path, rel):
+            if not at_top and not any(module == name or module.startswith(name + ".")
+                                      for name in LAZY_IMPORTS):
+                offenders.append(f"{rel}:{line} {module}")
+    assert not offenders, (
+        f"{offenders}: import these at the top of the module, or add the module to "
+        "LAZY_IMPORTS with the reason it must wait.")
 
 
 _ALL = {"keras_progprune/" + rel for rel, _ in _modules()}

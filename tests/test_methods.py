@@ -7,8 +7,9 @@ from keras_progprune import backend
 from keras_progprune import engine
 from keras_progprune import experiment
 from keras_progprune import methods
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.methods import lottery as lottery_lib
-from keras_progprune.methods import scores
+from keras_progprune import scores
 from conftest import make_mnist_dir
 from conftest import assert_close, assert_equal, to_numpy
 
@@ -119,9 +120,9 @@ def test_random_mask_is_exact_and_seeded():
     def mask(seed, sparsity=0.9):
         model = _wrapped([L.Dense(30), L.Dense(20)], 40)
         method = methods.Random(sparsity, scope="layer", seed=seed)
-        groups = engine.build_groups(engine.collect_wrappers(model))
+        groups = engine.build_groups(wrapper_lib.collect_wrappers(model))
         method.set_masks(model, groups, methods.ScoringInputs(seed=0))
-        return [m.numpy() for w in engine.collect_wrappers(model) for m in w.masks]
+        return [m.numpy() for w in wrapper_lib.collect_wrappers(model) for m in w.masks]
 
     a, b, c = mask(1), mask(1), mask(2)
     assert [int(m.sum()) for m in a] == [round(40 * 30 * 0.1), round(30 * 20 * 0.1)]
@@ -162,10 +163,10 @@ def test_lottery_rewind_restores_survivors_exactly():
     saved = [w.numpy().copy() for w in model.weights]
     for w in model.trainable_weights:
         w.assign(w + 1.0)  # "training"
-    for group in engine.build_groups(engine.collect_wrappers(model)):
+    for group in engine.build_groups(wrapper_lib.collect_wrappers(model)):
         group.update(0.5)
     method._rewind(model, saved)
-    for wrapper in engine.collect_wrappers(model):
+    for wrapper in wrapper_lib.collect_wrappers(model):
         for w, m in zip(wrapper.pruned_weights, wrapper.masks):
             index = [id(v) for v in model.weights].index(id(w))
             keep = m.numpy() == 1

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_progprune as kp
-from keras_progprune import engine
+from keras_progprune import wrapper as wrapper_lib
 from conftest import data, mlp
 from conftest import assert_close, assert_equal
 
@@ -44,18 +44,18 @@ def test_one_layer_and_list_of_layers():
 def test_exclude_leaves_layers_dense():
     pruned = kp.prune_low_magnitude(mlp(), exclude=["head"])
     assert isinstance(pruned.get_layer("head"), L.Dense)
-    assert len(engine.collect_wrappers(pruned)) == 2
+    assert len(wrapper_lib.collect_wrappers(pruned)) == 2
     assert kp.prune_low_magnitude(L.Dense(2, name="d"), exclude="d").name == "d"
 
 
 def test_scope_is_passed_to_every_wrapper():
     pruned = kp.prune_low_magnitude(mlp(), scope="global")
-    assert {w.scope for w in engine.collect_wrappers(pruned)} == {"global"}
+    assert {w.scope for w in wrapper_lib.collect_wrappers(pruned)} == {"global"}
 
 
 def test_default_schedule_is_built_per_call():
-    a = engine.collect_wrappers(kp.prune_low_magnitude(mlp()))[0].pruning_schedule
-    b = engine.collect_wrappers(kp.prune_low_magnitude(mlp()))[0].pruning_schedule
+    a = wrapper_lib.collect_wrappers(kp.prune_low_magnitude(mlp()))[0].pruning_schedule
+    b = wrapper_lib.collect_wrappers(kp.prune_low_magnitude(mlp()))[0].pruning_schedule
     assert a is not b and a == b == kp.ConstantSparsity(0.5, 0)
 
 
@@ -85,7 +85,7 @@ def test_already_wrapped_model_layer():
                        r"\('prune_low_magnitude_fc0'\)\. A layer can be wrapped only once"):
         kp.prune_low_magnitude(pruned)
     with pytest.raises(ValueError, match="already wrapped"):
-        kp.prune_low_magnitude(engine.collect_wrappers(pruned)[0])
+        kp.prune_low_magnitude(wrapper_lib.collect_wrappers(pruned)[0])
 
 
 def test_unprunable_single_layer():
@@ -125,7 +125,7 @@ def test_failed_prune_leaves_model_untouched():
     for a, b in zip(before, _weights(model)):
         assert_equal(a, b)
     # Excluding it is the other fix.
-    assert len(engine.collect_wrappers(kp.prune_low_magnitude(model, exclude=["custom"]))) == 1
+    assert len(wrapper_lib.collect_wrappers(kp.prune_low_magnitude(model, exclude=["custom"]))) == 1
 
 
 def test_strip_gives_plain_layers_and_identical_outputs():

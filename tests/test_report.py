@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 import keras_progprune as kp
-from keras_progprune import engine
 from keras_progprune import report_plot
+from keras_progprune import wrapper as wrapper_lib
 from conftest import data, mlp
 
 
 def test_sparsity_report_counts_and_prints_a_table():
     pruned = kp.prune_low_magnitude(mlp(units=(4,)))
-    wrapper = engine.collect_wrappers(pruned)[0]
+    wrapper = wrapper_lib.collect_wrappers(pruned)[0]
     k = wrapper.pruned_weights[0]
     values = keras.ops.convert_to_numpy(k)
     values[:2] = 0.0  # 2 rows of 4 -> 8 zeros of 20

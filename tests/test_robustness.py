@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 import keras_progprune as kp
 from keras_progprune import engine
+from keras_progprune import wrapper as wrapper_lib
 from conftest import data, mlp
 from conftest import assert_close, assert_equal
 
@@ -32,7 +33,7 @@ def test_mixed_precision_masks_on_float32_variables(policy, sparsity):
         kp.ConstantSparsity(sparsity, 0, frequency=1), scope="global")
     rng = np.random.default_rng(0)
     _fit(model, rng.standard_normal((32, 6)), rng.standard_normal((32, 3)))
-    wrappers = engine.collect_wrappers(model)
+    wrappers = wrapper_lib.collect_wrappers(model)
     assert all(v.dtype == "float32" for w in wrappers for v in w.pruned_weights + w.masks)
     assert model.layers[0].compute_dtype == policy.split("_")[1]
     n = 6 * 50 + 50 * 3
@@ -80,7 +81,7 @@ def test_backup_and_restore_resume_matches_uninterrupted(tmp_path):
     resumed.fit(x, y, batch_size=16, epochs=6, verbose=0, shuffle=False, callbacks=[
         keras.callbacks.BackupAndRestore(backup), kp.ProgressivePruningCallback()])
 
-    for ws, wr in zip(engine.collect_wrappers(straight), engine.collect_wrappers(resumed)):
+    for ws, wr in zip(wrapper_lib.collect_wrappers(straight), wrapper_lib.collect_wrappers(resumed)):
         assert int(wr.pruning_step.numpy()) == 24
         for a, b in zip(ws.masks, wr.masks):
             assert_equal(a.numpy(), b.numpy())
@@ -97,7 +98,7 @@ def test_model_checkpoint_files_are_sparse_and_reload(tmp_path):
     loaded = keras.saving.load_model(str(tmp_path / "ckpt-6.keras"))  # no custom_objects
     report = kp.sparsity_report(loaded)
     assert report["total"]["sparsity"] == pytest.approx(0.85, abs=0.01)
-    for wrapper in engine.collect_wrappers(loaded):
+    for wrapper in wrapper_lib.collect_wrappers(loaded):
         for w, m in zip(wrapper.pruned_weights, wrapper.masks):
             assert np.all(w.numpy()[m.numpy() == 0] == 0.0)
 
@@ -111,7 +112,7 @@ def test_nested_functional_and_sequential_are_pruned_recursively():
     inp = keras.Input((6,))
     model = keras.Model(inp, L.Dense(2, name="top")(inner_fn(inner_seq(inp))))
     pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0, frequency=1))
-    assert sorted(w.layer.name for w in engine.collect_wrappers(pruned)) == [
+    assert sorted(w.layer.name for w in wrapper_lib.collect_wrappers(pruned)) == [
         "fn_dense", "seq_dense", "top"]
     assert isinstance(pruned.get_layer("seq"), keras.Sequential)
     x = np.random.default_rng(0).standard_normal((16, 6)).astype("float32")
@@ -126,7 +127,7 @@ def test_shared_layer_has_one_mask():
     inp = keras.Input((3,))
     pruned = kp.prune_low_magnitude(keras.Model(inp, shared(shared(inp))),
                                     kp.ConstantSparsity(0.5, 0, frequency=1))
-    (wrapper,) = engine.collect_wrappers(pruned)
+    (wrapper,) = wrapper_lib.collect_wrappers(pruned)
     _fit(pruned, np.ones((8, 3)), np.zeros((8, 3)))
     assert len(wrapper.masks) == 1 and int(wrapper.masks[0].numpy().sum()) == round(9 * 0.5)
 
@@ -137,7 +138,7 @@ def test_bidirectional_lstm_and_time_distributed_dense():
     model = keras.Model(inp, L.TimeDistributed(L.Dense(2), name="td")(x))
     pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0, frequency=1))
     paths = {w.layer.name: [v.path for v in w.pruned_weights]
-             for w in engine.collect_wrappers(pruned)}
+             for w in wrapper_lib.collect_wrappers(pruned)}
     assert [p.rsplit("/", 3)[-3:] for p in paths["bi"]] == [
         ["forward_lstm", "lstm_cell", "kernel"], ["forward_lstm", "lstm_cell", "recurrent_kernel"],
         ["backward_lstm", "lstm_cell", "kernel"], ["backward_lstm", "lstm_cell", "recurrent_kernel"]]
@@ -152,7 +153,7 @@ def test_multi_head_attention_projections(tmp_path):
     q = keras.Input((5, 8))
     model = keras.Model(q, L.MultiHeadAttention(2, 4, name="mha")(q, q))
     pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0, frequency=1))
-    (wrapper,) = engine.collect_wrappers(pruned)
+    (wrapper,) = wrapper_lib.collect_wrappers(pruned)
     assert [v.path for v in wrapper.pruned_weights] == [
         "mha/query/kernel", "mha/key/kernel", "mha/value/kernel", "mha/attention_output/kernel"]
     x = np.random.default_rng(0).standard_normal((8, 5, 8)).astype("float32")

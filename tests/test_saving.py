@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_progprune as kp
-from keras_progprune import engine
+from keras_progprune import wrapper as wrapper_lib
 from conftest import data, mlp
 from conftest import assert_close, assert_equal, served_outputs
 
@@ -25,7 +25,7 @@ def _fit(model, epochs, initial_epoch=0):
 
 
 def _masks(model):
-    return [m.numpy() for w in engine.collect_wrappers(model) for m in w.masks]
+    return [m.numpy() for w in wrapper_lib.collect_wrappers(model) for m in w.masks]
 
 
 def test_keras_round_trip_restores_masks_schedule_and_step(tmp_path):
@@ -34,9 +34,9 @@ def test_keras_round_trip_restores_masks_schedule_and_step(tmp_path):
     path = str(tmp_path / "m.keras")
     model.save(path)
     restored = keras.saving.load_model(path)  # no custom_objects
-    wrappers = engine.collect_wrappers(restored)
+    wrappers = wrapper_lib.collect_wrappers(restored)
     assert all(int(w.pruning_step.numpy()) == 8 for w in wrappers)
-    assert wrappers[0].pruning_schedule == engine.collect_wrappers(model)[0].pruning_schedule
+    assert wrappers[0].pruning_schedule == wrapper_lib.collect_wrappers(model)[0].pruning_schedule
     assert wrappers[0].scope == "global"
     for a, b in zip(_masks(model), _masks(restored)):
         assert_equal(a, b)
@@ -56,7 +56,7 @@ def test_resume_after_reload_matches_an_uninterrupted_run(tmp_path):
     interrupted.save(path)
     resumed = keras.saving.load_model(path)
     _fit(resumed, 4, initial_epoch=2)
-    assert int(engine.collect_wrappers(resumed)[0].pruning_step.numpy()) == 16
+    assert int(wrapper_lib.collect_wrappers(resumed)[0].pruning_step.numpy()) == 16
     for a, b in zip(_masks(straight), _masks(resumed)):
         assert_equal(a, b)
     for a, b in zip(straight.weights, resumed.weights):
@@ -73,7 +73,7 @@ def test_mid_epoch_checkpoint_records_the_current_step(tmp_path):
         keras.callbacks.ModelCheckpoint(path, save_weights_only=True, save_freq=3)])
     fresh = _pruned()
     fresh.load_weights(path)
-    assert int(engine.collect_wrappers(fresh)[0].pruning_step.numpy()) == 3
+    assert int(wrapper_lib.collect_wrappers(fresh)[0].pruning_step.numpy()) == 3
 
 
 def test_stripped_model_exports_a_savedmodel_that_serves(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_progprune as kp
-from keras_progprune import engine
+from keras_progprune import wrapper as wrapper_lib
 from conftest import assert_close
 
 L = keras.layers
@@ -59,7 +59,7 @@ def test_phased_run_matches_one_masked_fit():
     small = result.model
     assert small.get_layer("prune_low_magnitude_conv1").layer.filters == 4
     assert small.get_layer("prune_low_magnitude_fc").layer.units == 6
-    assert int(engine.collect_wrappers(small)[0].pruning_step.numpy()) == 12
+    assert int(wrapper_lib.collect_wrappers(small)[0].pruning_step.numpy()) == 12
     assert int(small.optimizer.iterations.numpy()) == 12
     params = result.history.history["params"]
     assert params[0] == params[1] > params[2]  # masks first change at step 4

@@ -10,6 +10,7 @@ import pytest
 
 import keras_progprune as kp
 from keras_progprune import litert
+from keras_progprune import litert_convert
 from keras_progprune import saving
 from conftest import assert_close, assert_equal, to_numpy
 
@@ -169,15 +170,15 @@ def test_export_litert_float_matches_and_sparse_is_smaller(tmp_path):
 
 
 def test_litert_encoding_follows_optimize_for():
-    assert litert.encoding(True, None, "latency") == (True, True)
-    assert litert.encoding(True, None, "size") == (True, False)
+    assert litert_convert.encoding(True, None, "latency") == (True, True)
+    assert litert_convert.encoding(True, None, "size") == (True, False)
     # XNNPACK can't run sparse int8 weights: for latency they stay dense.
-    assert litert.encoding(True, "dynamic_int8", "latency") == (False, True)
-    assert litert.encoding(True, "dynamic_int8", "size") == (True, False)
-    assert litert.encoding(True, None, "latency", sparse_blocks=False) == (True, False)
+    assert litert_convert.encoding(True, "dynamic_int8", "latency") == (False, True)
+    assert litert_convert.encoding(True, "dynamic_int8", "size") == (True, False)
+    assert litert_convert.encoding(True, None, "latency", sparse_blocks=False) == (True, False)
     with pytest.raises(ValueError, match=r"`optimize_for` must be one of \('latency', "
                                          r"'size'\)\. Received: optimize_for='speed'\."):
-        litert.encoding(True, None, "speed")
+        litert_convert.encoding(True, None, "speed")
 
 
 @pytest.mark.slow

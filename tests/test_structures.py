@@ -9,6 +9,7 @@ import pytest
 import keras_progprune as kp
 from keras_progprune import engine
 from keras_progprune import structures
+from keras_progprune import wrapper as wrapper_lib
 from conftest import assert_close, assert_equal
 
 L = keras.layers
@@ -97,7 +98,7 @@ def test_2_4_pattern_is_exact_after_adam_training_and_reload(make, shape, tmp_pa
     x_data = np.random.default_rng(0).standard_normal((16,) + shape).astype("float32")
     model.fit(x_data, np.ones((16, 4)), batch_size=4, epochs=2, verbose=0,
               callbacks=[kp.ProgressivePruningCallback()])
-    (wrapper,) = engine.collect_wrappers(model)
+    (wrapper,) = wrapper_lib.collect_wrappers(model)
     kernel = wrapper.pruned_weights[0].numpy()
     groups = _groups(kernel != 0, None, 4)
     assert (groups.sum(axis=1) <= 2).all() and (_groups(wrapper.masks[0].numpy(), None, 4)
@@ -105,7 +106,7 @@ def test_2_4_pattern_is_exact_after_adam_training_and_reload(make, shape, tmp_pa
     path = str(tmp_path / "m.keras")
     model.save(path)
     again = keras.saving.load_model(path)
-    (w2,) = engine.collect_wrappers(again)
+    (w2,) = wrapper_lib.collect_wrappers(again)
     assert w2.structure == structures.MByN(2, 4)
     assert_equal(w2.masks[0].numpy(), wrapper.masks[0].numpy())
     assert_close(again(x_data), model(x_data), atol=1e-5)

@@ -34,8 +34,7 @@ imported.
 import importlib
 
 import keras
-
-BACKENDS = ("tensorflow", "jax", "torch")
+from keras_progprune_cli import BACKENDS
 
 
 def name():

@@ -31,6 +31,7 @@ from keras import ops
 from keras_progprune import backend
 from keras_progprune import engine
 from keras_progprune import importance as importance_lib
+from keras_progprune import structures
 from keras_progprune import thresholds
 from keras_progprune import walk
 from keras_progprune.channels import graph as graph_lib
@@ -425,7 +426,7 @@ def check_placement(model, wrappers):
 
 def channel_groups(wrappers, model, importance=None):
     """The `ChannelGroup`s of every channel-structured wrapper of `model`
-    (`structures.Channel.mask_updaters`): one over a Sequential or
+    (registered for `structures.Channel`): one over a Sequential or
     Functional model, or one per graph model inside a subclassed one (the
     encoder and decoder of a model with its own `train_step`).
 
@@ -452,3 +453,6 @@ def _channel_group(model, wrappers, importance):
                        "`prune_low_magnitude(..., structure='channel')`.")
     return ChannelGroup(graph_lib.analyze(model), wrappers, wrappers[0].pruning_schedule,
                         wrappers[0].scope, importance, model)
+
+
+engine.register_updaters(structures.Channel, channel_groups, check_placement)

@@ -33,7 +33,6 @@ import numpy as np
 from keras_progprune import walk
 from keras_progprune.channels import kinds
 from keras_progprune.channels import rules
-from keras_progprune.wrapper import PruningWrapper
 
 
 class Consumer:
@@ -226,7 +225,7 @@ def _channels(tensor):
 def layer_of(operation):
     """The operation whose channel rules apply: a `PruningWrapper` is read
     through (its rules are its layer's); anything else is itself."""
-    return operation.layer if isinstance(operation, PruningWrapper) else operation
+    return operation.layer if getattr(operation, "prunes_inner_layer", False) else operation
 
 
 def analyze(model):

@@ -30,6 +30,8 @@ import numpy as np
 
 import keras
 
+from keras_progprune import walk
+
 PRODUCER = "producer"      # new output channels from a kernel: Dense, Conv
 FOLLOWER = "follower"      # per-channel weights on its input's channels: BN, depthwise
 PASS = "pass"              # channel i in -> channel i out, no weights
@@ -507,12 +509,10 @@ def _vit_block_rule():
 
 def _register_builtins():
     register_layer_rule(keras.layers.MultiHeadAttention, AttentionRule())
-    hub = "keras_hub.src.layers.modeling."
-    _RULES_BY_NAME[hub + "transformer_encoder.TransformerEncoder"] = HubBlockRule()
-    _RULES_BY_NAME[hub + "transformer_decoder.TransformerDecoder"] = HubBlockRule()
-    vit = "keras_hub.src.models.vit.vit_layers."
-    _RULES_BY_NAME[vit + "ViTEncoderBlock"] = _vit_block_rule()
-    _RULES_BY_NAME[vit + "ViTEncoder"] = HubViTRule()
+    _RULES_BY_NAME[walk.hub_class_path("TransformerEncoder")] = HubBlockRule()
+    _RULES_BY_NAME[walk.hub_class_path("TransformerDecoder")] = HubBlockRule()
+    _RULES_BY_NAME[walk.hub_class_path("ViTEncoderBlock")] = _vit_block_rule()
+    _RULES_BY_NAME[walk.hub_class_path("ViTEncoder")] = HubViTRule()
 
 
 _register_builtins()

@@ -22,10 +22,10 @@ import warnings
 import keras
 import numpy as np
 
-from keras_progprune import engine
 from keras_progprune import prune
 from keras_progprune import surgery
 from keras_progprune import walk
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import kinds
 from keras_progprune.channels import rules
@@ -196,7 +196,7 @@ def removable_channels(model):
     weights are set to 0 first, which changes no output): no copy, so cheap
     enough for reports. `shrink` itself plans on the stripped copy, where
     the masks are baked in."""
-    engine.settle(model)
+    wrapper_lib.settle(model)
     graph = graph_lib.analyze(model)
     values = constant_channels(graph)
     keep = {index: np.flatnonzero(~gone) for index, gone in removable(graph, values).items()}

@@ -24,6 +24,7 @@ import keras
 
 import keras_progprune_cli
 from keras_progprune import experiments as experiment
+from keras_progprune import importance as importance_lib
 from keras_progprune import methods
 from keras_progprune import schedules
 
@@ -48,11 +49,13 @@ flags.DEFINE_string("structure", _DEFAULTS.structure,
 flags.DEFINE_integer("shrink_every", _DEFAULTS.shrink_every,
                      "With --structure=channel: shrink the model between phases of this "
                      "many epochs, so training gets faster as it prunes; 0 = off.")
-flags.DEFINE_enum("importance", _DEFAULTS.importance, list(methods.Progressive.IMPORTANCES),
-                  "Progressive: what ranks the masks at each update. magnitude (default); "
-                  "activation: mean |activation| per channel over --calibration_batches "
-                  "training batches (needs --structure=channel); taylor: |w * dL/dw| over "
-                  "them (gradual SNIP).")
+flags.DEFINE_enum("importance", _DEFAULTS.importance, importance_lib.names(),
+                  "Progressive: what ranks the masks at each update (kp.importance). "
+                  "magnitude (default); activation: mean |activation| per channel over "
+                  "--calibration_batches training batches (needs --structure=channel); "
+                  "taylor (or snip): |w * dL/dw| over them (gradual SNIP); grasp, synflow, "
+                  "random: the at-initialization baselines' scores, recomputed at each "
+                  "update.")
 flags.DEFINE_float("width_ffn", _DEFAULTS.width_ffn,
                    "One-shot width pruning after a dense run: the fraction of every "
                    "block's feed-forward neurons removed, ranked by activations.")

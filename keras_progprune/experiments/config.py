@@ -5,6 +5,7 @@ import hashlib
 import json
 
 from keras_progprune.experiments import data as data_lib
+from keras_progprune import importance as importance_lib
 from keras_progprune import methods as methods_lib
 from keras_progprune import models as models_lib
 from keras_progprune import schedules
@@ -77,7 +78,7 @@ class Config:
 
 LR_SCHEDULES = ("auto", "constant", "cosine", "hold_cosine", "step")
 WIDTH_RECOVERIES = ("distill", "finetune", "none")
-IMPORTANCES = methods_lib.Progressive.IMPORTANCES
+IMPORTANCES = tuple(importance_lib.names())
 
 
 def lr_schedule_of(config):

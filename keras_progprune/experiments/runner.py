@@ -17,13 +17,13 @@ import warnings
 import keras
 
 from keras_progprune.experiments import data as data_lib
-from keras_progprune import engine
 from keras_progprune import prune as prune_lib
 from keras_progprune import report as report_lib
 from keras_progprune import saving
 from keras_progprune import structures
 from keras_progprune import width as width_lib
 from keras_progprune import tensorflow_export
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import macs as macs_lib
 from keras_progprune.channels import shrink as shrink_lib
@@ -110,7 +110,7 @@ def width_one_shot(config, model, trainer):
 
 def strip_if_pruned(model):
     """`strip_pruning(model)` if it holds wrappers, else `model` itself."""
-    return prune_lib.strip_pruning(model) if engine.collect_wrappers(model) else model
+    return prune_lib.strip_pruning(model) if wrapper_lib.collect_wrappers(model) else model
 
 
 def run(config, overwrite=False):

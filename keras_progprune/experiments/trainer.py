@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras_progprune.experiments import data as data_lib
 from keras_progprune.experiments import config as config_lib
 from keras_progprune import models as models_lib
+from keras_progprune import shrinking
 
 
 class _LearningRateLogger(keras.callbacks.Callback):
@@ -135,8 +136,6 @@ class Trainer:
         return result.model, result.history.history
 
     def _fit(self, model, callbacks, epochs, log, shrink_every=0):
-        from keras_progprune import shrinking  # noqa: PLC0415 - only for channel runs
-
         epochs = epochs or self.epochs
         self.compile(model)
         keras.utils.set_random_seed(self.config.seed + self.fits)

@@ -3,7 +3,7 @@
 Each is usable without the experiment runner, through `prune_at_init`.
 """
 
-from keras_progprune.methods import scores as scores_lib
+from keras_progprune import importance as importance_lib
 from keras_progprune.methods.base import ScoringMethod
 from keras_progprune.methods.base import get_method
 from keras_progprune.methods.base import make
@@ -76,9 +76,8 @@ class Random(ScoringMethod):
         super().__init__(target_sparsity, scope)
         self.seed = seed
 
-    def scores(self, model, weights, inputs):
-        seed = self.seed if self.seed is not None else inputs.seed
-        return scores_lib.random_scores(weights, seed)
+    def importance(self, inputs):
+        return importance_lib.Random(self.seed if self.seed is not None else inputs.seed)
 
 
 class _DataScoring(ScoringMethod):
@@ -103,8 +102,8 @@ class Snip(_DataScoring):
 
     name = "snip"
 
-    def scores(self, model, weights, inputs):
-        return scores_lib.snip_scores(model, inputs.loss, inputs.batches, weights)
+    def importance(self, inputs):
+        return importance_lib.Taylor(inputs.batches, inputs.loss, batches=len(inputs.batches))
 
 
 class Grasp(_DataScoring):
@@ -125,9 +124,10 @@ class Grasp(_DataScoring):
                 f"`temperature` must be > 0. Received: temperature={temperature!r}.")
         self.temperature = float(temperature)
 
-    def scores(self, model, weights, inputs):
-        return scores_lib.grasp_scores(model, inputs.loss, inputs.batches, weights,
-                                       self.temperature)
+    def importance(self, inputs):
+        return importance_lib.Grasp(inputs.batches, inputs.loss,
+                                    batches=len(inputs.batches),
+                                    temperature=self.temperature)
 
 
 class SynFlow(ScoringMethod):
@@ -135,7 +135,8 @@ class SynFlow(ScoringMethod):
 
     Runs `rounds` rounds; round r prunes to density `d ** (r / rounds)`
     (the exponential schedule), `d = 1 - target_sparsity`, scoring the
-    surviving weights by `|w * dR/dw|` with BatchNorm in inference mode.
+    surviving weights by `|w * dR/dw|` with BatchNorm in inference mode
+    (`keras_progprune.importance.SynFlow`).
 
     Options:
         rounds: int >= 1. Defaults to 100.
@@ -145,17 +146,10 @@ class SynFlow(ScoringMethod):
 
     def __init__(self, target_sparsity, scope=None, rounds=100):
         super().__init__(target_sparsity, scope)
-        if int(rounds) < 1:
-            raise ValueError(f"`rounds` must be >= 1. Received: rounds={rounds!r}.")
-        self.rounds = int(rounds)
+        self.rounds = importance_lib.SynFlow(rounds).rounds  # checks it
 
     def round_sparsities(self):
-        density = 1.0 - self.target_sparsity
-        return [1.0 - density ** (r / self.rounds) for r in range(1, self.rounds + 1)]
+        return importance_lib.SynFlow(self.rounds).round_sparsities(self.target_sparsity)
 
-    def set_masks(self, model, groups, inputs):
-        shape = model.input_shape[1:]
-        for sparsity in self.round_sparsities():
-            for group in groups:
-                scores = scores_lib.synflow_scores(model, group.weights, shape)
-                group.update(sparsity, scores=scores, intersect=True)
+    def importance(self, inputs):
+        return importance_lib.SynFlow(self.rounds)

@@ -5,13 +5,14 @@ import inspect
 import itertools
 
 import keras
-from keras import ops
 
 from keras_progprune import engine
+from keras_progprune import importance as importance_lib
 from keras_progprune import prune as prune_lib
-from keras_progprune.methods import scores as scores_lib
+from keras_progprune import scores as scores_lib
 from keras_progprune.callbacks import ProgressivePruningCallback
 from keras_progprune import schedules
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.wrapper import SCOPES
 
 _METHODS = {}
@@ -65,13 +66,27 @@ class ScoringInputs:
     seed: int = 0
 
 
+class _MethodScores(importance_lib.Importance):
+    """A `ScoringMethod`'s own `scores`, as an importance."""
+
+    def __init__(self, method, inputs):
+        self.method = method
+        self.inputs = inputs
+
+    def weight_scores(self, model, weights):
+        return self.method.scores(model, list(weights), self.inputs)
+
+
 class ScoringMethod(PruningMethod):
     """A method that scores weights once, at initialization, then trains.
 
-    Subclasses override only `scores(model, weights, inputs)`, returning
-    one score tensor per weight in `weights`; the highest scores are kept.
-    Masks, the exact top-k, the wrappers, training, strip and export are
-    shared. Methods that read data set `needs_data = True`.
+    Its masks are one update of the engine at the target sparsity, ranked
+    by an importance (`keras_progprune.importance`): the built-in methods
+    name theirs in `importance(inputs)`. A subclass overrides either that
+    or only `scores(model, weights, inputs)`, returning one score tensor
+    per weight in `weights`; the highest scores are kept. Masks, the exact
+    top-k, the wrappers, training, strip and export are shared. Methods
+    that read data set `needs_data = True`.
     """
 
     needs_data = False
@@ -80,15 +95,14 @@ class ScoringMethod(PruningMethod):
     def scores(self, model, weights, inputs):
         raise NotImplementedError
 
+    def importance(self, inputs):
+        """The `Importance` that ranks the masks; by default `scores`."""
+        return _MethodScores(self, inputs)
+
     def set_masks(self, model, groups, inputs):
-        """Scores every wrapped weight once, then masks each group."""
-        weights = [w for group in groups for w in group.weights]
-        scores = self.scores(model, weights, inputs)
-        by_id = {id(w): ops.cast(s, "float32") for w, s in zip(weights, scores)}
-        for group in groups:
-            group.update(self.target_sparsity,
-                         scores=[by_id[id(w)] for w in group.weights],
-                         intersect=False)
+        """Masks every group at the target sparsity, ranked by
+        `importance(inputs)` (`engine.update_at_init`)."""
+        engine.update_at_init(groups, model, self.importance(inputs), self.target_sparsity)
 
     def _inputs(self, data, loss, seed):
         if not self.needs_data:
@@ -117,7 +131,7 @@ class ScoringMethod(PruningMethod):
         # below every active one. The mask is fixed from then on.
         schedule = schedules.ConstantSparsity(self.target_sparsity, 0, end_step=0)
         pruned = prune_lib.prune_low_magnitude(model, schedule, scope=self.scope)
-        groups = engine.build_groups(engine.collect_wrappers(pruned), pruned)
+        groups = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
         self.set_masks(pruned, groups, inputs)
         return pruned
 

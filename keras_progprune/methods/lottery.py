@@ -14,6 +14,7 @@ from keras_progprune import engine
 from keras_progprune import prune as prune_lib
 from keras_progprune import report as report_lib
 from keras_progprune import schedules
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.callbacks import ProgressivePruningCallback
 from keras_progprune.methods.base import PruningMethod
 
@@ -100,7 +101,7 @@ class Lottery(PruningMethod):
         self.rewind_step = int(rewind_step)
 
     def _rewind(self, model, values):
-        wrappers = engine.collect_wrappers(model)
+        wrappers = wrapper_lib.collect_wrappers(model)
         state = {id(v) for w in wrappers for v in w.masks + [w.pruning_step]}
         for v, value in zip(model.weights, values):
             if id(v) not in state:
@@ -114,7 +115,7 @@ class Lottery(PruningMethod):
         # rounds, set below.
         schedule = schedules.ConstantSparsity(0.0, 0, end_step=0)
         pruned = prune_lib.prune_low_magnitude(model, schedule, scope=self.scope)
-        groups = engine.build_groups(engine.collect_wrappers(pruned), pruned)
+        groups = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
         snapshot = None
         rounds = []
         for r, sparsity in enumerate([0.0] + self.sparsities):

@@ -30,18 +30,17 @@ class Progressive(PruningMethod):
         shrink_every: int; with `structure="channel"`, train with
             `fit_shrinking` in phases of this many epochs, shrinking the
             model between them. 0 (the default): one masked `fit`.
-        importance: `"magnitude"` (the default), `"activation"` (mean
-            |activation| per channel, Minitron's; needs `structure="channel"`)
-            or `"taylor"` (|w * dL/dw|, gradual SNIP): what ranks the masks
-            at each update (`kp.importance`).
-        calibration_batches: int, the first training batches those two read
-            at each update. Defaults to 8.
+        importance: a name from `kp.importance.names()`: what ranks the
+            masks at each update. `"magnitude"` (the default),
+            `"activation"` (mean |activation| per channel, Minitron's; needs
+            `structure="channel"`), `"taylor"` (|w * dL/dw|, gradual SNIP),
+            or a pruning-at-initialization score recomputed at each update.
+        calibration_batches: int, the first training batches an importance
+            that reads data takes at each update. Defaults to 8.
     """
 
     name = "progressive"
     default_scope = "global"
-    # What `importance` may name (the training script's `--importance`).
-    IMPORTANCES = ("magnitude", "activation", "taylor")
 
     def __init__(self, target_sparsity, scope=None, schedule="polynomial",
                  prune_start=0, prune_end=None, frequency=100, structure="unstructured",
@@ -54,8 +53,8 @@ class Progressive(PruningMethod):
         self.frequency = int(frequency)
         self.structure = structure
         self.shrink_every = int(shrink_every)
-        if importance not in self.IMPORTANCES:
-            raise ValueError("`importance` must be 'magnitude', 'activation' or 'taylor'. "
+        if importance not in importance_lib.names():
+            raise ValueError(f"`importance` must be one of {importance_lib.names()}. "
                              f"Received: importance={importance!r}.")
         self.importance = importance
         self.calibration_batches = int(calibration_batches)
@@ -68,13 +67,12 @@ class Progressive(PruningMethod):
     def _importance(self, trainer):
         """The callback's importance: None (magnitude), or one that reads the
         first `calibration_batches` training batches at each update."""
+        if self.importance == "magnitude":
+            return None
         n = self.calibration_batches
-        if self.importance == "activation":
-            return importance_lib.Activation(trainer.scoring_batches(n), batches=n)
-        if self.importance == "taylor":
-            return importance_lib.Taylor(trainer.scoring_batches(n), trainer.loss_fn(),
-                                         batches=n)
-        return None
+        return importance_lib.get(self.importance, data=trainer.scoring_batches(n),
+                                  loss=trainer.loss_fn(), batches=n,
+                                  seed=trainer.config.seed)
 
     def train(self, trainer):
         schedule = self.make_schedule(trainer.epochs, trainer.steps_per_epoch)

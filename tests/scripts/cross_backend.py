@@ -17,10 +17,10 @@ import keras
 import numpy as np
 
 import keras_progprune as kp
-from keras_progprune import engine
+from keras_progprune import wrapper as wrapper_lib
+from keras_progprune_cli import BACKENDS
 
 L = keras.layers
-BACKENDS = ("tensorflow", "jax", "torch")
 SCHEDULE = kp.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=12, frequency=2)
 
 
@@ -52,7 +52,7 @@ def write(folder):
     backend = keras.backend.backend()
     pruned.save(os.path.join(folder, f"{backend}.keras"))  # plain Keras
     kp.save_model(pruned, os.path.join(folder, f"{backend}-kp.keras"))
-    wrappers = engine.collect_wrappers(pruned)
+    wrappers = wrapper_lib.collect_wrappers(pruned)
     np.savez(os.path.join(folder, f"{backend}.npz"),
              outputs=keras.ops.convert_to_numpy(pruned(batch()[0])),
              step=int(wrappers[0].pruning_step.numpy()),
@@ -74,7 +74,7 @@ def read(folder):
         # `kp.load_model` also repairs a plain `model.save` file from PyTorch,
         # whose optimizer Keras names by its PyTorch class.
         loaded = kp.load_model(path)
-        wrappers = engine.collect_wrappers(loaded)
+        wrappers = wrapper_lib.collect_wrappers(loaded)
         outputs = keras.ops.convert_to_numpy(loaded(batch()[0]))
         np.testing.assert_allclose(outputs, expected["outputs"], atol=1e-5)
         masks = [m.numpy() for w in wrappers for m in w.masks]

@@ -29,7 +29,7 @@ if MODE == "process":
                                   num_processes=PROCESSES, process_id=PROCESS)
 
 import keras_progprune as kp  # noqa: E402
-from keras_progprune import engine  # noqa: E402
+from keras_progprune import wrapper as wrapper_lib  # noqa: E402
 from keras_progprune import thresholds  # noqa: E402
 
 BATCH, STEPS = 16, 8
@@ -75,7 +75,7 @@ def fit(model, x, y, epochs=2, callbacks=(), batch_size=BATCH):
 
 
 def masks(model):
-    return [np.asarray(m.numpy()) for w in engine.collect_wrappers(model) for m in w.masks]
+    return [np.asarray(m.numpy()) for w in wrapper_lib.collect_wrappers(model) for m in w.masks]
 
 
 def digest(arrays):
@@ -111,7 +111,7 @@ def compare(reference, model, scope="global", structure="unstructured"):
 def specs(model):
     """`{weight path: (weight spec, mask spec)}` for the wrapped weights."""
     out = {}
-    for wrapper in engine.collect_wrappers(model):
+    for wrapper in wrapper_lib.collect_wrappers(model):
         for w, m in zip(wrapper.pruned_weights, wrapper.masks):
             out[w.path] = (str(w.value.sharding.spec), str(m.value.sharding.spec))
     return out
@@ -173,7 +173,7 @@ def checks():
                       callbacks=[keras.callbacks.BackupAndRestore(backup)])
         results["backup_and_restore"] = compare(ref_straight, resumed)
         results["backup_and_restore"]["step"] = int(
-            engine.collect_wrappers(resumed)[0].pruning_step.numpy())
+            wrapper_lib.collect_wrappers(resumed)[0].pruning_step.numpy())
         shrunk = shrink_fit(x, y)
         results["fit_shrinking"] = {
             "parameters": [p["parameters"] for p in shrunk.phases],

@@ -19,7 +19,7 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 
 import keras_progprune as kp  # noqa: E402
-from keras_progprune import engine  # noqa: E402
+from keras_progprune import wrapper as wrapper_lib  # noqa: E402
 
 SCOPE = sys.argv[1] if len(sys.argv) > 1 else "global"
 
@@ -59,7 +59,7 @@ train(mirrored)
 
 out = {"replicas": strategy.num_replicas_in_sync, "masks_identical": True,
        "steps": [], "max_mask_diff_vs_single": 0.0, "sparsity": None}
-for ws, wm in zip(engine.collect_wrappers(single), engine.collect_wrappers(mirrored)):
+for ws, wm in zip(wrapper_lib.collect_wrappers(single), wrapper_lib.collect_wrappers(mirrored)):
     for ms, mm in zip(ws.masks, wm.masks):
         values = replica_values(mm)
         out["masks_identical"] &= all(np.array_equal(values[0], v) for v in values[1:])

@@ -18,7 +18,7 @@ strategy = tf.distribute.MultiWorkerMirroredStrategy()
 import keras  # noqa: E402
 
 import keras_progprune as kp  # noqa: E402
-from keras_progprune import engine  # noqa: E402
+from keras_progprune import wrapper as wrapper_lib  # noqa: E402
 
 out_dir = sys.argv[1]
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
@@ -68,7 +68,7 @@ for step in range(6):
     train_step(next(batches))
 callback.on_train_end()
 
-wrappers = engine.collect_wrappers(model)
+wrappers = wrapper_lib.collect_wrappers(model)
 arrays = {f"mask{i}": np.asarray(m.numpy()) for i, m in
           enumerate(m for w in wrappers for m in w.masks)}
 np.savez(os.path.join(out_dir, f"worker{index}.npz"),

@@ -1,8 +1,10 @@
-"""Pure scoring functions for the pruning-at-initialization baselines.
+"""Scores of weights from the model's gradients (and random ones).
 
-Each takes a model, the weights to score and (except SynFlow) batches of
-data, and returns one float32 tensor per weight; the engine keeps the
-highest. No Layer or Callback code lives here.
+Each function takes a model, the weights to score and (except SynFlow)
+batches of data, and returns one float32 tensor per weight; the engine
+keeps the highest. `keras_progprune.importance` makes them importances:
+SNIP's `|g * w|` is also gradual Taylor pruning's score. No Layer or
+Callback code lives here.
 """
 
 import keras
@@ -10,7 +12,7 @@ import numpy as np
 from keras import ops
 
 from keras_progprune import backend
-from keras_progprune import engine
+from keras_progprune import wrapper as wrapper_lib
 
 
 def _loss(model, loss_fn, batch, training, temperature=1.0):
@@ -38,7 +40,7 @@ class _ScoringPass:
         self.model = model
 
     def __enter__(self):
-        self.wrappers = engine.collect_wrappers(self.model)
+        self.wrappers = wrapper_lib.collect_wrappers(self.model)
         self.armed = [w.armed for w in self.wrappers]
         for w in self.wrappers:
             if not w.armed:
