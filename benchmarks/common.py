@@ -137,7 +137,7 @@ def block_macs(model, length):
         groups = rules_lib.width_groups(layer)
         if groups:
             width = {g.label: g.size for g in groups}
-            hidden = int(groups[0].members[0][0].shape[0])
+            hidden = int(groups[0].members[0].variable.shape[0])
             total += rules_lib.rule_for(layer).macs(layer, (None, length, hidden), width)
     return total
 

@@ -96,6 +96,7 @@ class PruningGroup(MaskUpdater):
         self.importance = importance_lib.get(importance)
         self.model = model
         self.weights = [w for wr in self.wrappers for w in wr.pruned_weights]
+        self.axes = [a for wr in self.wrappers for a in wr.input_axes]  # input channels
         self.masks = [m for wr in self.wrappers for m in wr.masks]
         self.size = int(sum(np.prod(w.shape) for w in self.weights))
         self.kept = int(sum(np.sum(m.numpy() != 0) for m in self.masks))
@@ -132,7 +133,8 @@ class PruningGroup(MaskUpdater):
         finite = thresholds.all_finite(weights if magnitude else scores)
         bound = active if intersect else None
         if counts is None:
-            chosen = self.structure.select_count(scores, None, bound, nonnegative=magnitude)
+            chosen = self.structure.select_count(scores, None, bound, nonnegative=magnitude,
+                                                 axes=self.axes)
         else:
             if floors is not None:
                 scores = self._with_floors(scores, floors, bound, magnitude)
@@ -141,7 +143,7 @@ class PruningGroup(MaskUpdater):
                 picked = self.structure.select_count(
                     [scores[i] for i in pool], counts[j],
                     None if bound is None else [bound[i] for i in pool],
-                    nonnegative=magnitude)
+                    nonnegative=magnitude, axes=[self.axes[i] for i in pool])
                 for i, c in zip(pool, picked):
                     chosen[i] = c
         if intersect:
@@ -162,7 +164,7 @@ class PruningGroup(MaskUpdater):
         for i, s in enumerate(scores):
             protect = self.structure.select_count(
                 [s], ops.maximum(floors[i], 1), None if active is None else [active[i]],
-                nonnegative=nonnegative)[0]
+                nonnegative=nonnegative, axes=[self.axes[i]])[0]
             if active is not None:
                 protect = ops.logical_and(protect, active[i])
             protect = ops.logical_and(protect, floors[i] > 0)

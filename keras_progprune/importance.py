@@ -48,11 +48,33 @@ from keras_progprune import scores as scores_lib
 
 class Probe:
     """Where one channel space is read: `axis` of the `"input"` or
-    `"output"` of `layer` indexes its `size` channels."""
+    `"output"` of `layer` indexes its `size` channels; with `channels`,
+    index `i` of that axis belongs to channel `channels[i]` (a head owns
+    its `head_dim` entries), and a channel's score is the mean over its
+    indices."""
 
-    def __init__(self, label, layer, where, axis, size):
+    def __init__(self, label, layer, where, axis, size, channels=None):
         self.label, self.layer, self.where = label, layer, where
         self.axis, self.size = axis, int(size)
+        self.channels = None if channels is None else np.asarray(channels, np.int64)
+
+    @classmethod
+    def of(cls, label, probe, size):
+        """From a rule's `(layer, where, axis)` or `(layer, where, axis,
+        channels)` (`WidthGroup.probe`)."""
+        return cls(label, *probe[:3], size, *probe[3:])
+
+    def reduce(self, per_index):
+        """Per-index values (as many as `channels`) averaged per channel."""
+        if self.channels is None:
+            return per_index
+        sums = np.zeros(self.size)
+        np.add.at(sums, self.channels, per_index)
+        return sums / np.maximum(np.bincount(self.channels, minlength=self.size), 1)
+
+    @property
+    def indices(self):
+        return self.size if self.channels is None else len(self.channels)
 
     def __repr__(self):
         return f"Probe({self.label!r}, {self.where} of {self.layer.name!r}, axis={self.axis})"
@@ -75,7 +97,7 @@ class Recorder:
 
     def __init__(self, probes):
         self.probes = [p for p in probes if p is not None]
-        self.sums = {p.label: np.zeros(p.size) for p in self.probes}
+        self.sums = {p.label: np.zeros(p.indices) for p in self.probes}
         self.counts = {p.label: 0 for p in self.probes}
 
     def __enter__(self):
@@ -91,7 +113,7 @@ class Recorder:
             out = call(*args, **kwargs)
             value = out if probe.where == "output" else args[0]
             array = np.abs(np.asarray(keras.ops.convert_to_numpy(value), np.float64))
-            moved = np.moveaxis(array, probe.axis, -1).reshape(-1, probe.size)
+            moved = np.moveaxis(array, probe.axis, -1).reshape(-1, probe.indices)
             self.sums[probe.label] += moved.sum(axis=0)
             self.counts[probe.label] += moved.shape[0]
             return out
@@ -106,7 +128,7 @@ class Recorder:
         return False
 
     def scores(self, probe):
-        return self.sums[probe.label] / max(self.counts[probe.label], 1)
+        return probe.reduce(self.sums[probe.label] / max(self.counts[probe.label], 1))
 
 
 def run_batches(model, data, batches):

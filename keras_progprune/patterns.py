@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from keras_progprune import litert
+from keras_progprune import registry
 from keras_progprune import report as report_lib
 from keras_progprune import structures
 from keras_progprune import wrapper as wrapper_lib
@@ -50,10 +51,13 @@ def _check(values, n, m, axis):
 
 
 def _keras_weights(model):
+    """`(path, values, input axis)` of each prunable weight."""
     wrapper_lib.settle(model)
-    for _, weights, _ in report_lib.prunable_layers(model):
-        for w in weights:
-            yield w.path, keras.ops.convert_to_numpy(w)
+    for _, weights, wrapper in report_lib.prunable_layers(model):
+        axes = (wrapper.input_axes if wrapper is not None
+                else registry.input_axes(model, weights))
+        for w, axis in zip(weights, axes):
+            yield w.path, keras.ops.convert_to_numpy(w), axis
 
 
 def check_m_by_n(model_or_tflite_path, n=2, m=4):
@@ -61,8 +65,8 @@ def check_m_by_n(model_or_tflite_path, n=2, m=4):
 
     Args:
         model_or_tflite_path: a Keras model or layer (pruned, stripped or
-            plain: its prunable weights are checked along axis -2, the
-            input-channel axis), or the path of a `.tflite` file (its weight
+            plain: its prunable weights are checked along their
+            input-channel axis, `registry.input_axes`), or the path of a `.tflite` file (its weight
             tensors are checked along their last axis, where LiteRT keeps
             input channels; reading one needs `ai-edge-litert`).
         n: int, the most non-zeros allowed per group. Defaults to 2.
@@ -93,9 +97,7 @@ def check_m_by_n(model_or_tflite_path, n=2, m=4):
             raise ValueError(
                 "`model_or_tflite_path` must be a Keras model or layer, or the path "
                 f"of an existing .tflite file. Received: {path!r}.")
-        items = litert.weight_tensors(path).items()
-        axis = -1
+        items = [(name, values, -1) for name, values in litert.weight_tensors(path).items()]
     else:
         items = _keras_weights(model_or_tflite_path)
-        axis = -2
-    return PatternReport((name, _check(values, n, m, axis)) for name, values in items)
+    return PatternReport((name, _check(values, n, m, axis)) for name, values, axis in items)

@@ -149,6 +149,47 @@ def get_prunable_weights(layer):
     raise unprunable_error([layer])
 
 
+def einsum_input_axis(equation):
+    """The kernel axis an `EinsumDense` reduces over last (the innermost
+    input channel): the last kernel letter that the input holds and the
+    output doesn't. `"abc,cde->abde"` (MultiHeadAttention's query: kernel
+    `[hidden, heads, head_dim]`) gives 0; `"abcd,cde->abe"` (its output:
+    `[heads, head_dim, hidden]`) gives 1. None when it reduces over no
+    kernel axis (an element-wise scale).
+    """
+    inputs, output = equation.replace(" ", "").split("->")
+    x, kernel = inputs.split(",")
+    reduced = [i for i, letter in enumerate(kernel) if letter in x and letter not in output]
+    return reduced[-1] if reduced else None
+
+
+def _owner(layer, weight):
+    """The innermost of `layer` and its sublayers that holds `weight`."""
+    owner = layer
+    for sub in walk.sublayers(layer):
+        if any(w is weight for w in sub.weights):
+            owner = sub
+    return owner
+
+
+def input_axes(layer, weights):
+    """The input-channel (reduction) axis of each of `weights`, prunable
+    weights of `layer`, as a non-negative int: where N:M groups run. Axis
+    -2 for Dense `[in, out]`, convolutions `[..., in, out]` and recurrent
+    kernels; the reduced axis of an EinsumDense kernel, read from its
+    equation (`einsum_input_axis`), which for MultiHeadAttention's q/k/v
+    kernels `[hidden, heads, head_dim]` is 0, not the heads."""
+    axes = []
+    for w in weights:
+        owner = _owner(layer, w)
+        rank = len(w.shape)
+        axis = None
+        if isinstance(owner, L.EinsumDense) and w is getattr(owner, "kernel", None):
+            axis = einsum_input_axis(owner.equation)
+        axes.append(max(rank - 2, 0) if axis is None else axis)
+    return axes
+
+
 def unprunable_error(layers, exclude=()):
     """One `ValueError` naming every layer that can't be pruned, with the fix."""
     types = ", ".join(sorted(c.__name__ for c in PRUNABLE_WEIGHTS))

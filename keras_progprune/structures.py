@@ -9,7 +9,8 @@ callback.
   whole group (one layer, or every global-scope layer). The default.
 - `MByN(n, m)`: in every run of `m` consecutive weights along the
   input-channel axis (axis -2 of the kernel: `in` of a Dense `[in, out]`,
-  of a Conv `[..., in, out]` and of a DepthwiseConv `[..., in, mult]`),
+  of a Conv `[..., in, out]` and of a DepthwiseConv `[..., in, mult]`; the
+  reduced axis of an EinsumDense kernel),
   exactly the `n` highest scores are kept: the 2:4 pattern of NVIDIA's
   sparse tensor cores, tfmot's `sparsity_m_by_n` layout.
 - `Channel()`: whole output channels and what is coupled to them; the
@@ -72,7 +73,7 @@ class Structure(ConfigValue):
         or None."""
         return None
 
-    def select(self, scores, sparsity, active):
+    def select(self, scores, sparsity, active, axes=None):
         """Boolean keep-masks, one per score tensor.
 
         Args:
@@ -80,26 +81,29 @@ class Structure(ConfigValue):
             sparsity: float in [0, 1), the scheduled fraction to remove
                 (N:M ignores it: it always removes `1 - n/m`).
             active: list of bool tensors (weights alive now), or None.
+            axes: each weight's input-channel axis (`registry.input_axes`),
+                or None for axis -2 of each.
 
         Returns:
             A list of bool tensors shaped like `scores`.
         """
         size = sum(math.prod(s.shape) for s in scores)  # static shapes
-        return self.select_count(scores, self.count(size, sparsity), active)
+        return self.select_count(scores, self.count(size, sparsity), active, axes=axes)
 
     def count(self, size, sparsity):
         """What `select_count` keeps, from Python numbers: an int, or None
         when the structure fixes it itself (N:M)."""
         return None
 
-    def select_count(self, scores, count, active, nonnegative=False):
+    def select_count(self, scores, count, active, nonnegative=False, axes=None):
         """`select`, given `count(size, sparsity)`; traced in the compiled
         update (`count` is then a scalar int32 tensor). `nonnegative`: the
         scores are magnitudes (see `thresholds.ordered_keys`)."""
         raise NotImplementedError
 
-    def fits(self, shape):
-        """Whether a weight of `shape` can carry this structure."""
+    def fits(self, shape, axis=-2):
+        """Whether a weight of `shape`, its input channels along `axis`, can
+        carry this structure."""
         return True
 
     def accepts(self, layer):
@@ -119,7 +123,7 @@ class Structure(ConfigValue):
             layers = [layers]
         raise registry.unprunable_error(layers, exclude)
 
-    def describe_misfit(self, shape):
+    def describe_misfit(self, shape, axis=-2):
         return ""
 
     def get_config(self):
@@ -144,7 +148,7 @@ class Unstructured(Structure):
     def count(self, size, sparsity):
         return thresholds.keep_count(size, sparsity)
 
-    def select_count(self, scores, count, active, nonnegative=False):
+    def select_count(self, scores, count, active, nonnegative=False, axes=None):
         return thresholds.top_k_masks(scores, count, active=active, nonnegative=nonnegative)
 
 
@@ -199,8 +203,8 @@ class Channel(Structure):
     def prunable_weights(self, layer):
         pairs = channel_kinds.channel_weights(layer)
         if pairs is None:  # a layer with width channels inside (rules.py)
-            pairs = [m for g in channel_rules.width_groups(layer) if not g.fixed
-                     for m in g.members]
+            return [m.variable for g in channel_rules.width_groups(layer) if not g.fixed
+                    for m in g.members]
         return [w for w, _ in pairs]
 
     def channel_count(self, layer):
@@ -220,15 +224,17 @@ _N_M = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 class MByN(Structure):
     """N:M sparsity: `n` kept in every `m` consecutive input channels.
 
-    Groups run along axis -2 of each weight (the input-channel axis of
-    Dense, Conv1D/2D/3D and DepthwiseConv kernels: tfmot's and NVIDIA ASP's
-    layout, the one LiteRT and TensorRT read). In each group the `n`
+    Groups run along each weight's input-channel (reduction) axis: axis -2
+    of Dense, Conv1D/2D/3D and DepthwiseConv kernels (tfmot's and NVIDIA
+    ASP's layout, the one LiteRT and TensorRT read), and the reduced axis of
+    an EinsumDense kernel (axis 0 of MultiHeadAttention's q/k/v kernels
+    `[hidden, heads, head_dim]`, not its heads; `registry.input_axes`). In each group the `n`
     highest scores are kept (ties: the lower index). The fraction removed
     is always `1 - n / m`: the schedule says *when* masks are recomputed,
     not how many weights go.
 
-    A weight whose axis -2 is not a multiple of `m` (or of rank < 2) can't
-    carry the pattern; it is left dense, and `PruningWrapper` warns when it
+    A weight whose input axis is not a multiple of `m` (or of rank < 2)
+    can't carry the pattern; it is left dense, and `PruningWrapper` warns when it
     is built. It is never given a wrong pattern.
 
     Args:
@@ -257,24 +263,27 @@ class MByN(Structure):
         self.n = int(n)
         self.m = int(m)
 
-    def fits(self, shape):
-        return len(shape) >= 2 and shape[-2] is not None and shape[-2] % self.m == 0
+    def fits(self, shape, axis=-2):
+        return (len(shape) >= 2 and shape[axis] is not None
+                and shape[axis] % self.m == 0)
 
-    def describe_misfit(self, shape):
+    def describe_misfit(self, shape, axis=-2):
         if len(shape) < 2:
             return f"it has rank {len(shape)}; N:M needs rank >= 2"
-        return (f"its input-channel axis (axis -2 of shape {tuple(shape)}) has "
-                f"{shape[-2]} entries, not a multiple of m={self.m}")
+        return (f"its input-channel axis (axis {axis} of shape {tuple(shape)}) has "
+                f"{shape[axis]} entries, not a multiple of m={self.m}")
 
-    def select_count(self, scores, count, active, nonnegative=False):
+    def select_count(self, scores, count, active, nonnegative=False, axes=None):
         del count, active, nonnegative  # every group keeps exactly n
-        return [self._select_one(s) if self.fits(tuple(s.shape))
-                else ops.ones(ops.shape(s), "bool") for s in scores]
+        axes = axes or [-2] * len(scores)
+        return [self._select_one(s, axis) if self.fits(tuple(s.shape), axis)
+                else ops.ones(ops.shape(s), "bool") for s, axis in zip(scores, axes)]
 
-    def _select_one(self, scores):
+    def _select_one(self, scores, axis=-2):
         rank = len(scores.shape)
-        # Move axis -2 last, split it into runs of m, keep the n largest.
-        perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+        axis = axis % rank
+        # Move the input axis last, split it into runs of m, keep the n largest.
+        perm = [a for a in range(rank) if a != axis] + [axis]
         moved = ops.transpose(scores, perm)
         groups = ops.reshape(moved, [-1, self.m])
         # Rank of each entry in its group: how many beat it (higher, or
@@ -285,7 +294,7 @@ class MByN(Structure):
         beaten = ops.logical_or(b > a, ops.logical_and(b == a, lower[None]))
         keep = ops.sum(ops.cast(beaten, "int32"), axis=-1) < self.n
         keep = ops.reshape(keep, ops.shape(moved))
-        return ops.transpose(keep, perm)  # the permutation is its own inverse
+        return ops.transpose(keep, [perm.index(a) for a in range(rank)])
 
     @property
     def spec(self):

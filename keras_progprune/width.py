@@ -29,6 +29,7 @@ from keras_progprune import importance as importance_lib
 from keras_progprune import prune
 from keras_progprune import walk
 from keras_progprune.channels import graph as graph_lib
+from keras_progprune.channels import rules
 from keras_progprune.channels import shrink as shrink_lib
 
 IMPORTANCES = ("activation", "magnitude")
@@ -42,28 +43,29 @@ class _Target:
         self.kind = kind              # "ffn" or "heads"
         self.label = label
         self.size = size
-        self.members = members        # [(variable, channel axis)]
-        self.probe = probe            # (layer, "input"/"output", axis) or None
+        self.members = [rules.Member(*m) if isinstance(m, tuple) else m
+                        for m in members]  # `rules.Member`s
+        self.probe = probe            # (layer, "input"/"output", axis[, channels]) or None
 
     def magnitude(self):
         """Mean square of each channel's weights."""
         total = np.zeros(self.size)
         count = np.zeros(self.size)
-        for w, axis in self.members:
-            value = np.asarray(keras.ops.convert_to_numpy(w), np.float64)
-            flat = np.moveaxis(value, axis, 0).reshape(self.size, -1)
-            total += (flat ** 2).sum(axis=1)
-            count += flat.shape[1]
+        for m in self.members:
+            value = np.asarray(keras.ops.convert_to_numpy(m.variable), np.float64)
+            flat = np.moveaxis(value, m.axis, 0).reshape(value.shape[m.axis], -1)
+            total += m.per_channel((flat ** 2).sum(axis=1), self.size)
+            count += m.per_channel(np.full(len(flat), flat.shape[1]), self.size)
         return total / np.maximum(count, 1)
 
     def zero(self, removed):
         """Sets every weight of the `removed` channels to 0."""
-        for w, axis in self.members:
-            value = np.array(keras.ops.convert_to_numpy(w))
+        for m in self.members:
+            value = np.array(keras.ops.convert_to_numpy(m.variable))
             slicer = [slice(None)] * value.ndim
-            slicer[axis] = removed
+            slicer[m.axis] = m.indices(removed)
             value[tuple(slicer)] = 0
-            w.assign(value)
+            m.variable.assign(value)
 
 
 def _targets(graph):
@@ -221,6 +223,6 @@ def _importance(model, plain, targets, importance, data, batches):
     if callable(importance):
         return {t.label: np.asarray(importance(t.label, t.kind, t.magnitude()), np.float64)
                 for t in targets}
-    probes = [importance_lib.Probe(t.label, *t.probe, t.size)
+    probes = [importance_lib.Probe.of(t.label, t.probe, t.size)
               for t in targets if t.probe is not None]
     return importance_lib.mean_activations(plain, probes, data, batches)

@@ -5,6 +5,7 @@ import warnings
 import keras
 
 from keras_progprune import backend
+from keras_progprune import registry
 from keras_progprune import schedules as schedules_lib
 from keras_progprune import structures as structures_lib
 from keras_progprune import walk
@@ -195,8 +196,11 @@ class PruningWrapper(keras.layers.Wrapper):
                 "its sublayers, or return its weight variables from "
                 "`get_prunable_weights()`."
             )
-        misfits = [f"{w.name} ({self.structure.describe_misfit(tuple(w.shape))})"
-                   for w in weights if not self.structure.fits(tuple(w.shape))]
+        # Each weight's input-channel axis, where N:M groups run.
+        self.input_axes = registry.input_axes(self.layer, weights)
+        misfits = [f"{w.name} ({self.structure.describe_misfit(tuple(w.shape), axis)})"
+                   for w, axis in zip(weights, self.input_axes)
+                   if not self.structure.fits(tuple(w.shape), axis)]
         if misfits:
             warnings.warn(
                 f"Layer {self.layer.name!r} can't carry structure {self.structure!r}: "

@@ -71,7 +71,7 @@ def test_m_by_n_keeps_the_largest_in_every_group_along_axis_minus_2():
 def test_m_by_n_leaves_a_misfit_weight_dense_with_a_warning():
     layer = kp.PruningWrapper(L.Dense(3), kp.ConstantSparsity(0.5, 0), structure="2:4")
     with pytest.warns(UserWarning, match=r"can't carry structure MByN\(n=2, m=4\).*"
-                                         r"axis -2 of shape \(6, 3\)\) has 6 entries, not a "
+                                         r"axis 0 of shape \(6, 3\)\) has 6 entries, not a "
                                          r"multiple of m=4.*left dense"):
         layer.build((None, 6))
     (group,) = engine.build_groups([layer])
@@ -142,3 +142,38 @@ def test_unstructured_is_the_default_and_old_configs_load_as_it():
     del config["config"]["structure"]  # a file written before structures existed
     again = keras.saving.deserialize_keras_object(config)
     assert again.structure == structures.Unstructured()
+
+
+def test_einsum_input_axis_is_the_reduced_kernel_axis():
+    from keras_progprune import registry
+
+    assert registry.einsum_input_axis("abc,cde->abde") == 0      # MHA query/key/value
+    assert registry.einsum_input_axis("abcd,cde->abe") == 1      # MHA output
+    assert registry.einsum_input_axis("ab,bc->ac") == 0          # a Dense
+    assert registry.einsum_input_axis("ab,b->ab") is None       # no reduction
+
+
+def test_m_by_n_groups_of_attention_kernels_run_along_the_input_not_the_heads():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 8))
+    x = keras.layers.MultiHeadAttention(4, 2, name="mha")(inputs, inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.5, 0, frequency=1),
+                                    structure="2:4")
+    callback = kp.ProgressivePruningCallback()
+    callback.set_model(pruned)
+    callback.on_train_begin()
+    callback.on_train_batch_begin(0)
+    wrapper = pruned.get_layer("prune_low_magnitude_mha")
+    assert wrapper.input_axes == [0, 0, 0, 1]   # query, key, value: hidden; output: head_dim
+    for weight, mask, axis in zip(wrapper.pruned_weights, wrapper.masks, wrapper.input_axes):
+        groups = np.moveaxis(np.asarray(keras.ops.convert_to_numpy(mask)), axis, -1)
+        counts = groups.reshape(-1, 4).sum(axis=1) if groups.shape[-1] % 4 == 0 else None
+        if weight.path.endswith("attention_output/kernel"):
+            assert counts is None  # head_dim 2: no run of 4, left dense (with a warning)
+            assert np.asarray(keras.ops.convert_to_numpy(mask)).all()
+        else:
+            assert (counts == 2).all(), weight.path
+    # Before, groups ran along axis -2 (the 4 heads), mixing heads in one group.
+    report = kp.check_m_by_n(kp.strip_pruning(pruned))
+    assert all(r["holds"] for name, r in report.items() if "attention_output" not in name)

@@ -360,3 +360,128 @@ def test_vit_stack_with_uneven_widths_is_padded_exactly():
     small = kp.shrink(pruned)
     assert small.get_layer("vit_encoder").mlp_dim == max(kept)
     assert_close(small(x), kp.strip_pruning(pruned)(x), atol=1e-5)
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class _GroupedAttention(L.Layer):
+    """A user's grouped-query attention: flat q/k/v projections, `q_heads`
+    query heads sharing `kv_heads` key/value heads of `head_dim`."""
+
+    def __init__(self, q_heads=4, kv_heads=2, head_dim=2, **kwargs):
+        super().__init__(**kwargs)
+        self.q_heads, self.kv_heads, self.head_dim = q_heads, kv_heads, head_dim
+
+    def build(self, shape):
+        hd = self.head_dim
+        self.q = L.Dense(self.q_heads * hd, name="q")
+        self.k = L.Dense(self.kv_heads * hd, name="k")
+        self.v = L.Dense(self.kv_heads * hd, name="v")
+        self.o = L.Dense(shape[-1], name="o")
+        for dense in (self.q, self.k, self.v):
+            dense.build(shape)
+        self.o.build(tuple(shape[:-1]) + (self.q_heads * hd,))
+
+    def call(self, x):
+        b, t = keras.ops.shape(x)[0], keras.ops.shape(x)[1]
+        g, hd = self.q_heads // self.kv_heads, self.head_dim
+        q = keras.ops.reshape(self.q(x), (b, t, self.kv_heads, g, hd))
+        k = keras.ops.reshape(self.k(x), (b, t, self.kv_heads, 1, hd))
+        v = keras.ops.reshape(self.v(x), (b, t, self.kv_heads, 1, hd))
+        scores = keras.ops.einsum("bqkgd,bskgd->bkgqs", q, keras.ops.repeat(k, g, axis=3))
+        weights = keras.ops.softmax(scores / hd ** 0.5, axis=-1)
+        out = keras.ops.einsum("bkgqs,bskgd->bqkgd", weights, keras.ops.repeat(v, g, axis=3))
+        return x + self.o(keras.ops.reshape(out, (b, t, self.q_heads * hd)))
+
+    def get_config(self):
+        return {**super().get_config(), "q_heads": self.q_heads,
+                "kv_heads": self.kv_heads, "head_dim": self.head_dim}
+
+
+class _GroupedRule(kp.LayerRule):
+    """Whole key/value groups: a group owns its key and value columns and
+    the columns of its query heads (and their rows of `o`)."""
+
+    def width_groups(self, layer):
+        hd, g = layer.head_dim, layer.q_heads // layer.kv_heads
+        of_q = np.arange(layer.q_heads * hd) // hd // g     # query column -> kv group
+        of_kv = np.arange(layer.kv_heads * hd) // hd       # key/value column -> kv group
+        members = [(layer.q.kernel, -1, of_q), (layer.q.bias, 0, of_q),
+                   (layer.k.kernel, -1, of_kv), (layer.k.bias, 0, of_kv),
+                   (layer.v.kernel, -1, of_kv), (layer.v.bias, 0, of_kv),
+                   (layer.o.kernel, 0, of_q)]
+        return [rules.WidthGroup("heads", layer, members, [(layer.o.kernel, 0, of_q)],
+                                 probe=(layer.o, "input", -1, of_q))]
+
+    def resize(self, layer, kept):
+        (indices,) = kept.values()
+        g = layer.q_heads // layer.kv_heads
+        return {"kv_heads": len(indices), "q_heads": len(indices) * g}, kept
+
+
+def _grouped_model(kv_heads=3):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((T, D))
+    x = _GroupedAttention(2 * kv_heads, kv_heads, 2, name="gqa")(inputs)
+    return keras.Model(inputs, L.Dense(3, name="head")(L.GlobalAveragePooling1D()(x)))
+
+
+def test_channels_that_own_several_indices_mask_score_and_shrink_together(monkeypatch):
+    monkeypatch.setitem(rules._RULES, _GroupedAttention, None)  # undone after the test
+    kp.register_layer_rule(_GroupedAttention, _GroupedRule())
+    model = _grouped_model()
+    (group,) = rules.width_groups(model.get_layer("gqa"))
+    assert group.size == 3 and [len(m.channels) for m in group.members] == [12, 12, 6, 6, 6,
+                                                                           6, 12]
+    assert group.members[0].indices([2]).tolist() == [8, 9, 10, 11]
+    # Progressive masks zero whole key/value groups (their query heads too).
+    pruned = kp.prune_low_magnitude(model, kp.ConstantSparsity(0.4, 0, frequency=1),
+                                    structure="channel")
+    _update_once(pruned)
+    wrapper = pruned.get_layer("prune_low_magnitude_gqa")
+    masks = dict(zip([w.path for w in wrapper.pruned_weights], wrapper.masks))
+    q_mask = to_numpy(masks[model.get_layer("gqa").q.kernel.path]).any(axis=0)
+    k_mask = to_numpy(masks[model.get_layer("gqa").k.kernel.path]).any(axis=0)
+    removed = [c for c in range(3) if not k_mask[2 * c]]
+    assert len(removed) == 1 and not q_mask[4 * removed[0]:4 * removed[0] + 4].any()
+    assert q_mask.sum() == 8 and k_mask.sum() == 4
+    # The shrunk layer has 2 groups and 4 query heads, with the same outputs.
+    small = kp.shrink(pruned)
+    layer = small.get_layer("gqa")
+    assert (layer.kv_heads, layer.q_heads) == (2, 4)
+    x = _x(4)
+    assert_close(small(x), kp.strip_pruning(pruned)(x), atol=1e-5)
+    # Zero outputs are read per channel: a group is zero when all its rows are.
+    stripped = kp.strip_pruning(pruned).get_layer("gqa")
+    (after,) = rules.width_groups(stripped)
+    assert after.zero_outputs().tolist() == [c in removed for c in range(3)]
+
+
+def test_activation_scores_average_each_channel_over_its_indices(monkeypatch):
+    monkeypatch.setitem(rules._RULES, _GroupedAttention, None)
+    kp.register_layer_rule(_GroupedAttention, _GroupedRule())
+    model = _grouped_model()
+    layer = model.get_layer("gqa")
+    (group,) = rules.width_groups(layer)
+    x = _x(8)
+    probe = kp.importance.Probe.of(group.label, group.probe, group.size)
+    scores = kp.importance.mean_activations(model, [probe], [(x, None)], 1)[group.label]
+    b, t = x.shape[:2]
+    heads = np.abs(to_numpy(keras.ops.reshape(_o_input(layer, x), (b * t, 3, 4))))
+    assert_close(scores, heads.mean(axis=(0, 2)), rtol=1e-5)
+    small = kp.prune_width(model, heads=0.4, data=[(x, None)])
+    assert (small.get_layer("gqa").kv_heads, small.get_layer("gqa").q_heads) == (2, 4)
+    kept = np.sort(np.argsort(-scores, kind="stable")[:2])
+    q = to_numpy(layer.q.kernel).reshape(D, 3, 4)[:, kept].reshape(D, 8)
+    assert_close(small.get_layer("gqa").q.kernel, q)
+
+
+def _o_input(layer, x):
+    """What `layer.o` reads, computed the layer's own way."""
+    seen = []
+    call = layer.o.call
+    layer.o.call = lambda inputs, *a, **k: seen.append(inputs) or call(inputs, *a, **k)
+    try:
+        layer(x)
+    finally:
+        del layer.o.call
+    return seen[0]

@@ -105,6 +105,12 @@ class _Masked:
             self.in_group = np.full(int(self.weight.shape[self.in_axis]), -1, np.int64)
         self.in_group[rows] = groups
 
+    @property
+    def one_per_channel(self):
+        """Whether index `i` of its axis is group `group[0] + i` (not so for
+        a width member whose channels own several indices)."""
+        return bool(np.array_equal(self.group, self.group[0] + np.arange(len(self.group))))
+
     def per_channel(self, tensor, reduce):
         others = tuple(a for a in range(len(tensor.shape)) if a != self.axis)
         return reduce(tensor, axis=others) if others else tensor
@@ -144,8 +150,8 @@ class ChannelGroup(engine.MaskUpdater):
                     continue
                 producer_of.append(first)
                 probe = space.width[1].probe
-                self.probes.append(probe and importance_lib.Probe(
-                    space.width[1].label, *probe, space.size))
+                self.probes.append(probe and importance_lib.Probe.of(
+                    space.width[1].label, probe, space.size))
                 self.spaces.append(space)
                 self._initial.append(self._initial_width(space, by_layer))
                 start += space.size
@@ -218,10 +224,11 @@ class ChannelGroup(engine.MaskUpdater):
         if wrapper is None:
             return None
         masks = {id(w): m for w, m in zip(wrapper.pruned_weights, wrapper.masks)}
-        for w, axis in group.members:
-            entry = self._masked.setdefault(id(w), _Masked(w, masks[id(w)], axis))
-            entry.group[:] = np.arange(start, start + space.size)
-        return id(group.outputs[0][0])
+        for m in group.members:
+            entry = self._masked.setdefault(
+                id(m.variable), _Masked(m.variable, masks[id(m.variable)], m.axis))
+            entry.group[:] = start + m.channels
+        return id(group.outputs[0].variable)
 
     @staticmethod
     def _initial_width(space, by_layer):
@@ -253,8 +260,11 @@ class ChannelGroup(engine.MaskUpdater):
         parts = []
         for i, space in self._alive_from:
             e = self._masked[i]
-            live = e.per_channel(ops.cast(masks[i], "float32"), ops.max) > 0
-            parts.append(live)  # a producer's kernel: offset 0, the whole space
+            live = e.per_channel(ops.cast(masks[i], "float32"), ops.max)
+            if not e.one_per_channel:  # a width member whose channels own several indices
+                live = ops.segment_max(live, (e.group - e.group.min()).astype("int32"),
+                                       num_segments=space.size)
+            parts.append(live > 0)  # a producer's kernel: offset 0, the whole space
         return ops.concatenate(parts, 0)
 
     def _group_mean(self, values):

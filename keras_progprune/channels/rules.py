@@ -67,6 +67,54 @@ _RULES_BY_NAME = {}  # "module.QualName" -> LayerRule, for optional packages
 CLASS = "__class__"
 
 
+class Member:
+    """One weight of a `WidthGroup`: `variable`, the `axis` that indexes the
+    group's channels, and `channels`, the channel each index of that axis
+    belongs to (an int array as long as the axis). Index `i` along `axis`
+    is part of channel `channels[i]`: a key/value head owns its `head_dim`
+    columns of a flat projection and is shared by a group of query heads;
+    a gated feed-forward neuron owns one column of the gate kernel and one
+    of the up kernel."""
+
+    def __init__(self, variable, axis, channels=None):
+        self.variable = variable
+        self.axis = axis % len(variable.shape)
+        length = int(variable.shape[self.axis])
+        if channels is None:
+            channels = np.arange(length)
+        channels = np.asarray(channels, np.int64).reshape(-1)
+        if len(channels) != length or (length and channels.min() < 0):
+            raise ValueError(
+                f"A width group's `channels` for {variable.path!r} must give one channel "
+                f"(>= 0) per index of axis {axis} ({length} indices). Received: "
+                f"{len(channels)} entries.")
+        self.channels = channels
+
+    def indices(self, kept):
+        """The indices along `axis` of the channels `kept` (sorted)."""
+        return np.flatnonzero(np.isin(self.channels, np.asarray(kept, np.int64)))
+
+    def per_channel(self, per_index, size, reduce=np.add):
+        """`per_index` (one value per index of `axis`) reduced per channel."""
+        out = np.full(size, 0.0 if reduce is np.add else -np.inf)
+        reduce.at(out, self.channels, np.asarray(per_index, np.float64))
+        return out
+
+    def __repr__(self):
+        return f"Member({self.variable.path!r}, axis={self.axis})"
+
+
+def _present(entries):
+    return [e for e in entries
+            if (e.variable if isinstance(e, Member) else e[0]) is not None]
+
+
+def _member(entry):
+    if isinstance(entry, Member):
+        return entry
+    return Member(*entry)
+
+
 class WidthGroup:
     """Channels inside one layer that are kept or removed one at a time.
 
@@ -74,27 +122,41 @@ class WidthGroup:
         name: `"ffn"` (feed-forward neurons) or `"heads"` (attention
             heads), or a name of the rule's choosing.
         owner: the (sub)layer whose config sets this width.
-        members: `[(variable, axis)]`: the weights that belong to the
-            channels; index `c` along `axis` is channel `c`. All are masked
-            and scored.
-        outputs: the members (a subset, same form) that carry a channel's
+        members: the weights that belong to the channels: `Member`s, or
+            `(variable, axis)` (index `c` along `axis` is channel `c`) or
+            `(variable, axis, channels)` (index `i` is channel
+            `channels[i]`, so a channel may own several indices). All are
+            masked and scored. `None` variables are skipped.
+        outputs: the members (a subset, same forms) that carry a channel's
             contribution out of the layer; a channel whose output slices are
             all zero is removable exactly.
-        probe: `(sublayer, "input" or "output", axis)`: the tensor whose
-            `axis` indexes these channels, read for activation importance.
+        probe: `(sublayer, "input" or "output", axis)` or `(sublayer,
+            "input" or "output", axis, channels)`: the tensor whose `axis`
+            indexes these channels (index `i` is channel `channels[i]`),
+            read for activation importance.
         fixed: None, or why this group can't be removed (it is then only
             reported).
+        size: the number of channels. Defaults to one more than the
+            highest channel of the first member.
+
+    Every reader of a group goes through its members' `channels`: masks,
+    scores, probes, `shrink`'s slices and `zero_outputs`.
     """
 
-    def __init__(self, name, owner, members, outputs, probe=None, fixed=None):
+    def __init__(self, name, owner, members, outputs, probe=None, fixed=None, size=None):
         self.name = name
         self.owner = owner
-        self.members = [(w, axis % len(w.shape)) for w, axis in members if w is not None]
-        self.outputs = [(w, axis % len(w.shape)) for w, axis in outputs if w is not None]
+        self.members = [_member(m) for m in _present(members)]
+        self.outputs = [_member(m) for m in _present(outputs)]
         self.probe = probe
         self.fixed = fixed
-        w, axis = self.members[0]
-        self.size = int(w.shape[axis])
+        self.size = int(size if size is not None else self.members[0].channels.max() + 1)
+        for m in self.members + self.outputs:
+            if m.channels.max(initial=-1) >= self.size:
+                raise ValueError(
+                    f"Width group {self.name!r} has {self.size} channels, but a member "
+                    f"({m.variable.path!r}) names channel {int(m.channels.max())}. Pass "
+                    "`size`, or number the channels from 0.")
 
     @property
     def label(self):
@@ -103,10 +165,11 @@ class WidthGroup:
     def zero_outputs(self):
         """Per channel: whether every output slice is all zero."""
         zero = np.ones(self.size, bool)
-        for w, axis in self.outputs:
-            value = np.asarray(keras.ops.convert_to_numpy(w))
-            others = tuple(a for a in range(value.ndim) if a != axis)
-            zero &= np.all(value == 0, axis=others)
+        for m in self.outputs:
+            value = np.asarray(keras.ops.convert_to_numpy(m.variable))
+            others = tuple(a for a in range(value.ndim) if a != m.axis)
+            nonzero = np.any(value != 0, axis=others).astype(np.float64)
+            zero &= m.per_channel(nonzero, self.size, np.maximum) <= 0
         return zero
 
     def __repr__(self):

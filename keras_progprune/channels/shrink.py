@@ -167,8 +167,8 @@ def width_slicers(layer, spaces, keep):
     cut = {}
     for space in spaces:
         group = space.width[1]
-        for w, axis in group.members:
-            cut[id(w)] = _take(np.asarray(kept[group.label]), axis)
+        for member in group.members:
+            cut[id(member.variable)] = _take(member.indices(kept[group.label]), member.axis)
     return overrides, cut
 
 
