@@ -130,7 +130,7 @@ def regenerate_report():
 def block_macs(model, length):
     """MACs per sequence of every layer with a width rule (the transformer
     blocks) at sequence `length`."""
-    from keras_progprune.channels import rules as rules_lib  # noqa: PLC0415
+    from keras_progprune import rules as rules_lib  # noqa: PLC0415
 
     total = 0
     for layer in model.layers:

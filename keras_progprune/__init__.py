@@ -35,15 +35,15 @@ from keras_progprune.structures import Channel
 from keras_progprune.structures import MByN
 from keras_progprune.structures import Unstructured
 from keras_progprune.wrapper import PruningWrapper
-from keras_progprune.channels.kinds import DenseRule
-from keras_progprune.channels.kinds import FollowerRule
-from keras_progprune.channels.kinds import PassRule
-from keras_progprune.channels.kinds import ProducerRule
-from keras_progprune.channels.rules import AttentionRule
-from keras_progprune.channels.rules import FeedForwardRule
-from keras_progprune.channels.rules import LayerRule
-from keras_progprune.channels.rules import WidthGroup
-from keras_progprune.channels.rules import register_layer_rule
+from keras_progprune.rules import DenseRule
+from keras_progprune.rules import FollowerRule
+from keras_progprune.rules import PassRule
+from keras_progprune.rules import ProducerRule
+from keras_progprune.rules import AttentionRule
+from keras_progprune.rules import FeedForwardRule
+from keras_progprune.rules import LayerRule
+from keras_progprune.rules import WidthGroup
+from keras_progprune.rules import register_layer_rule
 from keras_progprune.width import prune_width
 
 __version__ = "0.1.0"

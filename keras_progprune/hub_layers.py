@@ -109,8 +109,3 @@ class HeadSizedViTEncoder(_HeadDim, ViTEncoder):
         if self.head_dim is not None:
             for block in self.encoder_layers:
                 _swap_attention(block, "mha", self.head_dim, (None, None, self.hidden_dim))
-
-
-HEAD_SIZED = {TransformerEncoder: HeadSizedTransformerEncoder,
-              TransformerDecoder: HeadSizedTransformerDecoder,
-              ViTEncoder: HeadSizedViTEncoder}

@@ -1,70 +1,31 @@
-"""Which weights of which layer are prunable: one table, one lookup.
+"""Which weights of which layer are prunable: the lookup over layer rules.
 
-A layer class maps to the names of the variables that are pruned. Biases
-and normalization parameters never appear here. Container layers that wrap
-other layers (`Bidirectional`, `TimeDistributed`) are looked through, and a
-custom layer opts in by defining `get_prunable_weights()`. A layer of
-unknown class built only of prunable layers (a transformer block) is
-prunable as a whole, through its sublayers.
+Each layer type's rule (`keras_progprune.rules`) names its prunable weights
+and each one's input-channel axis; this module reads them. Biases and
+normalization parameters never appear. Container layers that wrap other
+layers (`Bidirectional`, `TimeDistributed`) are looked through, and a custom
+layer opts in by defining `get_prunable_weights()` or by a registered rule.
+A layer of unknown class built only of prunable layers (a transformer
+block) is prunable as a whole, through its sublayers.
 """
 
 import keras
 
+from keras_progprune import rules
 from keras_progprune import walk
-
-L = keras.layers
-
-# layer class -> names of its prunable variables (matched against
-# `variable.name` over the layer's weights, nested cells included).
-PRUNABLE_WEIGHTS = {
-    L.Dense: ("kernel",),
-    L.EinsumDense: ("kernel",),
-    L.Conv1D: ("kernel",),
-    L.Conv2D: ("kernel",),
-    L.Conv3D: ("kernel",),
-    L.Conv1DTranspose: ("kernel",),
-    L.Conv2DTranspose: ("kernel",),
-    L.Conv3DTranspose: ("kernel",),
-    L.DepthwiseConv1D: ("kernel",),
-    L.DepthwiseConv2D: ("kernel",),
-    # The pointwise kernel only, as tfmot's registry: the depthwise kernel
-    # holds few weights (k*k per channel against C_out), starts smaller, and
-    # a channel whose k*k taps are all pruned silences its whole input
-    # channel. Ranked with the pointwise kernel, 80% emptied it completely.
-    L.SeparableConv1D: ("pointwise_kernel",),
-    L.SeparableConv2D: ("pointwise_kernel",),
-    L.Embedding: ("embeddings",),
-    # Recurrent layers: input and recurrent kernels, as in tfmot's registry.
-    L.SimpleRNN: ("kernel", "recurrent_kernel"),
-    L.GRU: ("kernel", "recurrent_kernel"),
-    L.LSTM: ("kernel", "recurrent_kernel"),
-    # The query, key, value and output projections (EinsumDense kernels).
-    L.MultiHeadAttention: ("kernel",),
-}
-
-# Layers that only hold other layers: their prunable weights are those of
-# the layers inside.
-_CONTAINERS = {
-    L.TimeDistributed: lambda layer: [layer.layer],
-    L.Bidirectional: lambda layer: [layer.forward_layer, layer.backward_layer],
-}
-
-
-def _lookup(table, layer):
-    for cls in type(layer).__mro__:
-        if cls in table:
-            return table[cls]
-    return None
 
 
 def _directly_prunable(layer):
-    """Known by class, a container of known layers, or opted in."""
+    """Known by its rule, a container of known layers, or opted in."""
     if hasattr(layer, "get_prunable_weights"):
         return True
-    inner = _lookup(_CONTAINERS, layer)
+    rule = rules.rule_for(layer)
+    if rule is None:
+        return False
+    inner = rule.inner_layers(layer)
     if inner is not None:
-        return all(is_prunable(sub) for sub in inner(layer))
-    return _lookup(PRUNABLE_WEIGHTS, layer) is not None
+        return all(is_prunable(sub) for sub in inner)
+    return rule.has_prunable()
 
 
 def _prunable_sublayers(layer):
@@ -104,8 +65,9 @@ def is_composite(layer):
 def is_prunable(layer):
     """Whether `layer` has weights this package knows how to prune.
 
-    True for the classes in `PRUNABLE_WEIGHTS` (and their subclasses), for
-    `TimeDistributed`/`Bidirectional` around such a layer, for any layer
+    True for the classes whose rule names prunable weights (and their
+    subclasses), for `TimeDistributed`/`Bidirectional` around such a
+    layer, for any layer
     that defines `get_prunable_weights()`, and for a built composite layer
     whose weight matrices all sit in such layers (`is_composite`).
     """
@@ -132,12 +94,12 @@ def get_prunable_weights(layer):
     """
     if hasattr(layer, "get_prunable_weights"):
         return list(layer.get_prunable_weights())
-    inner = _lookup(_CONTAINERS, layer)
+    rule = rules.rule_for(layer)
+    inner = rule.inner_layers(layer) if rule is not None else None
     if inner is not None:
-        return [w for sub in inner(layer) for w in get_prunable_weights(sub)]
-    names = _lookup(PRUNABLE_WEIGHTS, layer)
-    if names is not None:
-        return [w for w in layer.weights if w.name in names]
+        return [w for sub in inner for w in get_prunable_weights(sub)]
+    if rule is not None and rule.has_prunable():
+        return rule.prunable_weights(layer)
     if is_composite(layer):
         found, seen = [], set()
         for sub in _prunable_sublayers(layer):
@@ -147,20 +109,6 @@ def get_prunable_weights(layer):
                     found.append(w)
         return found
     raise unprunable_error([layer])
-
-
-def einsum_input_axis(equation):
-    """The kernel axis an `EinsumDense` reduces over last (the innermost
-    input channel): the last kernel letter that the input holds and the
-    output doesn't. `"abc,cde->abde"` (MultiHeadAttention's query: kernel
-    `[hidden, heads, head_dim]`) gives 0; `"abcd,cde->abe"` (its output:
-    `[heads, head_dim, hidden]`) gives 1. None when it reduces over no
-    kernel axis (an element-wise scale).
-    """
-    inputs, output = equation.replace(" ", "").split("->")
-    x, kernel = inputs.split(",")
-    reduced = [i for i, letter in enumerate(kernel) if letter in x and letter not in output]
-    return reduced[-1] if reduced else None
 
 
 def _owner(layer, weight):
@@ -174,25 +122,24 @@ def _owner(layer, weight):
 
 def input_axes(layer, weights):
     """The input-channel (reduction) axis of each of `weights`, prunable
-    weights of `layer`, as a non-negative int: where N:M groups run. Axis
-    -2 for Dense `[in, out]`, convolutions `[..., in, out]` and recurrent
-    kernels; the reduced axis of an EinsumDense kernel, read from its
-    equation (`einsum_input_axis`), which for MultiHeadAttention's q/k/v
-    kernels `[hidden, heads, head_dim]` is 0, not the heads."""
+    weights of `layer`, as a non-negative int: where N:M groups run. Each
+    weight's owner (the innermost sublayer that holds it) says, through its
+    rule's `input_axes`: axis -2 for Dense `[in, out]`, convolutions
+    `[..., in, out]` and recurrent kernels; the reduced axis of an
+    EinsumDense kernel, read from its equation, which for
+    MultiHeadAttention's q/k/v kernels `[hidden, heads, head_dim]` is 0,
+    not the heads."""
     axes = []
     for w in weights:
         owner = _owner(layer, w)
-        rank = len(w.shape)
-        axis = None
-        if isinstance(owner, L.EinsumDense) and w is getattr(owner, "kernel", None):
-            axis = einsum_input_axis(owner.equation)
-        axes.append(max(rank - 2, 0) if axis is None else axis)
+        rule = rules.rule_for(owner) or rules.LayerRule()
+        axes.append(int(rule.input_axes(owner, [w])[0]) % max(len(w.shape), 1))
     return axes
 
 
 def unprunable_error(layers, exclude=()):
     """One `ValueError` naming every layer that can't be pruned, with the fix."""
-    types = ", ".join(sorted(c.__name__ for c in PRUNABLE_WEIGHTS))
+    types = ", ".join(rules.prunable_layer_names())
     names = sorted({layer.name for layer in layers} | set(exclude))
     if len(layers) == 1:
         (layer,) = layers

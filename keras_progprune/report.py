@@ -7,10 +7,10 @@ from keras_progprune import registry
 from keras_progprune import walk
 from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.channels import graph as graph_lib
-from keras_progprune.channels import kinds
 from keras_progprune.channels import macs as macs_lib
 from keras_progprune.channels import shrink as shrink_lib
 from keras_progprune.wrapper import PruningWrapper
+from keras_progprune import rules
 
 
 def prunable_layers(model):
@@ -160,7 +160,7 @@ def _channel_summary(model):
     for node in graph.nodes:
         layer = graph_lib.layer_of(node.operation)
         kind = graph.kinds.get(id(node))
-        if (kind is not None and kind.name == kinds.UNKNOWN and walk.is_layer(layer)
+        if (kind is not None and kind.name == rules.UNKNOWN and walk.is_layer(layer)
                 and layer.weights and layer.name not in channels):
             channels[layer.name] = {"left_whole": kind.zero_reason}
     return channels, {"dense": macs_lib.count(graph), "shrunk": macs_lib.count(graph, keep)}

@@ -35,8 +35,7 @@ from keras import ops
 
 from keras_progprune import registry
 from keras_progprune import thresholds
-from keras_progprune.channels import kinds as channel_kinds
-from keras_progprune.channels import rules as channel_rules
+from keras_progprune import rules
 from keras_progprune.values import ConfigValue
 
 
@@ -181,12 +180,12 @@ class Channel(Structure):
     def initial_size(self, layer):
         """Its output channels, or for a layer with width groups inside,
         one count per group (in its rule's order)."""
-        if channel_kinds.channel_weights(layer) is None:
-            return [g.size for g in channel_rules.width_groups(layer)]
+        if rules.channel_weights(layer) is None:
+            return [g.size for g in rules.width_groups(layer)]
         return self.channel_count(layer)
 
     def accepts(self, layer):
-        rule = channel_kinds.rule_of(layer)
+        rule = rules.rule_of(layer)
         return rule.carries_channels or rule.has_width()
 
     def refuse(self, layers, exclude=()):
@@ -194,25 +193,25 @@ class Channel(Structure):
         raise ValueError(
             f"Layer {layer.name!r} of type {type(layer).__name__} has no output "
             "channels to prune: structure='channel' takes the layers with a channel or "
-            f"width rule ({', '.join(channel_kinds.channel_layer_names())}, KerasHub "
+            f"width rule ({', '.join(rules.channel_layer_names())}, KerasHub "
             "transformer blocks, and any class given a rule with "
             f"kp.register_layer_rule). Received: layer={layer.name!r}, "
             "structure='channel'. Leave the layer unwrapped, or register a rule for "
             "its class.")
 
     def prunable_weights(self, layer):
-        pairs = channel_kinds.channel_weights(layer)
-        if pairs is None:  # a layer with width channels inside (rules.py)
-            return [m.variable for g in channel_rules.width_groups(layer) if not g.fixed
+        pairs = rules.channel_weights(layer)
+        if pairs is None:  # a layer with width channels inside (its rule)
+            return [m.variable for g in rules.width_groups(layer) if not g.fixed
                     for m in g.members]
         return [w for w, _ in pairs]
 
     def channel_count(self, layer):
         """The number of channels `layer`'s masks cover (for a layer with
         width groups inside, of its first group)."""
-        pairs = channel_kinds.channel_weights(layer)
+        pairs = rules.channel_weights(layer)
         if pairs is None:
-            return channel_rules.width_groups(layer)[0].size
+            return rules.width_groups(layer)[0].size
         weight, axis = pairs[0]
         return int(weight.shape[axis])
 

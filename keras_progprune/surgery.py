@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from keras_progprune import walk
-from keras_progprune.channels import rules
+from keras_progprune import rules
 from keras_progprune.wrapper import PruningWrapper
 
 

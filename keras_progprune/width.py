@@ -10,7 +10,7 @@ Keras's own `keras.distillation.Distiller` (see the README).
 What counts as a block's width:
 
 - feed-forward neurons: the intermediate units of every layer with a width
-  rule (`channels/rules.py`: KerasHub's transformer blocks, a user's
+  rule (`keras_progprune.rules`: KerasHub's transformer blocks, a user's
   registered layer), and, in a plain Keras graph, every prunable channel
   space made by one Dense layer and read only by Dense layers (the
   `Dense(ff) -> Dense(hidden)` of a hand-written block);
@@ -24,69 +24,34 @@ every LayerNormalization, so removing part of it can't be exact.
 import numpy as np
 
 import keras
+from keras import ops
 
+from keras_progprune import engine
 from keras_progprune import importance as importance_lib
 from keras_progprune import prune
+from keras_progprune import schedules
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune import walk
 from keras_progprune.channels import graph as graph_lib
-from keras_progprune.channels import rules
 from keras_progprune.channels import shrink as shrink_lib
 
-IMPORTANCES = ("activation", "magnitude")
+
+def _kind(space):
+    """`"ffn"` or `"heads"` for a space `prune_width` can remove channels of
+    (a width group, or a plain Dense feed-forward space), else None."""
+    if space.width is not None:
+        _, group = space.width
+        return None if group.fixed or space.frozen else group.name
+    return "ffn" if _is_dense_ffn(space) else None
 
 
-class _Target:
-    """One block's width: a group of channels, how to read them, how to
-    zero some of them."""
-
-    def __init__(self, kind, label, size, members, probe):
-        self.kind = kind              # "ffn" or "heads"
-        self.label = label
-        self.size = size
-        self.members = [rules.Member(*m) if isinstance(m, tuple) else m
-                        for m in members]  # `rules.Member`s
-        self.probe = probe            # (layer, "input"/"output", axis[, channels]) or None
-
-    def magnitude(self):
-        """Mean square of each channel's weights."""
-        total = np.zeros(self.size)
-        count = np.zeros(self.size)
-        for m in self.members:
-            value = np.asarray(keras.ops.convert_to_numpy(m.variable), np.float64)
-            flat = np.moveaxis(value, m.axis, 0).reshape(value.shape[m.axis], -1)
-            total += m.per_channel((flat ** 2).sum(axis=1), self.size)
-            count += m.per_channel(np.full(len(flat), flat.shape[1]), self.size)
-        return total / np.maximum(count, 1)
-
-    def zero(self, removed):
-        """Sets every weight of the `removed` channels to 0."""
-        for m in self.members:
-            value = np.array(keras.ops.convert_to_numpy(m.variable))
-            slicer = [slice(None)] * value.ndim
-            slicer[m.axis] = m.indices(removed)
-            value[tuple(slicer)] = 0
-            m.variable.assign(value)
+def _kept(space, fraction):
+    """How many of `space`'s channels stay when `fraction` of them go."""
+    return int(round(space.size * (1.0 - fraction)))
 
 
-def _targets(graph):
-    """The `_Target`s of a plain model's graph."""
-    out = []
-    for space in graph.spaces:
-        if space.width is not None:
-            _, group = space.width
-            if group.fixed or space.frozen:
-                continue
-            out.append(_Target(group.name, group.label, space.size,
-                               list(group.members), group.probe))
-        elif _is_dense_ffn(space):
-            (producer,) = space.producers
-            members = [(producer.kernel, 1)]
-            if producer.bias is not None:
-                members.append((producer.bias, 0))
-            members += [(consumer.layer.kernel, 0) for consumer in space.consumers]
-            out.append(_Target("ffn", producer.name, space.size, members,
-                               (producer, "output", -1)))
-    return out
+def _label(space):
+    return space.width[1].label if space.width is not None else space.producers[0].name
 
 
 def _is_dense_ffn(space):
@@ -173,9 +138,11 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
             "never exact, and it would need distillation to recover. Prune `ffn` "
             f"and `heads` instead. Received: hidden={hidden!r}.")
     fractions = {"ffn": check_fraction("ffn", ffn), "heads": check_fraction("heads", heads)}
-    if not (importance in IMPORTANCES or callable(importance)):
+    if not (importance in importance_lib.names() or callable(importance)
+            or isinstance(importance, importance_lib.Importance)):
         raise ValueError(
-            f"`importance` must be one of {IMPORTANCES} or a function. Received: "
+            f"`importance` must be one of {importance_lib.names()}, a "
+            "kp.importance.Importance or a function. Received: "
             f"importance={importance!r}.")
     if importance == "activation" and data is None and any(fractions.values()):
         raise ValueError(
@@ -188,9 +155,10 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
             "`prune_width` takes a Sequential or Functional keras.Model (KerasHub "
             f"backbones are). Received: model={model!r} of type {type(model).__name__}.")
     plain = prune.strip_pruning(model)  # a copy: the user's model stays as it is
-    targets = _targets(graph_lib.analyze(plain))
+    spaces = graph_lib.analyze(plain).spaces
+    kinds = {_kind(space) for space in spaces}
     for kind, fraction in fractions.items():
-        if fraction > 0 and not any(t.kind == kind for t in targets):
+        if fraction > 0 and kind not in kinds:
             raise ValueError(
                 f"`{kind}={fraction}` was given, but model {model.name!r} has no "
                 f"{_NOUNS[kind]} that prune_width can remove"
@@ -200,29 +168,50 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
                    "whose heads can be rebuilt)")
                 + f". Pass {kind}=0, or register a rule for your layer with "
                 "kp.register_layer_rule.")
-    chosen = [t for t in targets if fractions[t.kind] > 0]
-    scores = _importance(model, plain, chosen, importance, data, batches)
-    for target in chosen:
-        keep = int(round(target.size * (1.0 - fractions[target.kind])))
-        if keep < 1:
+    for space in spaces:
+        kind = _kind(space)
+        if kind in fractions and _kept(space, fractions[kind]) < 1:
             raise ValueError(
-                f"`{target.kind}={fractions[target.kind]}` would remove every one of the "
-                f"{target.size} {_NOUNS[target.kind]} of {target.label!r}; a block keeps "
-                f"at least one. Use a fraction below {1 - 0.5 / target.size:.3g}.")
-        order = np.argsort(-scores[target.label], kind="stable")
-        target.zero(np.sort(order[keep:]))
-    if not chosen:
+                f"`{kind}={fractions[kind]}` would remove every one of the {space.size} "
+                f"{_NOUNS[kind]} of {_label(space)!r}; a block keeps at least one. Use a "
+                f"fraction below {1 - 0.5 / space.size:.3g}.")
+    if not any(fractions.values()):
         return plain
-    return shrink_lib.shrink(plain)
+    # The channel engine's masks, set once: its groups, scores and probes.
+    pruned = prune.prune_low_magnitude(plain, schedules.ConstantSparsity(0.0, 0),
+                                       structure="channel")
+    (group,) = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
+    kinds = [_kind(space) for space in group.spaces]
+    starts = np.cumsum([0] + [space.size for space in group.spaces])
+    scores = _scores(pruned, group, kinds, importance, data, batches)
+    counts = []
+    for space, kind, start in zip(group.spaces, kinds, starts):
+        fraction = fractions.get(kind, 0.0)
+        counts.append(_kept(space, fraction))
+        if callable(importance) and fraction > 0:
+            mine = scores[start:start + space.size]
+            scores[start:start + space.size] = np.asarray(
+                importance(_label(space), kind, mine), np.float64)
+    group.keep_counts(counts, scores)
+    return shrink_lib.shrink(pruned)
 
 
-def _importance(model, plain, targets, importance, data, batches):
-    """`{label: scores}` of each target (higher is kept)."""
-    if importance == "magnitude" or not targets:
-        return {t.label: t.magnitude() for t in targets}
-    if callable(importance):
-        return {t.label: np.asarray(importance(t.label, t.kind, t.magnitude()), np.float64)
-                for t in targets}
-    probes = [importance_lib.Probe.of(t.label, t.probe, t.size)
-              for t in targets if t.probe is not None]
-    return importance_lib.mean_activations(plain, probes, data, batches)
+def _scores(pruned, group, kinds, importance, data, batches):
+    """One score per channel of `group` (higher is kept): the engine's
+    magnitude (also what a custom function is given), activations read at
+    its probes, or a registered importance's."""
+    if importance == "magnitude" or callable(importance):
+        return np.asarray(group.magnitude_scores(), np.float64)
+    if importance != "activation":
+        group.importance = importance_lib.get(importance, data=data, batches=batches)
+        return np.asarray(ops.convert_to_numpy(group.channel_scores()), np.float64)
+    probes = [probe if kind else None for probe, kind in zip(group.probes, kinds)]
+    for probe, kind, space in zip(group.probes, kinds, group.spaces):
+        if kind and probe is None:
+            raise ValueError(
+                f"importance='activation' reads each block's channels where its rule "
+                f"says, but the rule of {_label(space)!r} gives no `probe`. Give its "
+                "WidthGroup a probe, or use importance='magnitude'.")
+    means = importance_lib.mean_activations(pruned, [p for p in probes if p], data, batches)
+    return np.concatenate([means[p.label] if p else np.zeros(space.size)
+                           for p, space in zip(probes, group.spaces)]).astype(np.float64)

@@ -91,10 +91,10 @@ class PruningWrapper(keras.layers.Wrapper):
     prunable layer for you.
 
     Args:
-        layer: `keras.layers.Layer` to prune: a type listed in
-            `keras_progprune.registry.PRUNABLE_WEIGHTS`, a `Bidirectional` or
-            `TimeDistributed` around one, or a layer with a
-            `get_prunable_weights()` method.
+        layer: `keras.layers.Layer` to prune: a type whose rule names
+            prunable weights (`keras_progprune.rules.prunable_layer_names()`),
+            a `Bidirectional` or `TimeDistributed` around one, or a layer
+            with a `get_prunable_weights()` method.
         pruning_schedule: `PruningSchedule`. Defaults to a new
             `ConstantSparsity(0.5, begin_step=0)`.
         scope: `"layer"` (this layer reaches the scheduled sparsity) or

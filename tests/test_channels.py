@@ -14,6 +14,7 @@ from keras_progprune import structures
 from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import macs as macs_lib
+from keras_progprune import rules
 from conftest import assert_close, assert_equal, served_outputs
 
 L = keras.layers
@@ -409,8 +410,6 @@ class _ScaledDense(L.Layer):
 
 
 def test_a_registered_rule_makes_a_custom_layer_prunable_by_channel(monkeypatch):
-    from keras_progprune.channels import rules  # noqa: PLC0415
-
     def model():
         inputs = keras.Input((5,))
         x = _ScaledDense(8, name="mine")(inputs)
@@ -420,7 +419,7 @@ def test_a_registered_rule_makes_a_custom_layer_prunable_by_channel(monkeypatch)
     reasons = graph_lib.analyze(model()).frozen_reasons()
     assert ("layer 'mine' of type _ScaledDense is not known to the channel grouping"
             in reasons.values())
-    monkeypatch.setitem(rules._RULES, _ScaledDense, kp.DenseRule())  # undone after
+    monkeypatch.setitem(rules.base._RULES, _ScaledDense, kp.DenseRule())  # undone after
     pruned = kp.prune_low_magnitude(model(), kp.ConstantSparsity(0.5, 0, frequency=1),
                                     structure="channel")
     callback = kp.ProgressivePruningCallback()
@@ -434,6 +433,4 @@ def test_a_registered_rule_makes_a_custom_layer_prunable_by_channel(monkeypatch)
     # MACs are counted by the rule: 5*4 + 4*3 + 3*2 after, 5*8 + 8*6 + 6*2 before.
     assert kp.sparsity_report(small)["macs"]["dense"] == 5 * 4 + 4 * 3 + 3 * 2
     assert kp.sparsity_report(pruned)["macs"]["dense"] == 5 * 8 + 8 * 6 + 6 * 2
-    from keras_progprune.channels import kinds  # noqa: PLC0415
-
-    assert "_ScaledDense" in kinds.channel_layer_names()
+    assert "_ScaledDense" in rules.channel_layer_names()

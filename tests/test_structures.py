@@ -145,12 +145,12 @@ def test_unstructured_is_the_default_and_old_configs_load_as_it():
 
 
 def test_einsum_input_axis_is_the_reduced_kernel_axis():
-    from keras_progprune import registry
+    from keras_progprune import rules
 
-    assert registry.einsum_input_axis("abc,cde->abde") == 0      # MHA query/key/value
-    assert registry.einsum_input_axis("abcd,cde->abe") == 1      # MHA output
-    assert registry.einsum_input_axis("ab,bc->ac") == 0          # a Dense
-    assert registry.einsum_input_axis("ab,b->ab") is None       # no reduction
+    assert rules.einsum_input_axis("abc,cde->abde") == 0      # MHA query/key/value
+    assert rules.einsum_input_axis("abcd,cde->abe") == 1      # MHA output
+    assert rules.einsum_input_axis("ab,bc->ac") == 0          # a Dense
+    assert rules.einsum_input_axis("ab,b->ab") is None        # no reduction
 
 
 def test_m_by_n_groups_of_attention_kernels_run_along_the_input_not_the_heads():

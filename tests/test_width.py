@@ -1,4 +1,4 @@
-"""Width pruning: feed-forward neurons and attention heads (rules.py,
+"""Width pruning: feed-forward neurons and attention heads (keras_progprune.rules,
 width.py, hub_layers.py), progressive with structure="channel" and one-shot
 with `prune_width`, then an exact `shrink`."""
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_progprune as kp
-from keras_progprune.channels import rules
+from keras_progprune import rules
 from conftest import assert_close, served_outputs, to_numpy
 
 L = keras.layers
@@ -113,7 +113,9 @@ def test_prune_width_custom_importance_and_batches():
     (dict(ffn="half"), r"Received: ffn='half'"),
     (dict(ffn=0.5), r"importance='activation' .* pass `data`.*Received: data=None"),
     (dict(ffn=0.5, data=[], importance="bogus"), r"`importance` must be one of "
-                                                 r"\('activation', 'magnitude'\).*bogus"),
+                                                 r"\[.activation., .*.magnitude., .*\], a "
+                                                 r"kp.importance.Importance or a function\. "
+                                                 r"Received: importance=.bogus."),
     (dict(ffn=0.5, data=[]), r"`data` gave no batch"),
     (dict(ffn=0.5, data=[1], batches=0), r"`batches` must be a positive int or None\. "
                                          r"Received: batches=0"),
@@ -209,7 +211,7 @@ def test_a_custom_layer_is_left_whole_until_it_has_a_rule(monkeypatch):
     assert "mixer (layer 'mixer' of type _Mixer is not known" in str(report)
     with pytest.raises(ValueError, match=r"no feed-forward neurons"):
         kp.prune_width(model, ffn=0.5, importance="magnitude")
-    monkeypatch.setitem(rules._RULES, _Mixer, None)  # undone after the test
+    monkeypatch.setitem(rules.base._RULES, _Mixer, None)  # undone after the test
     kp.register_layer_rule(_Mixer, kp.FeedForwardRule("up", "down", "units"))
     small = kp.prune_width(model, ffn=0.5, importance="magnitude")
     assert small.get_layer("mixer").units == 4
@@ -426,7 +428,7 @@ def _grouped_model(kv_heads=3):
 
 
 def test_channels_that_own_several_indices_mask_score_and_shrink_together(monkeypatch):
-    monkeypatch.setitem(rules._RULES, _GroupedAttention, None)  # undone after the test
+    monkeypatch.setitem(rules.base._RULES, _GroupedAttention, None)  # undone after the test
     kp.register_layer_rule(_GroupedAttention, _GroupedRule())
     model = _grouped_model()
     (group,) = rules.width_groups(model.get_layer("gqa"))
@@ -457,7 +459,7 @@ def test_channels_that_own_several_indices_mask_score_and_shrink_together(monkey
 
 
 def test_activation_scores_average_each_channel_over_its_indices(monkeypatch):
-    monkeypatch.setitem(rules._RULES, _GroupedAttention, None)
+    monkeypatch.setitem(rules.base._RULES, _GroupedAttention, None)
     kp.register_layer_rule(_GroupedAttention, _GroupedRule())
     model = _grouped_model()
     layer = model.get_layer("gqa")

@@ -35,8 +35,7 @@ from keras_progprune import structures
 from keras_progprune import thresholds
 from keras_progprune import walk
 from keras_progprune.channels import graph as graph_lib
-from keras_progprune.channels import kinds
-from keras_progprune.channels import rules
+from keras_progprune import rules
 
 
 def relative_to_space(scores, alive, space_of, num_spaces):
@@ -160,7 +159,7 @@ class ChannelGroup(engine.MaskUpdater):
             if members is None:
                 continue
             for (layer, offset, wrapper) in members:
-                axes = {id(w): axis for w, axis in kinds.channel_weights(layer)}
+                axes = {id(w): axis for w, axis in rules.channel_weights(layer)}
                 for w, m in zip(wrapper.pruned_weights, wrapper.masks):
                     entry = self._masked.setdefault(id(w), _Masked(w, m, axes[id(w)]))
                     entry.group[offset:offset + space.size] = np.arange(
@@ -202,7 +201,7 @@ class ChannelGroup(engine.MaskUpdater):
         if wrapper is None:
             return
         layer = consumer.layer
-        rule = kinds.rule_of(layer)
+        rule = rules.rule_of(layer)
         kernel, in_axis, multiplier = rule.reader(layer)
         out_axis = dict((id(w), a) for w, a in rule.channel_weights(layer))[id(kernel)]
         mask = wrapper.masks[[id(w) for w in wrapper.pruned_weights].index(id(kernel))]
@@ -216,7 +215,7 @@ class ChannelGroup(engine.MaskUpdater):
         entry.read_rows(in_axis, rows, groups)
 
     def _width_members(self, space, by_layer, start):
-        """Masks a width group's members (see `rules.py`); returns the id
+        """Masks a width group's members (see `keras_progprune.rules`); returns the id
         of the variable its liveness is read from, or None when its layer
         isn't wrapped."""
         layer, group = space.width
@@ -381,10 +380,40 @@ class ChannelGroup(engine.MaskUpdater):
         """
         if not self.spaces:
             return 0
-        group_scores = self.channel_scores(scores)
+        return self._apply(self._counts(float(sparsity)), self.channel_scores(scores),
+                           intersect)
+
+    def magnitude_scores(self):
+        """The default score of every channel (its space's channels in
+        order, the spaces in `self.spaces` order): the mean square of the
+        weights its mask covers, as the masks see them. A NumPy vector."""
+        masked = [ops.where(ops.not_equal(e.mask.value, 0), e.weight.value,
+                            ops.zeros_like(e.weight.value)) for e in self._masked]
+        return np.asarray(ops.convert_to_numpy(self._group_mean(
+            [ops.square(ops.cast(w, "float32")) for w in masked])))
+
+    def keep_counts(self, counts, scores):
+        """Sets the masks to keep, in each space `i`, the `counts[i]`
+        channels with the highest `scores` (one per channel, as
+        `magnitude_scores` orders them; ties keep the lower index). One-shot
+        pruning (`kp.prune_width`) says how many per space itself.
+
+        Returns:
+            The number of channels kept.
+        """
+        if len(counts) != len(self.spaces):
+            raise ValueError(f"`counts` must give one count per space ({len(self.spaces)}). "
+                             f"Received {len(counts)}.")
+        if self.scope != "layer":
+            raise ValueError("`keep_counts` counts per space: it needs scope='layer'. "
+                             f"Received a group with scope={self.scope!r}.")
+        return self._apply([int(c) for c in counts],
+                           ops.convert_to_tensor(np.asarray(scores, np.float32)), False)
+
+    def _apply(self, counts, group_scores, intersect):
         new_masks, kept, finite, revived = self._compiled(
             [e.weight.value for e in self._masked], [e.mask.value for e in self._masked],
-            ops.convert_to_tensor(self._counts(float(sparsity)), "int32"), group_scores,
+            ops.convert_to_tensor(counts, "int32"), group_scores,
             intersect=bool(intersect))
         if not bool(ops.convert_to_numpy(finite)):
             raise ValueError(

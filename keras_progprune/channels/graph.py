@@ -17,22 +17,21 @@ does:
   channels, at an offset when they follow a Concatenate;
 - consumers: the Dense/Conv layers that read them (their input rows).
 
-A layer with a width rule (`rules.py`: the feed-forward neurons and
+A layer with a width rule (`keras_progprune.rules`: the feed-forward neurons and
 attention heads inside a transformer block) adds one space per
 `WidthGroup`: internal channels, never coupled to other nodes, whose
 members are the group's weights (`Space.width`).
 
 A space is *frozen* (never pruned) when removing a channel could change the
 model's outputs, with the reasons kept for the report: it is a model input,
-reaches a model output, reaches an operation the rules in `kinds.py` don't
+reaches a model output, reaches an operation the rules in `keras_progprune.rules` don't
 know, or reaches a consumer through an operation with f(0) != 0.
 """
 
 import numpy as np
 
 from keras_progprune import walk
-from keras_progprune.channels import kinds
-from keras_progprune.channels import rules
+from keras_progprune import rules
 
 
 class Consumer:
@@ -112,7 +111,7 @@ class ChannelGraph:
         self._parent = []
         self._spaces = []
         self.descs = {}
-        self.kinds = {}                 # id(node) -> kinds.Kind
+        self.kinds = {}                 # id(node) -> rules.Kind
         self.nodes = []
         self.inputs = []
         self.outputs = []
@@ -168,7 +167,7 @@ class ChannelGraph:
         return [s for s in self.spaces if s.shrinkable]
 
     def width_spaces(self, layer=None):
-        """The width spaces (see `rules.py`), prunable or not; with `layer`,
+        """The width spaces (see `keras_progprune.rules`), prunable or not; with `layer`,
         only those inside it."""
         return [s for s in self.spaces if s.width is not None
                 and (layer is None or s.width[0] is layer)]
@@ -268,7 +267,7 @@ def _add_width_spaces(graph, layer, seen):
 
 
 def _unknown(graph, node, reason, layer):
-    graph.kinds[id(node)] = kinds.Kind(kinds.UNKNOWN, reason)
+    graph.kinds[id(node)] = rules.Kind(rules.UNKNOWN, reason)
     for tensor in node.inputs:
         desc = graph.desc(tensor)
         for index, _ in (desc.segments if desc else []):
@@ -289,10 +288,10 @@ def _visit(graph, node, calls):
                                      "channel count", layer)
     if calls > 1:
         return _unknown(graph, node, f"layer {label!r} is called more than once", layer)
-    kind = kinds.classify(layer, len(node.inputs[0].shape) if node.inputs else None)
-    if kind.name == kinds.MERGE and len(node.inputs) == 1:
+    kind = rules.classify(layer, len(node.inputs[0].shape) if node.inputs else None)
+    if kind.name == rules.MERGE and len(node.inputs) == 1:
         kind = _merge_with_constants(node, kind)
-    if kind.name == kinds.UNKNOWN:
+    if kind.name == rules.UNKNOWN:
         return _unknown(graph, node, kind.zero_reason, layer)
     out = node.outputs[0]
     graph.kinds[id(node)] = kind
@@ -308,11 +307,11 @@ def _merge_with_constants(node, kind):
     """`x * 2.0`, `x + 1.0`: an element-wise op with Python scalars."""
     values = node.constants
     if not all(np.ndim(v) == 0 and not hasattr(v, "shape") for v in values):
-        return kinds.Kind(kinds.UNKNOWN, f"operation {type(node.operation).__name__} "
+        return rules.Kind(rules.UNKNOWN, f"operation {type(node.operation).__name__} "
                                          "takes a constant array")
     if kind.zero_reason == "any" or all(float(v) == 0 for v in values):
-        return kinds.Kind(kinds.PASS)
-    return kinds.Kind(kinds.PASS, f"operation {type(node.operation).__name__} with "
+        return rules.Kind(rules.PASS)
+    return rules.Kind(rules.PASS, f"operation {type(node.operation).__name__} with "
                                   f"constant {values[0]!r} gives f(0) != 0")
 
 
@@ -413,11 +412,11 @@ def _reshape(graph, node, layer, descs, kind):
 
 
 _HANDLERS = {
-    kinds.PRODUCER: _producer,
-    kinds.FOLLOWER: _follower,
-    kinds.PASS: _pass,
-    kinds.MERGE: _merge,
-    kinds.CONCAT: _concat,
-    kinds.FLATTEN: _flatten,
-    kinds.RESHAPE: _reshape,
+    rules.PRODUCER: _producer,
+    rules.FOLLOWER: _follower,
+    rules.PASS: _pass,
+    rules.MERGE: _merge,
+    rules.CONCAT: _concat,
+    rules.FLATTEN: _flatten,
+    rules.RESHAPE: _reshape,
 }

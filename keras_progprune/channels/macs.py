@@ -11,19 +11,18 @@ activations, pooling and merges count 0.
 import keras
 
 from keras_progprune.channels import graph as graph_lib
-from keras_progprune.channels import kinds
-from keras_progprune.channels import rules
+from keras_progprune import rules
 from keras_progprune.channels import shrink as shrink_lib
 
 def layer_macs(layer, input_shape, output_shape, in_channels, out_channels):
     """MACs of one call per example, with the given channel counts (its
     rule's `channel_macs`)."""
-    return kinds.rule_of(layer).channel_macs(layer, input_shape, output_shape,
+    return rules.rule_of(layer).channel_macs(layer, input_shape, output_shape,
                                              in_channels, out_channels)
 
 
 def _width_macs(layer, input_shape, spaces, keep):
-    """A layer with width groups (`rules.py`): its rule counts them."""
+    """A layer with width groups (`keras_progprune.rules`): its rule counts them."""
     widths = {s.width[1].label: len(keep.get(s.index, range(s.size))) for s in spaces}
     return rules.rule_for(layer).macs(layer, input_shape, widths)
 

@@ -27,11 +27,10 @@ from keras_progprune import surgery
 from keras_progprune import walk
 from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.channels import graph as graph_lib
-from keras_progprune.channels import kinds
-from keras_progprune.channels import rules
+from keras_progprune import rules
 
-_np = kinds.to_numpy
-_take = kinds.take
+_np = rules.to_numpy
+_take = rules.take
 
 
 def constant_channels(graph):
@@ -48,14 +47,14 @@ def constant_channels(graph):
             continue
         width = _width(graph, out)
         ins = [values.get(id(t)) for t in node.inputs]
-        if kind is None or kind.name == kinds.UNKNOWN or any(v is None for v in ins):
+        if kind is None or kind.name == rules.UNKNOWN or any(v is None for v in ins):
             result = np.full(width, np.nan)
-        elif kind.name == kinds.PASS and not walk.is_layer(node.operation):
+        elif kind.name == rules.PASS and not walk.is_layer(node.operation):
             # An operation node (`relu(x)`, or `x * 2.0` whose kind the
             # grouping read from its constants): only zeros are followed.
-            result = kinds.OperationRule(kind.zero_reason).constants(layer, ins, width)
+            result = rules.OperationRule(kind.zero_reason).constants(layer, ins, width)
         else:
-            result = kinds.rule_of(layer).constants(layer, ins, width)
+            result = rules.rule_of(layer).constants(layer, ins, width)
         for tensor in node.outputs:
             values[id(tensor)] = result
     return values
@@ -69,7 +68,7 @@ def _width(graph, tensor):
 # -- which channels go ------------------------------------------------------
 def _reader_rows_zero(consumer, channels):
     """Per channel: whether the reading layer's weights for it are all zero."""
-    zero_rows = kinds.rule_of(consumer.layer).ignored_inputs(consumer.layer)
+    zero_rows = rules.rule_of(consumer.layer).ignored_inputs(consumer.layer)
     rows = consumer.rows(channels).reshape(consumer.repeat, len(channels))
     return np.all(zero_rows[rows], axis=0)
 
@@ -88,7 +87,7 @@ def removable(graph, values):
         for consumer in space.consumers:
             v = values[id(consumer.tensor)][consumer.offset:consumer.offset + space.size]
             fine = (v == 0)
-            if kinds.rule_of(consumer.layer).absorbs_constants(consumer.layer):
+            if rules.rule_of(consumer.layer).absorbs_constants(consumer.layer):
                 fine |= np.isfinite(v)
             unsure = np.flatnonzero(~fine & ok)
             if unsure.size:
@@ -127,7 +126,7 @@ def _fold(graph, node, layer, values, keep):
     rows = np.flatnonzero(gone & (constants != 0))
     if rows.size == 0:
         return bias
-    variable, in_axis, _ = kinds.rule_of(layer).reader(layer)
+    variable, in_axis, _ = rules.rule_of(layer).reader(layer)
     kernel = _np(variable)
     in_axis = in_axis % kernel.ndim
     taken = np.take(kernel, rows, axis=in_axis)
@@ -148,15 +147,15 @@ def slicers(graph, node, keep):
     if width:
         return width_slicers(layer, width, keep)
     kind = graph.kinds.get(id(node))
-    if kind is None or kind.name not in (kinds.PRODUCER, kinds.FOLLOWER, kinds.RESHAPE):
+    if kind is None or kind.name not in (rules.PRODUCER, rules.FOLLOWER, rules.RESHAPE):
         return {}, {}
     out_rows = kept_rows(graph, node.outputs[0], keep)
     in_rows = kept_rows(graph, node.inputs[0], keep)
-    return kinds.rule_of(layer).resize_channels(layer, in_rows, out_rows)
+    return rules.rule_of(layer).resize_channels(layer, in_rows, out_rows)
 
 
 def width_slicers(layer, spaces, keep):
-    """`slicers` for a layer with width groups inside (`rules.py`): its
+    """`slicers` for a layer with width groups inside (`keras_progprune.rules`): its
     rule's config overrides, and each group member cut to the kept
     channels."""
     spaces = [s for s in spaces if not s.width[1].fixed]
@@ -183,8 +182,8 @@ def layer_changes(graph, node, values, keep):
     for w in layer.weights:
         value = _np(w)
         if w is getattr(layer, "bias", None) and id(w) in cut \
-                and graph.kinds[id(node)].name == kinds.PRODUCER \
-                and kinds.rule_of(layer).absorbs_constants(layer):
+                and graph.kinds[id(node)].name == rules.PRODUCER \
+                and rules.rule_of(layer).absorbs_constants(layer):
             value = _fold(graph, node, layer, values, keep)
         weights.append(cut[id(w)](value) if id(w) in cut else value)
     return overrides, weights, cut

@@ -1,24 +1,23 @@
-"""Layer rules: one object per layer class that says what the layer does to
-channels, and the width rules for the channels inside a layer
-(feed-forward neurons, attention heads).
+"""Layer rules: one object per layer type that says everything the package
+knows about it, and the one registry of them.
 
-`LayerRule` is the protocol; `register_layer_rule` the one registry. The
-built-in rules of Keras's own layers (Dense, convolutions, normalization,
-pooling, merges...) are in `kinds.py`; the width rules below.
+A `LayerRule` says, for one layer class (or operation):
 
-The channel grouping (`graph.py`) sees a model's layers as nodes. Some
-layers hold channels of their own that no other node sees: the
-intermediate units of a transformer block's feed-forward network, the
-heads of an attention layer. A `LayerRule` names them as `WidthGroup`s, and
-says how the layer is rebuilt smaller; the grouping, the mask updates, the
-MACs count and `shrink` then treat each group as one more channel space.
+- which weights unstructured and N:M pruning may mask (`prunable`) and
+  each one's input-channel axis (`input_axes`, where N:M groups run);
+- what the layer does to channels (`kind`, `channel_weights`, `reader`,
+  `constants`...), for the channel grouping (`channels/graph.py`);
+- the channels inside it (`width_groups`: feed-forward neurons, heads);
+- how it is rebuilt smaller (`resize_channels`, `resize`) and its MACs.
 
-One rule per layer class, looked up along the class's MRO, so a rule for a
-base class covers its subclasses. Built in: `keras.layers.MultiHeadAttention`
-(heads), and KerasHub's `TransformerEncoder`, `TransformerDecoder`,
-`ViTEncoderBlock` and `ViTEncoder` (feed-forward neurons; heads where the
-block's config can say the head size, see `keras_progprune.hub_layers`). A user
-registers a rule for their own class with `register_layer_rule`.
+`register_layer_rule` is the one registry, looked up along a class's MRO
+(`rule_for`), so a rule for a base class covers its subclasses. Classes of
+optional packages (KerasHub) are registered by their path
+(`register_rule_by_name`), and operation nodes of Functional graphs by
+their class name (`register_operation_rule`), in the same table. The
+built-in rules: `keras_layers.py` (Keras's own layers and operations),
+`width.py` (feed-forward and attention widths) and `keras_hub.py`
+(KerasHub's blocks).
 
 Exactness: a removed channel's *output* slices (the rows of the projection
 that carries it back to the residual stream) are zero, so it contributes
@@ -29,8 +28,6 @@ then changes no output.
 import numpy as np
 
 import keras
-
-from keras_progprune import walk
 
 PRODUCER = "producer"      # new output channels from a kernel: Dense, Conv
 FOLLOWER = "follower"      # per-channel weights on its input's channels: BN, depthwise
@@ -61,8 +58,9 @@ class Kind:
         return f"Kind({self.name!r}, {self.zero_reason!r})"
 
 
-_RULES = {}          # class -> LayerRule
-_RULES_BY_NAME = {}  # "module.QualName" -> LayerRule, for optional packages
+# The one table: a class, "module.QualName" (a class of an optional package)
+# or ("operation", class name) -> LayerRule.
+_RULES = {}
 # An override key of `LayerRule.resize`: the class to rebuild the layer as.
 CLASS = "__class__"
 
@@ -177,11 +175,15 @@ class WidthGroup:
 
 
 class LayerRule:
-    """Everything the channel code knows about one layer class.
+    """Everything the package knows about one layer class.
 
     Subclass it for your own layer class and register it with
     `keras_progprune.register_layer_rule`; every method has a default, so a
-    rule says only what applies. Two parts:
+    rule says only what applies. Three parts:
+
+    Its weights, for unstructured and N:M masks: `prunable` (class
+    attribute: variable names), `prunable_weights(layer)`,
+    `input_axes(layer, weights)` and `inner_layers(layer)`.
 
     The layer as a node of the channel grouping (`channels/graph.py`):
 
@@ -221,6 +223,34 @@ class LayerRule:
     """
 
     carries_channels = False
+    # Names of the variables that unstructured and N:M pruning mask
+    # (matched against `variable.name` over the layer's weights, nested
+    # ones included); empty: none. Biases and normalization parameters
+    # never appear.
+    prunable = ()
+
+    def has_prunable(self):
+        """Whether this rule names weights to mask (built or not)."""
+        return bool(self.prunable)
+
+    def prunable_weights(self, layer):
+        """The variables of a built `layer` that get masks (see `prunable`),
+        or None when this rule names none (the layer may still be prunable
+        through its sublayers, or by its own `get_prunable_weights()`)."""
+        if not self.has_prunable():
+            return None
+        return [w for w in layer.weights if w.name in self.prunable]
+
+    def inner_layers(self, layer):
+        """For a layer that only holds others (`TimeDistributed`), those
+        layers: its prunable weights are theirs. None otherwise."""
+        return None
+
+    def input_axes(self, layer, weights):
+        """The input-channel (reduction) axis of each of `weights`: where
+        N:M groups run. Axis -2 by default (Dense `[in, out]`,
+        convolutions `[..., in, out]`, recurrent kernels)."""
+        return [max(len(w.shape) - 2, 0) for w in weights]
 
     def kind(self, layer, rank=None):
         return Kind(UNKNOWN, f"layer {layer.name!r} of type {type(layer).__name__} is "
@@ -320,17 +350,27 @@ def register_layer_rule(layer_class, rule):
 
 def registered():
     """`{class: LayerRule}` of every rule registered by class."""
-    return dict(_RULES)
+    return {k: v for k, v in _RULES.items() if isinstance(k, type)}
+
+
+def register_rule_by_name(path, rule):
+    """Registers `rule` for the class at `path` (`"module.QualName"`) and its
+    subclasses, without importing it: for classes of optional packages."""
+    _RULES[path] = rule
+
+
+def register_operation_rule(name, rule):
+    """Registers `rule` for the operation nodes (not Layers) of Functional
+    graphs whose class is named `name` (`keras.ops.add` -> `"Add"`)."""
+    _RULES[("operation", name)] = rule
 
 
 def rule_for(layer):
     """The `LayerRule` of `layer`'s class (the nearest along its MRO), or None."""
     for cls in type(layer).__mro__:
-        if cls in _RULES:
-            return _RULES[cls]
-        name = f"{cls.__module__}.{cls.__qualname__}"
-        if name in _RULES_BY_NAME:
-            return _RULES_BY_NAME[name]
+        rule = _RULES.get(cls) or _RULES.get(f"{cls.__module__}.{cls.__qualname__}")
+        if rule is not None:
+            return rule
     return None
 
 
@@ -342,240 +382,65 @@ def width_groups(layer):
     return rule.width_groups(layer)
 
 
-def _sub(layer, path):
+def sub_layer(layer, path):
+    """The sublayer of `layer` at attribute path `path` (dots for nesting)."""
     for part in path.split(".") if path else ():
         layer = getattr(layer, part)
     return layer
 
 
-def _bias(layer):
+def bias_of(layer):
+    """`layer.bias`, or None."""
     return getattr(layer, "bias", None)
 
 
-# -- the two kinds of width ------------------------------------------------
-def heads_group(attention, owner, fixed=None):
-    """The heads of a `keras.layers.MultiHeadAttention` (or subclass): each
-    head's query, key and value kernel and bias slices, and its rows of the
-    output projection."""
-    members = []
-    for dense in (attention.query_dense, attention.key_dense, attention.value_dense):
-        members += [(dense.kernel, 1), (_bias(dense), 0)]
-    members.append((attention.output_dense.kernel, 0))
-    return WidthGroup("heads", owner, members, [(attention.output_dense.kernel, 0)],
-                      probe=(attention.output_dense, "input", -2), fixed=fixed)
+
+_UNKNOWN_LAYER = LayerRule()
 
 
-def ffn_group(inner, outer, owner):
-    """The intermediate units of Dense `inner` -> activation -> Dense `outer`."""
-    return WidthGroup("ffn", owner,
-                      [(inner.kernel, -1), (_bias(inner), 0), (outer.kernel, 0)],
-                      [(outer.kernel, 0)], probe=(inner, "output", -1))
+def _channels_last(layer):
+    return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
 
 
-def attention_macs(attention, length, heads):
-    """MACs of one attention call per example, self-attention of `length`
-    positions with `heads` heads."""
-    model_dim = int(attention.query_dense.kernel.shape[0])
-    key_dim, value_dim = int(attention.key_dim), int(attention.value_dim or attention.key_dim)
-    out_dim = int(attention.output_dense.kernel.shape[-1])
-    projections = length * model_dim * heads * (2 * key_dim + value_dim)
-    scores = length * length * heads * (key_dim + value_dim)
-    return projections + scores + length * heads * value_dim * out_dim
+def rule_of(operation):
+    """The rule of a Layer (its class's, nearest along the MRO) or of an
+    operation node (by class name); a rule whose kind is unknown when there
+    is none."""
+    if isinstance(operation, keras.layers.Layer):
+        return rule_for(operation) or _UNKNOWN_LAYER
+    name = type(operation).__name__
+    return _RULES.get(("operation", name)) or _UnknownOperation(name)
 
 
-def _length(input_shape):
-    shape = list(input_shape)
-    return None if len(shape) < 3 or shape[1] is None else int(np.prod(shape[1:-1]))
+class _UnknownOperation(LayerRule):
+    def __init__(self, name):
+        self.name = name
+
+    def kind(self, layer, rank=None):
+        return Kind(UNKNOWN, f"operation {self.name} is not known to the channel grouping")
 
 
-class AttentionRule(LayerRule):
-    """`keras.layers.MultiHeadAttention`: whole heads, rebuilt with a lower
-    `num_heads` (its `key_dim` and `value_dim` are in its config)."""
-
-    def width_groups(self, layer):
-        return [heads_group(layer, layer)]
-
-    def resize(self, layer, kept):
-        (indices,) = kept.values()
-        return {"num_heads": int(len(indices))}, kept
-
-    def macs(self, layer, input_shape, widths):
-        length = _length(input_shape)
-        (heads,) = widths.values()
-        return None if length is None else attention_macs(layer, length, heads)
+def classify(operation, rank=None):
+    """The `Kind` of a Layer or operation node (a `PruningWrapper` is seen
+    through by the caller); `rank` is its input's rank."""
+    if isinstance(operation, keras.layers.Layer) and not _channels_last(operation):
+        return Kind(UNKNOWN, f"layer {operation.name!r} is channels_first")
+    return rule_of(operation).kind(operation, rank)
 
 
-class FeedForwardRule(LayerRule):
-    """A layer with a feed-forward network inside: Dense `inner` ->
-    activation -> Dense `outer`, its width in config key `config_key`.
-
-    Args:
-        inner: attribute path (dots for nesting) of the first Dense.
-        outer: attribute path of the second Dense.
-        config_key: the config key holding the intermediate width.
-        attention: optional attribute path of a MultiHeadAttention inside;
-            its heads are removable when `heads_key` is given.
-        heads_key: the config key holding the number of heads, or None.
-        heads_fixed: why the heads can't be removed when `heads_key` is
-            None (reported).
-    """
-
-    def __init__(self, inner, outer, config_key, attention=None, heads_key=None,
-                 heads_fixed=None):
-        self.inner, self.outer, self.config_key = inner, outer, config_key
-        self.attention, self.heads_key = attention, heads_key
-        self.heads_fixed = heads_fixed
-
-    def width_groups(self, layer):
-        groups = [ffn_group(_sub(layer, self.inner), _sub(layer, self.outer), layer)]
-        if self.attention is not None:
-            fixed = None if self.heads_key else (
-                self.heads_fixed or f"{type(layer).__name__} has no config key for "
-                "its number of heads")
-            groups.append(heads_group(_sub(layer, self.attention), layer, fixed))
-        return groups
-
-    def resize(self, layer, kept):
-        overrides = {}
-        for label, indices in kept.items():
-            key = self.config_key if label.endswith("/ffn") else self.heads_key
-            overrides[key] = int(len(indices))
-        return overrides, kept
-
-    def macs(self, layer, input_shape, widths):
-        length = _length(input_shape)
-        if length is None:
-            return None
-        inner = _sub(layer, self.inner)
-        model_dim = int(inner.kernel.shape[0])
-        out_dim = int(_sub(layer, self.outer).kernel.shape[-1])
-        total = 0
-        for label, width in widths.items():
-            if label.endswith("/ffn"):
-                total += length * width * (model_dim + out_dim)
-            else:
-                total += attention_macs(_sub(layer, self.attention), length, width)
-        return total
+def channel_weights(layer):
+    """`[(variable, channel axis)]` a channel mask zeroes in `layer` (a
+    producer's kernel slice and bias entry, a follower's per-channel
+    weights), or None for a layer whose rule has none."""
+    return rule_of(layer).channel_weights(layer)
 
 
-def pad_to(kept, groups, width):
-    """Each group's kept indices, padded to `width` with removed channels
-    whose output slices are zero (exact: they add nothing)."""
-    out = {}
-    for group in groups:
-        indices = np.asarray(kept[group.label], np.int64)
-        spare = np.setdiff1d(np.flatnonzero(group.zero_outputs()), indices)
-        out[group.label] = np.sort(np.concatenate(
-            [indices, spare[:width - len(indices)]]))
-    return out
+def channel_layer_names():
+    """The registered classes whose weights channel masks cover, by name."""
+    return sorted({cls.__name__ for cls, rule in registered().items()
+                   if rule.carries_channels or rule.has_width()})
 
 
-class UniformStackRule(LayerRule):
-    """A stack of blocks whose config says one width for all of them
-    (KerasHub's `ViTEncoder`: `mlp_dim` for every block). Each block is
-    rebuilt at the widest kept width; the extra channels of narrower blocks
-    are removed ones, zero, so the result is exact.
-
-    Args:
-        blocks: attribute holding the list of blocks.
-        block_rule: the `LayerRule` of one block.
-        keys: `{group name: config key of the stack}`.
-    """
-
-    def __init__(self, blocks, block_rule, keys):
-        self.blocks, self.block_rule, self.keys = blocks, block_rule, keys
-
-    def width_groups(self, layer):
-        return [g for block in getattr(layer, self.blocks)
-                for g in self.block_rule.width_groups(block)]
-
-    def resize(self, layer, kept):
-        groups = [g for g in self.width_groups(layer) if g.label in kept]
-        overrides, out = {}, {}
-        for name, key in self.keys.items():
-            same = [g for g in groups if g.name == name]
-            if same:
-                width = max(len(kept[g.label]) for g in same)
-                overrides[key] = int(width)
-                out.update(pad_to(kept, same, width))
-        return overrides, out
-
-    def macs(self, layer, input_shape, widths):
-        total = 0
-        for block in getattr(layer, self.blocks):
-            own = {k: v for k, v in widths.items() if k.startswith(block.name + "/")}
-            count = self.block_rule.macs(block, input_shape, own)
-            if count is None:
-                return None
-            total += count
-        return total
-
-
-class HubBlockRule(FeedForwardRule):
-    """KerasHub's `TransformerEncoder` / `TransformerDecoder`: feed-forward
-    neurons by `intermediate_dim`; heads by rebuilding the block as its
-    `keras_progprune.hub_layers` subclass with an explicit `head_dim` (its
-    own head size is `hidden_dim // num_heads`). A decoder with
-    cross-attention keeps its heads (both attentions share `num_heads`)."""
-
-    def __init__(self):
-        super().__init__("_feedforward_intermediate_dense", "_feedforward_output_dense",
-                         "intermediate_dim", attention="_self_attention_layer",
-                         heads_key="num_heads")
-
-    def width_groups(self, layer):
-        groups = super().width_groups(layer)
-        if getattr(layer, "_cross_attention_layer", None) is not None:
-            groups[1].fixed = ("its cross-attention shares `num_heads` with its "
-                               "self-attention")
-        return groups
-
-    def resize(self, layer, kept):
-        overrides, kept = super().resize(layer, kept)
-        return head_sized(layer, overrides, _sub(layer, self.attention)), kept
-
-
-def head_sized(layer, overrides, attention):
-    """Overrides that rebuild a KerasHub block with fewer heads as its
-    `hub_layers` subclass, whose `head_dim` keeps the heads' size."""
-    if overrides.get("num_heads", layer.num_heads) == layer.num_heads:
-        return overrides
-    from keras_progprune import hub_layers  # noqa: PLC0415 (needs KerasHub)
-
-    overrides["head_dim"] = int(attention.key_dim)
-    for base, sized in hub_layers.HEAD_SIZED.items():
-        if isinstance(layer, base):
-            overrides[CLASS] = sized
-    return overrides
-
-
-class HubViTRule(UniformStackRule):
-    """KerasHub's `ViTEncoder`: one `mlp_dim` and one `num_heads` for every
-    block (the widest kept, see `UniformStackRule`); fewer heads rebuild it
-    as `hub_layers.HeadSizedViTEncoder`."""
-
-    def __init__(self):
-        super().__init__("encoder_layers", _vit_block_rule(),
-                         {"ffn": "mlp_dim", "heads": "num_heads"})
-
-    def resize(self, layer, kept):
-        overrides, kept = super().resize(layer, kept)
-        return head_sized(layer, overrides, layer.encoder_layers[0].mha), kept
-
-
-def _vit_block_rule():
-    """KerasHub's `ViTEncoderBlock`: `mlp_dim` neurons, `num_heads` heads
-    (its config holds `key_dim`)."""
-    return FeedForwardRule("mlp.dense_1", "mlp.dense_2", "mlp_dim", attention="mha",
-                           heads_key="num_heads")
-
-
-def _register_builtins():
-    register_layer_rule(keras.layers.MultiHeadAttention, AttentionRule())
-    _RULES_BY_NAME[walk.hub_class_path("TransformerEncoder")] = HubBlockRule()
-    _RULES_BY_NAME[walk.hub_class_path("TransformerDecoder")] = HubBlockRule()
-    _RULES_BY_NAME[walk.hub_class_path("ViTEncoderBlock")] = _vit_block_rule()
-    _RULES_BY_NAME[walk.hub_class_path("ViTEncoder")] = HubViTRule()
-
-
-_register_builtins()
+def prunable_layer_names():
+    """The registered classes with weights that unstructured pruning masks."""
+    return sorted(cls.__name__ for cls, rule in registered().items() if rule.has_prunable())

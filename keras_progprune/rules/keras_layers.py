@@ -1,17 +1,16 @@
-"""The built-in rule of each layer type: what it does to channels.
+"""The built-in rules of Keras's own layers and graph operations.
 
-One `rules.LayerRule` per layer class says everything the channel code
-needs to know about it: its `Kind` (how it maps the channels of its inputs
-to those of its outputs), which weights a channel mask cuts, which weights
-read its input channels, the constant it outputs for a removed channel, how
-it is rebuilt smaller, and its multiply-accumulates. The grouping
-(`graph.py`), the mask updates (`engine.py`), `shrink` and `macs` ask the
-rule and never test a layer's class themselves, so support for a layer
-type is one rule here (or one `kp.register_layer_rule` call for a user's
-own class).
+Each says which weights are prunable, what the layer does to channels
+(its `Kind`: how it maps the channels of its inputs to those of its
+outputs), which weights a channel mask cuts, which weights read its input
+channels, the constant it outputs for a removed channel, how it is rebuilt
+smaller, and its multiply-accumulates. The grouping (`channels/graph.py`),
+the mask updates, `shrink` and `macs` ask the rule and never test a
+layer's class themselves, so support for a layer type is one rule here (or
+one `kp.register_layer_rule` call for a user's own class).
 
 Operation nodes of Functional graphs (`x + y`, `keras.ops.relu(x)`) have
-rules too, looked up by the operation's class name; an element-wise merge
+rules too, registered by the operation's class name; an element-wise merge
 is one rule shared by its layer (`keras.layers.Add`) and its operation.
 
 A type without a rule is `Kind("unknown")`: every channel around it is
@@ -26,17 +25,18 @@ import numpy as np
 
 import keras
 
-from keras_progprune.channels import rules
-from keras_progprune.channels.rules import CONCAT  # noqa: F401 (re-exported)
-from keras_progprune.channels.rules import FLATTEN  # noqa: F401
-from keras_progprune.channels.rules import FOLLOWER  # noqa: F401
-from keras_progprune.channels.rules import MERGE  # noqa: F401
-from keras_progprune.channels.rules import PASS  # noqa: F401
-from keras_progprune.channels.rules import PRODUCER  # noqa: F401
-from keras_progprune.channels.rules import RESHAPE  # noqa: F401
-from keras_progprune.channels.rules import UNKNOWN  # noqa: F401
-from keras_progprune.channels.rules import Kind
-from keras_progprune.channels.rules import LayerRule
+from keras_progprune.rules import base
+from keras_progprune.rules.base import CONCAT  # noqa: F401 (re-exported)
+from keras_progprune.rules.base import FLATTEN  # noqa: F401
+from keras_progprune.rules.base import FOLLOWER  # noqa: F401
+from keras_progprune.rules.base import MERGE  # noqa: F401
+from keras_progprune.rules.base import PASS  # noqa: F401
+from keras_progprune.rules.base import PRODUCER  # noqa: F401
+from keras_progprune.rules.base import RESHAPE  # noqa: F401
+from keras_progprune.rules.base import UNKNOWN  # noqa: F401
+from keras_progprune.rules.base import Kind
+from keras_progprune.rules.base import LayerRule
+from keras_progprune.rules.width import AttentionRule
 
 L = keras.layers
 
@@ -128,6 +128,17 @@ class ProducerRule(LayerRule):
     def kernel(self, layer):
         return getattr(layer, self.kernel_attr)
 
+    def has_prunable(self):
+        return True
+
+    def prunable_weights(self, layer):
+        """Its kernel (biases are never pruned)."""
+        return [self.kernel(layer)]
+
+    def input_axes(self, layer, weights):
+        return [self.in_axis % len(w.shape) if w is self.kernel(layer)
+                else max(len(w.shape) - 2, 0) for w in weights]
+
     def bias(self, layer):
         return getattr(layer, self.bias_attr, None) if self.bias_attr else None
 
@@ -205,6 +216,10 @@ class SeparableConvRule(ProducerRule):
     channel (`depth_multiplier` each), then a pointwise kernel whose rows
     come `depth_multiplier` per input channel."""
 
+    # The pointwise kernel only, as tfmot's registry: the depthwise kernel
+    # holds few weights (k*k per channel against C_out), starts smaller, and
+    # a channel whose k*k taps are all pruned silences its whole input
+    # channel. Ranked with the pointwise kernel, 80% emptied it completely.
     def __init__(self):
         super().__init__(kernel="pointwise_kernel")
 
@@ -247,7 +262,10 @@ class FollowerRule(LayerRule):
 
 
 class DepthwiseRule(FollowerRule):
-    """`keras.layers.DepthwiseConv1D/2D` with `depth_multiplier=1`."""
+    """`keras.layers.DepthwiseConv1D/2D` with `depth_multiplier=1`; its
+    kernel `[..., in, mult]` is prunable."""
+
+    prunable = ("kernel",)
 
     def kind(self, layer, rank=None):
         if layer.depth_multiplier != 1:
@@ -442,10 +460,70 @@ _OPERATIONS.update({name: OperationRule(f"operation {name} gives f(0) != 0") for
     "Squareplus")})
 
 
+class WeightsRule(LayerRule):
+    """A layer known only by its prunable weights (no channel rule):
+    `prunable` names them.
+
+    Args:
+        prunable: names of the variables to mask.
+    """
+
+    def __init__(self, prunable):
+        self.prunable = tuple(prunable)
+
+    def __repr__(self):
+        return f"WeightsRule({self.prunable!r})"
+
+
+def einsum_input_axis(equation):
+    """The kernel axis an `EinsumDense` reduces over last (the innermost
+    input channel): the last kernel letter that the input holds and the
+    output doesn't. `"abc,cde->abde"` (MultiHeadAttention's query: kernel
+    `[hidden, heads, head_dim]`) gives 0; `"abcd,cde->abe"` (its output:
+    `[heads, head_dim, hidden]`) gives 1. None when it reduces over no
+    kernel axis (an element-wise scale).
+    """
+    inputs, output = equation.replace(" ", "").split("->")
+    x, kernel = inputs.split(",")
+    reduced = [i for i, letter in enumerate(kernel) if letter in x and letter not in output]
+    return reduced[-1] if reduced else None
+
+
+class EinsumDenseRule(WeightsRule):
+    """`keras.layers.EinsumDense`: its kernel, whose input axis is read from
+    the equation (`einsum_input_axis`)."""
+
+    def __init__(self):
+        super().__init__(("kernel",))
+
+    def input_axes(self, layer, weights):
+        axis = einsum_input_axis(layer.equation)
+        return [axis if w is layer.kernel and axis is not None
+                else max(len(w.shape) - 2, 0) for w in weights]
+
+    def __repr__(self):
+        return "EinsumDenseRule()"
+
+
+class ContainerRule(LayerRule):
+    """A layer that only holds others (`TimeDistributed`, `Bidirectional`):
+    its prunable weights are theirs.
+
+    Args:
+        inner: a function `layer -> [held layers]`.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def inner_layers(self, layer):
+        return self.inner(layer)
+
+
 def _register_builtins():
     def each(classes, rule):
         for cls in classes:
-            rules.register_layer_rule(cls, rule)
+            base.register_layer_rule(cls, rule)
 
     each((L.Dense,), DenseRule())
     each((L.Conv1D, L.Conv2D, L.Conv3D), ConvRule())
@@ -468,54 +546,21 @@ def _register_builtins():
     each((L.LayerNormalization, L.GroupNormalization),
          MixingRule("normalizes across channels"))
     for name, rule in _MERGES.items():
-        rules.register_layer_rule(getattr(L, name), rule)
+        base.register_layer_rule(getattr(L, name), rule)
     each((L.Concatenate,), ConcatRule())
     each((L.Flatten,), FlattenRule())
     each((L.Reshape,), ReshapeRule())
+    # Known by their weights only.
+    each((L.EinsumDense,), EinsumDenseRule())
+    each((L.Embedding,), WeightsRule(("embeddings",)))
+    # Recurrent layers: input and recurrent kernels, as in tfmot's registry.
+    each((L.SimpleRNN, L.GRU, L.LSTM), WeightsRule(("kernel", "recurrent_kernel")))
+    each((L.MultiHeadAttention,), AttentionRule())
+    each((L.TimeDistributed,), ContainerRule(lambda layer: [layer.layer]))
+    each((L.Bidirectional,), ContainerRule(
+        lambda layer: [layer.forward_layer, layer.backward_layer]))
+    for name, rule in _OPERATIONS.items():
+        base.register_operation_rule(name, rule)
 
 
 _register_builtins()
-_UNKNOWN_LAYER = LayerRule()
-
-
-def _channels_last(layer):
-    return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
-
-
-def rule_of(operation):
-    """The rule of a Layer (its class's, nearest along the MRO) or of an
-    operation node (by class name); a rule whose kind is unknown when there
-    is none."""
-    if isinstance(operation, keras.layers.Layer):
-        return rules.rule_for(operation) or _UNKNOWN_LAYER
-    name = type(operation).__name__
-    return _OPERATIONS.get(name) or _UnknownOperation(name)
-
-
-class _UnknownOperation(LayerRule):
-    def __init__(self, name):
-        self.name = name
-
-    def kind(self, layer, rank=None):
-        return Kind(UNKNOWN, f"operation {self.name} is not known to the channel grouping")
-
-
-def classify(operation, rank=None):
-    """The `Kind` of a Layer or operation node (a `PruningWrapper` is seen
-    through by the caller); `rank` is its input's rank."""
-    if isinstance(operation, keras.layers.Layer) and not _channels_last(operation):
-        return Kind(UNKNOWN, f"layer {operation.name!r} is channels_first")
-    return rule_of(operation).kind(operation, rank)
-
-
-def channel_weights(layer):
-    """`[(variable, channel axis)]` a channel mask zeroes in `layer` (a
-    producer's kernel slice and bias entry, a follower's per-channel
-    weights), or None for a layer whose rule has none."""
-    return rule_of(layer).channel_weights(layer)
-
-
-def channel_layer_names():
-    """The registered classes whose weights channel masks cover, by name."""
-    return sorted({cls.__name__ for cls, rule in rules.registered().items()
-                   if rule.carries_channels or rule.has_width()})

@@ -1,0 +1,87 @@
+"""Rules of KerasHub's blocks, registered by class path so that KerasHub
+(which imports TensorFlow) is imported only by users of its models.
+Checked against keras-hub 0.32.0."""
+
+from keras_progprune import walk
+from keras_progprune.rules.base import CLASS
+from keras_progprune.rules.base import register_rule_by_name
+from keras_progprune.rules.base import sub_layer
+from keras_progprune.rules.width import FeedForwardRule
+from keras_progprune.rules.width import UniformStackRule
+
+class HubBlockRule(FeedForwardRule):
+    """KerasHub's `TransformerEncoder` / `TransformerDecoder`: feed-forward
+    neurons by `intermediate_dim`; heads by rebuilding the block as its
+    `keras_progprune.hub_layers` subclass with an explicit `head_dim` (its
+    own head size is `hidden_dim // num_heads`). A decoder with
+    cross-attention keeps its heads (both attentions share `num_heads`).
+
+    Args:
+        head_sized: the name of the `hub_layers` class that rebuilds the
+            block with fewer heads.
+    """
+
+    def __init__(self, head_sized):
+        super().__init__("_feedforward_intermediate_dense", "_feedforward_output_dense",
+                         "intermediate_dim", attention="_self_attention_layer",
+                         heads_key="num_heads")
+        self.head_sized = head_sized
+
+    def width_groups(self, layer):
+        groups = super().width_groups(layer)
+        if getattr(layer, "_cross_attention_layer", None) is not None:
+            groups[1].fixed = ("its cross-attention shares `num_heads` with its "
+                               "self-attention")
+        return groups
+
+    def resize(self, layer, kept):
+        overrides, kept = super().resize(layer, kept)
+        return head_sized(layer, overrides, sub_layer(layer, self.attention),
+                          self.head_sized), kept
+
+
+def head_sized(layer, overrides, attention, class_name):
+    """Overrides that rebuild a KerasHub block with fewer heads as the
+    `hub_layers` class `class_name`, whose `head_dim` keeps the heads'
+    size."""
+    if overrides.get("num_heads", layer.num_heads) == layer.num_heads:
+        return overrides
+    from keras_progprune import hub_layers  # noqa: PLC0415 (needs KerasHub)
+
+    overrides["head_dim"] = int(attention.key_dim)
+    overrides[CLASS] = getattr(hub_layers, class_name)
+    return overrides
+
+
+class HubViTRule(UniformStackRule):
+    """KerasHub's `ViTEncoder`: one `mlp_dim` and one `num_heads` for every
+    block (the widest kept, see `UniformStackRule`); fewer heads rebuild it
+    as `hub_layers.HeadSizedViTEncoder`."""
+
+    def __init__(self):
+        super().__init__("encoder_layers", _vit_block_rule(),
+                         {"ffn": "mlp_dim", "heads": "num_heads"})
+
+    def resize(self, layer, kept):
+        overrides, kept = super().resize(layer, kept)
+        return head_sized(layer, overrides, layer.encoder_layers[0].mha,
+                          "HeadSizedViTEncoder"), kept
+
+
+def _vit_block_rule():
+    """KerasHub's `ViTEncoderBlock`: `mlp_dim` neurons, `num_heads` heads
+    (its config holds `key_dim`)."""
+    return FeedForwardRule("mlp.dense_1", "mlp.dense_2", "mlp_dim", attention="mha",
+                           heads_key="num_heads")
+
+
+def _register_builtins():
+    register_rule_by_name(walk.hub_class_path("TransformerEncoder"),
+                          HubBlockRule("HeadSizedTransformerEncoder"))
+    register_rule_by_name(walk.hub_class_path("TransformerDecoder"),
+                          HubBlockRule("HeadSizedTransformerDecoder"))
+    register_rule_by_name(walk.hub_class_path("ViTEncoderBlock"), _vit_block_rule())
+    register_rule_by_name(walk.hub_class_path("ViTEncoder"), HubViTRule())
+
+
+_register_builtins()
