@@ -250,7 +250,32 @@ class Activation(Importance):
         return f"Activation(batches={self.batches})"
 
 
-class Taylor(Importance):
+class _Gradients(Importance):
+    """An importance read from the loss's gradients on batches of `data`."""
+
+    label = None
+
+    def __init__(self, data, loss, batches=1):
+        if data is None or loss is None:
+            raise ValueError(
+                f"{self.label} importance needs gradients of the loss: pass `data` (a "
+                "tf.data.Dataset or a list of (x, y) batches) and `loss` (a Keras loss "
+                f"or its name). Received: data={data!r}, loss={loss!r}.")
+        self.data = check_reiterable(data)
+        self.loss = keras.losses.get(loss) if isinstance(loss, str) else loss
+        self.batches = check_batches(batches, allow_none=False)
+
+    def _read(self):
+        """The first `batches` batches of `data`, as host arrays."""
+        batches = [scores_lib.host_batch(b)
+                   for b in itertools.islice(iter(self.data), self.batches)]
+        if not batches:
+            raise ValueError(f"`data` gave no batch: {self.label} importance needs at "
+                             "least one batch.")
+        return batches
+
+
+class Taylor(_Gradients):
     """First-order Taylor importance, |w * dL/dw|, averaged over batches of
     `data` in training mode (moving statistics are restored): the score SNIP
     uses at initialization, recomputed at each update (gradual SNIP). A
@@ -263,29 +288,16 @@ class Taylor(Importance):
         batches: how many batches per update. Defaults to 1.
     """
 
-    def __init__(self, data, loss, batches=1):
-        if data is None or loss is None:
-            raise ValueError(
-                "Taylor importance needs gradients of the loss: pass `data` (a "
-                "tf.data.Dataset or a list of (x, y) batches) and `loss` (a Keras loss "
-                f"or its name). Received: data={data!r}, loss={loss!r}.")
-        self.data = check_reiterable(data)
-        self.loss = keras.losses.get(loss) if isinstance(loss, str) else loss
-        self.batches = check_batches(batches, allow_none=False)
+    label = "Taylor"
 
     def weight_scores(self, model, weights):
-        batches = [scores_lib.host_batch(b)
-                   for b in itertools.islice(iter(self.data), self.batches)]
-        if not batches:
-            raise ValueError("`data` gave no batch: Taylor importance needs at least "
-                             "one batch.")
-        return scores_lib.snip_scores(model, self.loss, batches, list(weights))
+        return scores_lib.snip_scores(model, self.loss, self._read(), list(weights))
 
     def __repr__(self):
         return f"Taylor(batches={self.batches})"
 
 
-class Grasp(Importance):
+class Grasp(_Gradients):
     """GraSP's keep-score `w * (H g)` (Wang et al., 2020), on batches of
     `data`: the gradient flow a weight preserves. Made for one update at
     initialization (`kp.prune_at_init(model, "grasp", ...)`).
@@ -300,27 +312,17 @@ class Grasp(Importance):
             as in GraSP's code. Defaults to 200.
     """
 
+    label = "GraSP"
+
     def __init__(self, data, loss, batches=1, temperature=200.0):
-        if data is None or loss is None:
-            raise ValueError(
-                "GraSP importance needs the loss's gradients: pass `data` (a "
-                "tf.data.Dataset or a list of (x, y) batches) and `loss` (a Keras loss "
-                f"or its name). Received: data={data!r}, loss={loss!r}.")
         if not float(temperature) > 0:
             raise ValueError(
                 f"`temperature` must be > 0. Received: temperature={temperature!r}.")
-        self.data = check_reiterable(data)
-        self.loss = keras.losses.get(loss) if isinstance(loss, str) else loss
-        self.batches = check_batches(batches, allow_none=False)
+        super().__init__(data, loss, batches)
         self.temperature = float(temperature)
 
     def weight_scores(self, model, weights):
-        batches = [scores_lib.host_batch(b)
-                   for b in itertools.islice(iter(self.data), self.batches)]
-        if not batches:
-            raise ValueError("`data` gave no batch: GraSP importance needs at least "
-                             "one batch.")
-        return scores_lib.grasp_scores(model, self.loss, batches, list(weights),
+        return scores_lib.grasp_scores(model, self.loss, self._read(), list(weights),
                                        self.temperature)
 
     def __repr__(self):

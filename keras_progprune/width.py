@@ -99,10 +99,12 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
             alone), as for `prune_at_init`. Labels are not used.
         importance: `"activation"` (the mean absolute activation of each
             neuron and of each head's output over `data`, as Minitron ranks
-            them), `"magnitude"` (the mean square of each neuron's or
-            head's weights; needs no data), or a function `(label, kind,
-            magnitude) -> scores` returning one score per channel (higher
-            is kept), for a custom ranking.
+            them, read at the channel engine's probes), `"magnitude"` (the
+            mean square of the weights each neuron's or head's mask covers;
+            needs no data), another name of `kp.importance.names()` or a
+            `kp.importance.Importance` (given `data` and `batches`), or a
+            function `(label, kind, magnitude) -> scores` returning one
+            score per channel (higher is kept), for a custom ranking.
         batches: how many batches of `data` to read (None: all of them;
             give a number for an endless dataset).
         hidden: must be 0. Removing hidden (residual-stream) channels is

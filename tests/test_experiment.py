@@ -209,10 +209,11 @@ def test_importance_is_validated_and_keeps_old_digests():
     plain = experiment.Config()
     assert experiment.Config(calibration_batches=3).digest() == plain.digest()
     assert experiment.Config(importance="taylor").digest() != plain.digest()
-    with pytest.raises(ValueError, match=r"`importance` must be one of \('magnitude', "
-                                         r"'activation', 'taylor'\)\. Received: "
-                                         r"importance='snip'"):
-        experiment.validate(experiment.Config(importance="snip"))
+    with pytest.raises(ValueError, match=r"`importance` must be one of \('activation', "
+                                         r"'grasp', 'magnitude', 'random', 'snip', "
+                                         r"'synflow', 'taylor'\)\. Received: "
+                                         r"importance='tailor'"):
+        experiment.validate(experiment.Config(importance="tailor"))
     with pytest.raises(ValueError, match=r"ranks the masks of the progressive method\. "
                                          r"Received: importance='taylor' with "
                                          r"method='lottery'"):

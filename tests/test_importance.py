@@ -236,7 +236,7 @@ def test_one_registry_builds_every_importance_by_name():
     with pytest.raises(ValueError, match=r"`temperature` must be > 0\. Received: "
                                          r"temperature=0"):
         importance_lib.Grasp(data, loss, temperature=0)
-    with pytest.raises(ValueError, match=r"GraSP importance needs the loss's gradients: .* "
+    with pytest.raises(ValueError, match=r"GraSP importance needs gradients of the loss: .* "
                                          r"Received: data=None, loss='mse'"):
         importance_lib.Grasp(None, loss)
     with pytest.raises(ValueError, match=r"`data` gave no batch: GraSP"):

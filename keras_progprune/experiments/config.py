@@ -78,7 +78,6 @@ class Config:
 
 LR_SCHEDULES = ("auto", "constant", "cosine", "hold_cosine", "step")
 WIDTH_RECOVERIES = ("distill", "finetune", "none")
-IMPORTANCES = tuple(importance_lib.names())
 
 
 def lr_schedule_of(config):
@@ -128,7 +127,7 @@ def validate(config):
             "positive number with structure='channel': only channel masks can shrink "
             f"during training. Received: shrink_every={config.shrink_every}, "
             f"structure={config.structure!r}.")
-    _check_choice("importance", config.importance, IMPORTANCES)
+    _check_choice("importance", config.importance, tuple(importance_lib.names()))
     if config.importance != "magnitude" and config.method != "progressive":
         raise ValueError(
             "`importance` ranks the masks of the progressive method. Received: "

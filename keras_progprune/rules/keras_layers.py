@@ -132,11 +132,19 @@ class ProducerRule(LayerRule):
         return True
 
     def prunable_weights(self, layer):
-        """Its kernel (biases are never pruned)."""
-        return [self.kernel(layer)]
+        """Its kernel variable (biases are never pruned): the weight named
+        like the kernel attribute (a Dense's `kernel` property may be a
+        computed tensor, with LoRA), else the attribute itself; none before
+        the layer is built."""
+        named = [w for w in layer.weights if w.name == self.kernel_attr]
+        if named or not layer.built:
+            return named
+        kernel = self.kernel(layer)
+        return [kernel] if isinstance(kernel, keras.Variable) else []
 
     def input_axes(self, layer, weights):
-        return [self.in_axis % len(w.shape) if w is self.kernel(layer)
+        kernel = self.prunable_weights(layer)
+        return [self.in_axis % len(w.shape) if any(w is k for k in kernel)
                 else max(len(w.shape) - 2, 0) for w in weights]
 
     def bias(self, layer):
