@@ -32,6 +32,10 @@ class Substituted:
         layer: the layer about to be called; its own state updates are
             written back on exit.
         pairs: list of `(variable, value)`.
+        others: the layer's variables not in `pairs` (what it may read or
+            assign inside), when the caller keeps them: listing a layer's
+            variables walks its sublayers, which on PyTorch (eager) would
+            run at every call. Defaults to reading them from `layer`.
 
     Examples:
         >>> import keras, numpy as np
@@ -43,17 +47,19 @@ class Substituted:
         0.0
     """
 
-    def __init__(self, layer, pairs):
+    def __init__(self, layer, pairs, others=None):
         self.layer = layer
         self.pairs = list(pairs)
+        self._given_others = others
 
     def __enter__(self):
         self._scope = keras.StatelessScope(state_mapping=self.pairs, collect_losses=True)
         scope = self._scope.__enter__()
         self._outer = scope.original_scope
-        own = {id(v) for v, _ in self.pairs}
-        # The layer's other variables: what it may read or assign inside.
-        self._others = [v for v in self.layer.variables if id(v) not in own]
+        self._others = self._given_others
+        if self._others is None:
+            own = {id(v) for v, _ in self.pairs}
+            self._others = [v for v in self.layer.variables if id(v) not in own]
         if self._outer is not None:
             for variable in self._others:
                 value = self._outer.get_current_value(variable)

@@ -236,6 +236,9 @@ class PruningWrapper(keras.layers.Wrapper):
             trainable=False,
         )
         self._pruned_weights = weights
+        # What `Substituted` carries in and out besides the pruned weights.
+        pruned = {id(w) for w in weights}
+        self._other_variables = [v for v in self.layer.variables if id(v) not in pruned]
         if self.initial_channels is None:
             self.initial_channels = self.structure.initial_size(self.layer)
         self.built = True
@@ -332,7 +335,7 @@ class PruningWrapper(keras.layers.Wrapper):
             kwargs["mask"] = mask
         pairs = [(w, keras.ops.multiply(w, keep))
                  for w, keep in zip(self._pruned_weights, self._pruning_masks)]
-        with Substituted(self.layer, pairs):
+        with Substituted(self.layer, pairs, self._other_variables):
             return self.layer(inputs, *args, **kwargs)
 
     def get_build_config(self):
