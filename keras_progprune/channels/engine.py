@@ -276,7 +276,10 @@ class ChannelGroup(engine.MaskUpdater):
         sums = ops.segment_sum(
             ops.concatenate(flat, 0), np.concatenate(flat_group).astype("int32"),
             num_segments=self.width + 1)[:self.width]
-        return sums / np.maximum(self._count, 1).astype(np.float32)
+        # A tensor divisor: NumPy's would read a PyTorch tensor that needs
+        # gradients through `__array__`, which PyTorch refuses.
+        return ops.divide(sums, ops.convert_to_tensor(
+            np.maximum(self._count, 1).astype(np.float32)))
 
     def _choose(self, weights, counts, alive, scores):
         n = len(self.spaces)
