@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_progprune import hub_models
 from keras_progprune import registry
 from keras_progprune import structures as structures_lib
 from keras_progprune import surgery
@@ -166,6 +167,8 @@ def _prune_model(model, wrap, chosen):
             _refuse_subclassed(layer)
         return wrap(copied) if chosen(layer) else copied
 
+    if hub_models.is_hub_model(model):
+        return hub_models.wrapped(model, wrap, chosen)
     clone, _ = surgery.clone(model, clone_layer)
     return clone
 
@@ -258,6 +261,9 @@ def strip_pruning(model):
     for wrapper in walk.sublayers(model):
         if isinstance(wrapper, PruningWrapper):
             wrapper.check_not_quantized()  # before a copy: its masks no longer apply
+
+    if hub_models.is_hub_model(model):
+        return hub_models.stripped(model, stripped_weights)
 
     def clone_layer(layer, copied):
         if isinstance(copied, PruningWrapper):

@@ -28,8 +28,18 @@ def sublayers(layer):
     # package that reads private Keras attributes (this one and, in
     # `graph_nodes`, the functional graph's nodes); tests/test_layout.py
     # enforces it.
+    return _flat(layer, recursive=True)
+
+
+def children(layer):
+    """The layers directly inside `layer` (not their own sublayers), each
+    once, in tracking order (see `sublayers`)."""
+    return _flat(layer, recursive=False)
+
+
+def _flat(layer, recursive):
     seen, out = set(), []
-    for sub in layer._flatten_layers(include_self=False, recursive=True):
+    for sub in layer._flatten_layers(include_self=False, recursive=recursive):
         if id(sub) not in seen:
             seen.add(id(sub))
             out.append(sub)
@@ -191,6 +201,77 @@ def replace_sublayer(parent, attribute, new):
     object.__setattr__(parent, attribute, new)
 
 
+def replace_everywhere(model, old, new):
+    """Puts layer `new` in the place of `old` throughout `model`: at every
+    call of `old` in `model`'s graph and in the graphs of the models nested
+    in it (a KerasHub task calls its backbone's token embedding again to
+    read its logits), in each model's layer tracking, and in every attribute
+    or list attribute that holds it (`backbone.token_embedding`,
+    `backbone.transformer_layers`). The graph is not traced again: each
+    recorded call is handed to `new`, which must take the same arguments
+    and give the same outputs (a `PruningWrapper` of `old`).
+
+    Keras has no public API for it. A Functional model runs its recorded
+    calls (`_nodes_by_depth`, each `Node.operation`), lists its layers from
+    `_operations`, and keeps its tracking in `_layers`; each output
+    KerasTensor names its maker in `_keras_history`."""
+    for node in old._inbound_nodes:
+        node.operation = new
+        for tensor in node.outputs:
+            # A named tuple (operation, node_index, tensor_index).
+            tensor._keras_history = tensor._keras_history._replace(operation=new)
+    new._inbound_nodes, old._inbound_nodes = list(old._inbound_nodes), []
+    new._outbound_nodes, old._outbound_nodes = list(old._outbound_nodes), []
+    for holder in [model, *sublayers(model)]:
+        if holder is new:
+            continue
+        for name in ("_operations", "_layers"):
+            _replace_item(getattr(holder, name, None), old, new)
+        for operations in (getattr(holder, "_operations_by_depth", None) or {}).values():
+            _replace_item(operations, old, new)
+        for name, value in attributes(holder).items():
+            if value is old:
+                object.__setattr__(holder, name, new)
+                modules = getattr(holder, "_modules", None)  # PyTorch's registry
+                if modules is not None and name in modules:
+                    modules[name] = new
+            elif isinstance(value, list) and not name.startswith("_"):
+                _replace_item(value, old, new)
+
+
+def _replace_item(items, old, new):
+    """Replaces `old` by `new` in the list `items` (a list, Keras's
+    `TrackedList`, whose item assignment tracks nothing, or TensorFlow's
+    `ListWrapper`, which keeps its own storage)."""
+    if items is None:
+        return
+    for i, item in enumerate(items):
+        if item is old:
+            items[i] = new
+
+
+def bind_like(wrapper, layer):
+    """Makes Keras bind the arguments of calls to `wrapper` by the names of
+    `layer.call` (plus `training` and `mask`), so that a call such as a
+    KerasHub block's `block(x, self_attention_cache=cache,
+    self_attention_cache_update_index=0)` goes through a wrapper whose
+    `call` takes `**kwargs`: bound to `**kwargs`, the cache (a tensor) and
+    the index (an int) form one mixed argument, which Keras refuses.
+    `wrapper.call` still receives the arguments as given. Keras reads the
+    signature from `Layer._call_signature` and `call_signature_parameters`,
+    set once in `Layer.__init__`."""
+    own = inspect.signature(layer.call)
+    params = [p for p in own.parameters.values()
+              if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    names = {p.name for p in params}
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+             for name in ("training", "mask") if name not in names]
+    tail = [p for p in own.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
+    signature = own.replace(parameters=params + extra + tail)
+    wrapper._call_signature = signature
+    wrapper.call_signature_parameters = list(signature.parameters)
+
+
 def wrap_train_function_maker(model, wrap):
     """From now on, every train function Keras makes for `model` (after
     each `compile`, `make_train_function` makes a new one) is passed
@@ -233,6 +314,7 @@ _HUB_CLASSES = {
     "TransformerDecoder": "keras_hub.src.layers.modeling.transformer_decoder",
     "ViTEncoderBlock": "keras_hub.src.models.vit.vit_layers",
     "ViTEncoder": "keras_hub.src.models.vit.vit_layers",
+    "PositionEmbedding": "keras_hub.src.layers.modeling.position_embedding",
 }
 
 

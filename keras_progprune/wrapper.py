@@ -169,6 +169,7 @@ class PruningWrapper(keras.layers.Wrapper):
         self._pruning_masks = []
         self._accepts = None
         self.supports_masking = getattr(layer, "supports_masking", False)
+        walk.bind_like(self, layer)
 
     def build(self, input_shape=None):
         if not self.layer.built:
@@ -337,6 +338,16 @@ class PruningWrapper(keras.layers.Wrapper):
                  for w, keep in zip(self._pruned_weights, self._pruning_masks)]
         with Substituted(self.layer, pairs, self._other_variables):
             return self.layer(inputs, *args, **kwargs)
+
+    def compute_output_spec(self, *args, **kwargs):
+        # The layer's own answer: masks change no shape, and a layer with its
+        # own `compute_output_shape` (KerasHub's PositionEmbedding) may not
+        # trace symbolically (under JAX, its shape checks are inconclusive).
+        for name in ("training", "mask"):
+            if name in kwargs and (kwargs[name] is None
+                                   or not walk.call_accepts(self.layer, name)):
+                kwargs.pop(name)
+        return self.layer.compute_output_spec(*args, **kwargs)
 
     def get_build_config(self):
         # The inner layer's own shapes: layers built from several inputs

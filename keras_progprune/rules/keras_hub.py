@@ -4,6 +4,7 @@ Checked against keras-hub 0.32.0."""
 
 from keras_progprune import walk
 from keras_progprune.rules.base import CLASS
+from keras_progprune.rules.keras_layers import WeightsRule
 from keras_progprune.rules.base import register_rule_by_name
 from keras_progprune.rules.base import sub_layer
 from keras_progprune.rules.width import FeedForwardRule
@@ -76,6 +77,9 @@ def _vit_block_rule():
 
 
 def _register_builtins():
+    # Learned positions `[sequence, hidden]`, looked up like a token table.
+    register_rule_by_name(walk.hub_class_path("PositionEmbedding"),
+                          WeightsRule(("embeddings",)))
     register_rule_by_name(walk.hub_class_path("TransformerEncoder"),
                           HubBlockRule("HeadSizedTransformerEncoder"))
     register_rule_by_name(walk.hub_class_path("TransformerDecoder"),

@@ -483,6 +483,23 @@ class WeightsRule(LayerRule):
         return f"WeightsRule({self.prunable!r})"
 
 
+class ReversibleEmbeddingRule(WeightsRule):
+    """`keras.layers.ReversibleEmbedding` (KerasHub's token embedding): the
+    token table `[vocab, hidden]` and, when untied, the output head
+    `reverse_embeddings` `[hidden, vocab]`. Reversed (the logits), both
+    reduce over `hidden`, so N:M groups run along it: axis 1 of the table,
+    0 of the head (a lookup reduces over nothing)."""
+
+    def __init__(self):
+        super().__init__(("embeddings", "reverse_embeddings"))
+
+    def input_axes(self, layer, weights):
+        return [1 if w.name == "embeddings" else 0 for w in weights]
+
+    def __repr__(self):
+        return "ReversibleEmbeddingRule()"
+
+
 def einsum_input_axis(equation):
     """The kernel axis an `EinsumDense` reduces over last (the innermost
     input channel): the last kernel letter that the input holds and the
@@ -561,6 +578,7 @@ def _register_builtins():
     # Known by their weights only.
     each((L.EinsumDense,), EinsumDenseRule())
     each((L.Embedding,), WeightsRule(("embeddings",)))
+    each((L.ReversibleEmbedding,), ReversibleEmbeddingRule())
     # Recurrent layers: input and recurrent kernels, as in tfmot's registry.
     each((L.SimpleRNN, L.GRU, L.LSTM), WeightsRule(("kernel", "recurrent_kernel")))
     each((L.MultiHeadAttention,), AttentionRule())

@@ -1,0 +1,207 @@
+"""KerasHub tasks and backbones kept as their own classes.
+
+A KerasHub task (`Llama3CausalLM`, `BertTextClassifier`) is a Functional
+model whose class adds what a user came for: `generate()`, the
+preprocessor, presets. A backbone's class holds its config (`hidden_dim`,
+`num_layers`) and the attributes its task reads (`token_embedding`,
+`transformer_layers`). Cloning layer by layer (`surgery.clone`) gives a
+plain `Functional` without any of that, and it copies each block through
+the block's own `get_config`, where KerasHub has bugs (keras-hub 0.32.0:
+`LlamaTransformerDecoder.get_config` reads an attribute that it never
+sets; Qwen 3's decoder leaves `head_dim` out).
+
+So a KerasHub model is copied the way KerasHub itself loads one: the
+backbone made again from the backbone's config (which makes its blocks
+from the backbone's own arguments), the task made around it with the same
+preprocessor, and the weights copied layer by layer, paired by name. A
+layer to prune is then swapped for its wrapper in place
+(`walk.replace_everywhere`), so a layer called twice (the tied token
+embedding, forwards for the inputs and reversed for the logits) stays one
+layer with one mask. Checked against keras-hub 0.32.0.
+"""
+
+import keras
+import numpy as np
+
+from keras_progprune import registry
+from keras_progprune import walk
+from keras_progprune.wrapper import PruningWrapper
+from keras_progprune.wrapper import collect_wrappers
+
+
+def is_hub_model(model):
+    """Whether `model` is a KerasHub task or backbone (a class from the
+    `keras_hub` package with a graph)."""
+    return (isinstance(model, keras.Model) and walk.is_graph_model(model)
+            and type(model).__module__.split(".")[0] == "keras_hub"
+            and (is_task(model) or hasattr(model, "token_embedding")
+                 or _is_backbone(model)))
+
+
+def is_task(model):
+    """Whether `model` is a KerasHub task (it holds a `backbone`)."""
+    return isinstance(getattr(model, "backbone", None), keras.Model)
+
+
+def _is_backbone(model):
+    return any(c.__name__ == "Backbone" and c.__module__.startswith("keras_hub.")
+               for c in type(model).__mro__)
+
+
+def backbone_of(model):
+    """The backbone of a KerasHub task, or `model` itself."""
+    return model.backbone if is_task(model) else model
+
+
+def graphs(model):
+    """The graph models of a KerasHub model, outermost first: the task
+    (when `model` is one) and its backbone."""
+    return [model, model.backbone] if is_task(model) else [model]
+
+
+def remade(model, backbone_config=None):
+    """A new model of `model`'s class made from its config, with fresh
+    weights: its backbone from the backbone's config updated with
+    `backbone_config`, and a task around it with `model`'s preprocessor.
+
+    Args:
+        model: a KerasHub task or backbone (wrapped layers in it are read
+            as their inner layers: the config is KerasHub's).
+        backbone_config: optional dict of backbone config values to change.
+    """
+    backbone = backbone_of(model)
+    config = {**type(backbone).get_config(backbone), **(backbone_config or {})}
+    new_backbone = type(backbone).from_config(config)
+    if not is_task(model):
+        return new_backbone
+    task_config = {k: v for k, v in type(model).get_config(model).items()
+                   if k not in ("backbone", "preprocessor")}
+    return type(model).from_config({**task_config, "backbone": new_backbone,
+                                    "preprocessor": model.preprocessor})
+
+
+def pairs(model, new):
+    """`[(layer of model, layer of new)]`: the layers of each graph of
+    `model` (a wrapper counted as its inner layer's name) paired by name
+    with those of the same graph of `new`, each once (the token embedding
+    is called in both graphs of a task), nested backbones skipped (their
+    own layers are paired)."""
+    found, seen = [], set()
+    for graph, new_graph in zip(graphs(model), graphs(new)):
+        by_name = {layer.name: layer for layer in new_graph.layers}
+        for layer in graph.layers:
+            if (is_hub_model(layer) or isinstance(layer, keras.layers.InputLayer)
+                    or id(layer) in seen):
+                continue
+            seen.add(id(layer))
+            name = layer.layer.name if isinstance(layer, PruningWrapper) else layer.name
+            if name not in by_name:
+                raise ValueError(
+                    f"Layer {name!r} of {type(model).__name__} {model.name!r} has no "
+                    f"layer of that name in a {type(new).__name__} made from its "
+                    "config, so its weights can't be copied. The model was changed "
+                    "after it was built; prune a model made by its constructor or "
+                    "`from_preset`.")
+            found.append((layer, by_name[name]))
+    return found
+
+
+def plain_weights(layer, weights_of):
+    """The weights of `layer` in the order that the same layer without
+    wrappers holds them (`Layer.weights`: its own variables, then each
+    sublayer's): each wrapper inside it (or `layer` itself, if one) gives
+    its layer's weights as `weights_of(wrapper)` (masks baked in), without
+    its masks and step."""
+    return [value for _, value in _plain(layer, weights_of)]
+
+
+def _plain(layer, weights_of):
+    """`[(variable, value)]` of `plain_weights`, each variable once."""
+    if isinstance(layer, PruningWrapper):
+        return list(zip(layer.layer.weights, weights_of(layer)))
+    if not collect_wrappers(layer):
+        return [(v, v.numpy()) for v in layer.weights]
+    kids = walk.children(layer)
+    inner = {id(v) for kid in kids for v in kid.weights}
+    found = [(v, v.numpy()) for v in layer.weights if id(v) not in inner]
+    seen = {id(v) for v, _ in found}
+    for kid in kids:
+        for v, value in _plain(kid, weights_of):
+            if id(v) not in seen:
+                seen.add(id(v))
+                found.append((v, value))
+    return found
+
+
+def copied(model, weights_of=None, backbone_config=None):
+    """`(new, pairs)`: `remade(model, backbone_config)` with each layer's
+    weights copied from its pair in `model` (`plain_weights`: a wrapped
+    layer's through `weights_of(wrapper)`), cast to each variable's dtype.
+
+    Raises:
+        ValueError: if a variable of the new model was not set (a layer
+            that the pairing by name could not reach), rather than leave
+            it at its random initial value.
+    """
+    new = remade(model, backbone_config)
+    found = pairs(model, new)
+    set_ids = set()
+    for old, layer in found:
+        values = plain_weights(old, weights_of)
+        if len(values) != len(layer.weights):
+            raise ValueError(
+                f"Layer {layer.name!r} holds {len(layer.weights)} weights, but its "
+                f"original holds {len(values)}.")
+        for variable, value in zip(layer.weights, values):
+            variable.assign(np.asarray(value, variable.dtype))
+            set_ids.add(id(variable))
+    unset = [v.path for v in new.weights if id(v) not in set_ids]
+    if unset:
+        raise ValueError(
+            f"Copying {type(model).__name__} {model.name!r} left weights that no "
+            f"layer of its graphs holds: {unset[:5]}. Only layers that its task or "
+            "backbone graph calls are copied; a layer the model holds outside its "
+            "graph would be lost.")
+    return new, found
+
+
+def wrapped(model, wrap, chosen):
+    """A copy of the KerasHub `model`, of its class, with each layer for
+    which `chosen(layer)` holds (asked of `model`'s layers) replaced by
+    `wrap(copied layer)` in place: in its graphs and the backbone's
+    attributes. `model` holds no wrapper (`prune_low_magnitude` checks)."""
+    new, found = copied(model)
+    for layer in _apart([layer for old, layer in found if chosen(old)]):
+        wrapper = wrap(layer)
+        wrapper.build(None)
+        walk.replace_everywhere(new, layer, wrapper)
+    return new
+
+
+def stripped(model, weights_of):
+    """A copy of the KerasHub `model`, of its class, without wrappers:
+    a wrapped layer's weights are `weights_of(wrapper)` (masks baked in)."""
+    return copied(model, weights_of)[0]
+
+
+def _apart(layers):
+    """`layers` to wrap, none inside another: a layer that holds another of
+    them is replaced by its prunable sublayers, recursively. OPT's
+    `TokenAndPositionEmbedding` holds the token embedding that its task
+    also calls, reversed, for the logits: wrapping both would put two
+    masks on one table, and wrapping the holder alone would leave the
+    logits reading the table unmasked."""
+    ids = {id(layer) for layer in layers}
+    out = []
+
+    def add(layer):
+        if not any(id(sub) in ids for sub in walk.sublayers(layer)):
+            out.append(layer)
+            return
+        for child in walk.children(layer):
+            if id(child) not in ids and registry.is_prunable(child):
+                add(child)
+
+    for layer in layers:
+        add(layer)
+    return out

@@ -1,0 +1,193 @@
+"""KerasHub tasks and backbones keep their class, their generate() and their
+shared weights through pruning (tiny random-init configs, no downloads)."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_progprune as kp
+from keras_progprune import hub_models
+from keras_progprune import walk
+from keras_progprune import wrapper as wrapper_lib
+from conftest import assert_close
+from conftest import to_numpy
+
+pytest.importorskip("keras_hub")
+
+from hub_families import FAMILIES  # noqa: E402
+from hub_families import causal_lm  # noqa: E402
+from hub_families import token_batch  # noqa: E402
+
+SCHEDULE = kp.ConstantSparsity(0.5, 0, frequency=1)
+# Every family once, on TensorFlow; three kinds on every backend: GQA with an
+# untied output head (Llama 3), a tied embedding (Gemma), and a token
+# embedding inside an embedding layer that the task reads again (OPT).
+FAST = ("Llama3", "Gemma", "OPT")
+
+
+def _params(fast=FAST):
+    return [f if f in fast else pytest.param(f, marks=pytest.mark.slow) for f in FAMILIES]
+
+
+def _fit(model, x, epochs=1):
+    model.compile(optimizer="sgd",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, x["token_ids"], epochs=epochs, verbose=0,
+              callbacks=[kp.ProgressivePruningCallback()])
+
+
+@pytest.mark.parametrize("family", _params())
+@pytest.mark.parametrize("structure", ["unstructured", "2:4"])
+def test_a_causal_lm_stays_its_class_through_prune_fit_and_strip(family, structure):
+    task = causal_lm(family)
+    x = token_batch(task)
+    before = to_numpy(task.predict(x, verbose=0))
+    weights = [v.numpy() for v in task.weights]
+
+    pruned = kp.prune_low_magnitude(task, SCHEDULE, structure=structure)
+    assert type(pruned) is type(task) and type(pruned.backbone) is type(task.backbone)
+    assert pruned.preprocessor is task.preprocessor
+    # An identity until the first mask update.
+    np.testing.assert_array_equal(to_numpy(pruned.predict(x, verbose=0)), before)
+    _fit(pruned, x)
+    wrappers = wrapper_lib.collect_wrappers(pruned)
+    masked = [v for w in wrappers for v in w.pruned_weights]
+    # The attention kernels are masked (KerasHub names the query "query",
+    # or "q_proj" in SmolLM3).
+    assert any(k in v.path for v in masked for k in ("query", "q_proj")), [
+        v.path for v in masked]
+    kept = sum(int(np.count_nonzero(m.numpy())) for w in wrappers for m in w.masks)
+    assert kept / sum(int(np.prod(v.shape)) for v in masked) == pytest.approx(0.5, abs=0.02)
+
+    plain = kp.strip_pruning(pruned)
+    assert type(plain) is type(task) and type(plain.backbone) is type(task.backbone)
+    assert not wrapper_lib.collect_wrappers(plain)
+    assert plain.count_params() == task.count_params()
+    assert_close(plain.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-5)
+    # The user's model is untouched.
+    for v, w in zip(task.weights, weights):
+        np.testing.assert_array_equal(v.numpy(), w)
+
+
+@pytest.mark.parametrize("family", ["Llama3", "Gemma"])
+def test_generate_runs_on_the_wrapped_and_the_stripped_task(family):
+    task = causal_lm(family)
+    prompt = {"token_ids": token_batch(task)["token_ids"],
+              "padding_mask": np.array([[1] * 3 + [0] * 5] * 2, "int32")}
+    pruned = kp.prune_low_magnitude(task, SCHEDULE)
+    _fit(pruned, token_batch(task))
+    plain = kp.strip_pruning(pruned)
+    for model in (pruned, plain):
+        model.compile(sampler="greedy")
+    wrapped_out = pruned.generate(prompt, stop_token_ids=None)
+    plain_out = plain.generate(prompt, stop_token_ids=None)
+    assert to_numpy(plain_out["token_ids"]).shape == (2, 8)
+    np.testing.assert_array_equal(to_numpy(wrapped_out["token_ids"]),
+                                  to_numpy(plain_out["token_ids"]))
+
+
+def test_a_tied_embedding_stays_one_layer_with_one_mask():
+    task = causal_lm("Gemma")  # ties its output head to the token table
+    pruned = kp.prune_low_magnitude(task, SCHEDULE)
+    embedding = pruned.backbone.token_embedding
+    assert isinstance(embedding, kp.PruningWrapper)
+    # The task's own graph calls the same wrapper, reversed, for the logits.
+    assert any(layer is embedding for layer in pruned.layers)
+    assert [w.name for w in embedding.masks] == ["pruning_mask_0"]
+    assert sum(isinstance(w.layer, keras.layers.ReversibleEmbedding)
+               for w in wrapper_lib.collect_wrappers(pruned)) == 1
+    # The one mask acts on the inputs and the logits alike: the stripped
+    # model, with the mask baked into its one table, computes the same.
+    x = token_batch(task)
+    keep = np.random.default_rng(0).random(embedding.masks[0].shape) < 0.5
+    embedding.masks[0].assign(keep.astype("float32"))
+    logits = to_numpy(pruned.predict(x, verbose=0))
+    assert np.abs(logits - to_numpy(task.predict(x, verbose=0))).max() > 1e-3
+    plain = kp.strip_pruning(pruned)
+    assert plain.count_params() == task.count_params()
+    assert_close(plain.predict(x, verbose=0), logits, atol=1e-5)
+
+
+def test_n_by_m_groups_run_along_each_kernel_input_axis():
+    task = causal_lm("Llama3")
+    pruned = kp.prune_low_magnitude(task, SCHEDULE, structure="2:4")
+    _fit(pruned, token_batch(task))
+    block = pruned.backbone.transformer_layers[0]
+    axes = {v.path.split("/")[-2]: a for v, a in zip(block.pruned_weights, block.input_axes)}
+    # q/k/v kernels [hidden, heads, head_dim] reduce over hidden (axis 0);
+    # the output kernel [heads, head_dim, hidden] over head_dim (axis 1).
+    assert axes["query"] == 0 and axes["key"] == 0 and axes["attention_output"] == 1
+    for v, mask, axis in zip(block.pruned_weights, block.masks, block.input_axes):
+        groups = np.moveaxis(to_numpy(mask), axis, -1).reshape(-1, 4)
+        assert (groups.sum(-1) == 2).all(), v.path
+    head = pruned.backbone.token_embedding  # untied: table and output head
+    assert [v.name for v in head.pruned_weights] == ["embeddings", "reverse_embeddings"]
+    assert head.input_axes == [1, 0]
+
+
+def test_a_backbone_alone_stays_its_class():
+    backbone = causal_lm("Qwen3").backbone
+    x = token_batch(backbone)
+    pruned = kp.prune_low_magnitude(backbone, SCHEDULE)
+    assert type(pruned) is type(backbone)
+    assert pruned.get_config() == backbone.get_config()
+    assert_close(pruned.predict(x, verbose=0), backbone.predict(x, verbose=0), atol=0)
+    plain = kp.strip_pruning(pruned)
+    assert type(plain) is type(backbone)
+
+
+def test_exclude_leaves_a_layer_of_the_task_dense():
+    task = causal_lm("Llama3")
+    pruned = kp.prune_low_magnitude(task, exclude=["token_embedding"])
+    assert not isinstance(pruned.backbone.token_embedding, kp.PruningWrapper)
+    names = {w.layer.name for w in wrapper_lib.collect_wrappers(pruned)}
+    assert names == {"transformer_layer_0", "transformer_layer_1"}
+
+
+def test_a_layer_renamed_after_construction_is_refused_with_the_fix():
+    task = causal_lm("Llama3")
+    task.backbone.transformer_layers[0].name = "renamed"
+    with pytest.raises(ValueError, match=r"Layer 'renamed' of Llama3CausalLM "
+                                         r".*has no layer of that name in a "
+                                         r"Llama3CausalLM made from its config.*"
+                                         r"prune a model made by its constructor"):
+        kp.prune_low_magnitude(task)
+
+
+def test_a_weight_that_no_pair_reaches_is_refused(monkeypatch):
+    task = causal_lm("Llama3")
+    found = hub_models.pairs
+    monkeypatch.setattr(hub_models, "pairs", lambda model, new: found(model, new)[1:])
+    with pytest.raises(ValueError, match=r"left weights that no layer of its graphs "
+                                         r"holds: \[.*\]\. Only layers that its task"):
+        kp.prune_low_magnitude(task)
+
+
+def test_a_weight_count_mismatch_is_refused(monkeypatch):
+    task = causal_lm("Llama3")
+    monkeypatch.setattr(hub_models, "plain_weights", lambda layer, weights_of: [])
+    with pytest.raises(ValueError, match=r"Layer '.*' holds \d+ weights, but its "
+                                         r"original holds 0\."):
+        kp.prune_low_magnitude(task)
+
+
+def test_is_hub_model_tells_tasks_and_backbones_from_plain_models():
+    task = causal_lm("Gemma")
+    assert hub_models.is_hub_model(task) and hub_models.is_task(task)
+    assert hub_models.is_hub_model(task.backbone) and not hub_models.is_task(task.backbone)
+    plain = keras.Model(task.backbone.input, task.backbone.output)
+    assert not hub_models.is_hub_model(plain)
+
+
+def test_replace_everywhere_moves_every_call_and_attribute():
+    task = causal_lm("Gemma")
+    old = task.backbone.token_embedding
+    new = kp.PruningWrapper(old, SCHEDULE)
+    new.build(None)
+    walk.replace_everywhere(task, old, new)
+    assert task.backbone.token_embedding is new
+    assert not any(layer is old for layer in task.layers + task.backbone.layers)
+    assert sum(layer is new for layer in task.layers + task.backbone.layers) == 2
+    assert any(layer is new for layer in walk.sublayers(task))
+    x = token_batch(task)
+    assert to_numpy(task.predict(x, verbose=0)).shape == (2, 8, 64)
