@@ -45,6 +45,7 @@ from keras_progprune.rules import LayerRule
 from keras_progprune.rules import WidthGroup
 from keras_progprune.rules import register_layer_rule
 from keras_progprune.width import prune_width
+from keras_progprune.depth import prune_depth
 
 __version__ = "0.1.0"
 
@@ -108,6 +109,7 @@ __all__ = [
     "prune_at_init",
     "prune_low_magnitude",
     "prune_width",
+    "prune_depth",
     "register_layer_rule",
     "save_model",
     "shrink",

@@ -80,12 +80,18 @@ def remade(model, backbone_config=None):
                                     "preprocessor": model.preprocessor})
 
 
-def pairs(model, new):
+def pairs(model, new, renames=None):
     """`[(layer of model, layer of new)]`: the layers of each graph of
     `model` (a wrapper counted as its inner layer's name) paired by name
     with those of the same graph of `new`, each once (the token embedding
     is called in both graphs of a task), nested backbones skipped (their
-    own layers are paired)."""
+    own layers are paired).
+
+    Args:
+        renames: optional `{name in model: name in new, or None to leave
+            the layer out}` (the blocks `prune_depth` keeps or removes).
+    """
+    renames = renames or {}
     found, seen = [], set()
     for graph, new_graph in zip(graphs(model), graphs(new)):
         by_name = {layer.name: layer for layer in new_graph.layers}
@@ -95,6 +101,9 @@ def pairs(model, new):
                 continue
             seen.add(id(layer))
             name = layer.layer.name if isinstance(layer, PruningWrapper) else layer.name
+            name = renames.get(name, name)
+            if name is None:
+                continue
             if name not in by_name:
                 raise ValueError(
                     f"Layer {name!r} of {type(model).__name__} {model.name!r} has no "
@@ -133,10 +142,11 @@ def _plain(layer, weights_of):
     return found
 
 
-def copied(model, weights_of=None, backbone_config=None):
+def copied(model, weights_of=None, backbone_config=None, renames=None):
     """`(new, pairs)`: `remade(model, backbone_config)` with each layer's
     weights copied from its pair in `model` (`plain_weights`: a wrapped
     layer's through `weights_of(wrapper)`), cast to each variable's dtype.
+    `renames(new)` gives `pairs`'s renames.
 
     Raises:
         ValueError: if a variable of the new model was not set (a layer
@@ -144,7 +154,7 @@ def copied(model, weights_of=None, backbone_config=None):
             it at its random initial value.
     """
     new = remade(model, backbone_config)
-    found = pairs(model, new)
+    found = pairs(model, new, renames(new) if renames else None)
     set_ids = set()
     for old, layer in found:
         values = plain_weights(old, weights_of)

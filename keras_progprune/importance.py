@@ -37,6 +37,7 @@ A user's own importance subclasses `Importance` and implements either
 method.
 """
 
+import contextlib
 import inspect
 import itertools
 
@@ -87,6 +88,26 @@ def inputs_of(batch):
     return batch
 
 
+@contextlib.contextmanager
+def replaced_calls(replacements):
+    """Within the block, each `layer` of `replacements`, a list of `(layer,
+    make)`, runs `make(its call)` instead of its call: replaced on the
+    instance (Keras's `__call__` reads `self.call`), put back on exit even
+    on an error. Works on a model called eagerly, on any backend."""
+    saved = []
+    try:
+        for layer, make in replacements:
+            saved.append((layer, layer.__dict__.get("call")))
+            layer.call = make(layer.call)
+        yield
+    finally:
+        for layer, own in reversed(saved):
+            if own is None:
+                del layer.call
+            else:
+                layer.call = own
+
+
 class Recorder:
     """Sums `|activation|` per channel at each probe while the model runs.
 
@@ -101,11 +122,9 @@ class Recorder:
         self.counts = {p.label: 0 for p in self.probes}
 
     def __enter__(self):
-        self._saved = []
-        for probe in self.probes:
-            layer = probe.layer
-            self._saved.append((layer, layer.__dict__.get("call")))
-            layer.call = self._recording(layer.call, probe)
+        self._replaced = replaced_calls(
+            [(p.layer, lambda call, p=p: self._recording(call, p)) for p in self.probes])
+        self._replaced.__enter__()
         return self
 
     def _recording(self, call, probe):
@@ -120,12 +139,7 @@ class Recorder:
         return recorded
 
     def __exit__(self, *exc):
-        for layer, own in reversed(self._saved):
-            if own is None:
-                del layer.call
-            else:
-                layer.call = own
-        return False
+        return self._replaced.__exit__(*exc)
 
     def scores(self, probe):
         return probe.reduce(self.sums[probe.label] / max(self.counts[probe.label], 1))

@@ -5,8 +5,7 @@ tests of this package run on. Checked against keras-hub 0.32.0."""
 _GQA = dict(num_query_heads=4, num_key_value_heads=2)
 _COMMON = dict(vocabulary_size=64, num_layers=2, hidden_dim=16, intermediate_dim=32)
 _SMOL = dict(num_attention_heads=4, num_key_value_heads=2, attention_bias=False,
-             attention_dropout=0.0, rope_layer_enabled_list=[True, True],
-             layer_types=["full_attention", "full_attention"], mlp_bias=False,
+             attention_dropout=0.0, mlp_bias=False,
              layer_norm_epsilon=1e-6, max_position_embeddings=64, rope_theta=10000.0,
              partial_rotary_factor=1.0)
 
@@ -36,8 +35,12 @@ def causal_lm(family, **overrides):
     import keras_hub  # noqa: PLC0415 (tests that use it import it)
 
     models = keras_hub.models
-    backbone = getattr(models, f"{family}Backbone")(
-        **{**_COMMON, **FAMILIES[family], **overrides})
+    config = {**_COMMON, **FAMILIES[family], **overrides}
+    if family == "SmolLM3":  # one entry per block; RoPE skipped in every fourth
+        config.setdefault("rope_layer_enabled_list",
+                          [i % 4 != 3 for i in range(config["num_layers"])])
+        config.setdefault("layer_types", ["full_attention"] * config["num_layers"])
+    backbone = getattr(models, f"{family}Backbone")(**config)
     return getattr(models, f"{family}CausalLM")(backbone=backbone, preprocessor=None)
 
 

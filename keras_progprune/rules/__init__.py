@@ -74,3 +74,5 @@ from keras_progprune.rules.keras_layers import ContainerRule  # noqa: F401
 from keras_progprune.rules.keras_hub import HubBlockRule  # noqa: F401
 from keras_progprune.rules.keras_hub import head_sized  # noqa: F401
 from keras_progprune.rules.keras_hub import HubViTRule  # noqa: F401
+from keras_progprune.rules.keras_hub import DepthRule  # noqa: F401
+from keras_progprune.rules.keras_hub import depth_rule  # noqa: F401

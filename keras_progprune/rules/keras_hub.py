@@ -76,6 +76,86 @@ def _vit_block_rule():
                            heads_key="num_heads")
 
 
+class DepthRule:
+    """How `prune_depth` removes whole blocks of a KerasHub backbone: the
+    blocks are `backbone.transformer_layers`, counted by `num_layers`, and
+    every config list with one entry per block (SmolLM3's `layer_types`)
+    keeps the kept blocks' entries.
+
+    Args:
+        kind_of: optional function `(config, i) -> kind` of block `i` where
+            the backbone makes its blocks differently by their index
+            (Gemma's local and global attention): a kept block must keep
+            its kind at its new index, or the removal is refused.
+        kinds: what the kinds are, for the error.
+    """
+
+    def __init__(self, kind_of=None, kinds=""):
+        self.kind_of = kind_of
+        self.kinds = kinds
+
+    def blocks(self, backbone):
+        return list(backbone.transformer_layers)
+
+    def config(self, backbone, kept):
+        """The backbone config values to change to keep blocks `kept`."""
+        config = backbone.get_config()
+        n = len(self.blocks(backbone))
+        changed = {"num_layers": len(kept)}
+        for key, value in config.items():
+            if isinstance(value, (list, tuple)) and len(value) == n:
+                changed[key] = [value[i] for i in kept]
+        return changed
+
+    def check(self, backbone, kept):
+        """Raises if the blocks `kept` would not compute as they did."""
+        if self.kind_of is None:
+            return
+        config = backbone.get_config()
+        moved = [(i, k) for k, i in enumerate(kept)
+                 if self.kind_of(config, i) != self.kind_of(config, k)]
+        if moved:
+            i, k = moved[0]
+            raise ValueError(
+                f"{type(backbone).__name__} makes its blocks by their index ({self.kinds}), "
+                f"so keeping block {i} as block {k} would change what it computes "
+                f"({len(moved)} kept block(s) would). Pass an `importance` callable "
+                "whose scores keep every kept block's kind at its new index, or leave "
+                "this model's depth as it is.")
+
+
+def _gemma4_kind(config, i):
+    if config.get("num_kv_shared_layers"):
+        return ("kv-shared", i >= config["num_layers"] - config["num_kv_shared_layers"])
+    if config.get("layer_types"):
+        return None  # sliced with the blocks
+    pattern = config["sliding_window_pattern"]
+    return i % pattern == pattern - 1
+
+
+# Backbone class name -> its DepthRule (checked against keras-hub 0.32.0;
+# the index patterns are those of each backbone's block loop).
+_DEPTH = {
+    "GemmaBackbone": DepthRule(lambda c, i: bool(c["use_sliding_window_attention"])
+                               and i % 2 == 0,
+                               "sliding-window attention in every even block"),
+    "Gemma3Backbone": DepthRule(lambda c, i: bool(c["use_sliding_window_attention"])
+                                and i % 6 < 5,
+                                "five sliding-window blocks, then one global"),
+    "Gemma4Backbone": DepthRule(_gemma4_kind, "global attention every "
+                                "`sliding_window_pattern` blocks, and trailing blocks "
+                                "that share key/value caches"),
+}
+
+
+def depth_rule(backbone):
+    """The `DepthRule` of a KerasHub backbone, or None when it holds no
+    `transformer_layers`."""
+    if not hasattr(backbone, "transformer_layers"):
+        return None
+    return _DEPTH.get(type(backbone).__name__, DepthRule())
+
+
 def _register_builtins():
     # Learned positions `[sequence, hidden]`, looked up like a token table.
     register_rule_by_name(walk.hub_class_path("PositionEmbedding"),
