@@ -142,11 +142,12 @@ def _plain(layer, weights_of):
     return found
 
 
-def copied(model, weights_of=None, backbone_config=None, renames=None):
+def copied(model, weights_of=None, backbone_config=None, renames=None, values_of=None):
     """`(new, pairs)`: `remade(model, backbone_config)` with each layer's
     weights copied from its pair in `model` (`plain_weights`: a wrapped
     layer's through `weights_of(wrapper)`), cast to each variable's dtype.
-    `renames(new)` gives `pairs`'s renames.
+    `renames(new)` gives `pairs`'s renames; `values_of(old)`, when given
+    and not None, gives a layer's new weights instead (`shrink`'s slices).
 
     Raises:
         ValueError: if a variable of the new model was not set (a layer
@@ -157,7 +158,9 @@ def copied(model, weights_of=None, backbone_config=None, renames=None):
     found = pairs(model, new, renames(new) if renames else None)
     set_ids = set()
     for old, layer in found:
-        values = plain_weights(old, weights_of)
+        values = values_of(old) if values_of is not None else None
+        if values is None:
+            values = plain_weights(old, weights_of)
         if len(values) != len(layer.weights):
             raise ValueError(
                 f"Layer {layer.name!r} holds {len(layer.weights)} weights, but its "
@@ -173,6 +176,42 @@ def copied(model, weights_of=None, backbone_config=None, renames=None):
             "backbone graph calls are copied; a layer the model holds outside its "
             "graph would be lost.")
     return new, found
+
+
+def shrunk(model, changes):
+    """`model` (a KerasHub task or backbone without wrappers) made again
+    smaller, or None when its class can't say the new shape.
+
+    Args:
+        changes: `{id(layer): (config overrides, new weights or None)}`
+            from `shrink`: the overrides of each block (its
+            `intermediate_dim`, ...) become the backbone's, which holds one
+            value for every block.
+
+    Raises:
+        ValueError: if the blocks were given different widths (the
+            backbone's config can't say that).
+    """
+    backbone = backbone_of(model)
+    config = backbone.get_config()
+    merged = {}
+    for layer in graphs(model)[-1].layers:
+        overrides = changes.get(id(layer), ({}, None))[0]
+        for key, value in overrides.items():
+            if key not in config:
+                return None  # a key of the block alone (a head size): not this class
+            merged.setdefault(key, {})[layer.name] = value
+    for key, values in merged.items():
+        if len(set(values.values())) > 1:
+            raise ValueError(
+                f"{type(backbone).__name__} holds one `{key}` for all its blocks, but "
+                f"the pruned blocks keep different ones ({values}). Prune with "
+                "scope='layer' (each block keeps the same fraction) or with "
+                "`kp.prune_width`, which removes the same fraction in every block.")
+    new, _ = copied(model, backbone_config={k: next(iter(v.values()))
+                                            for k, v in merged.items()},
+                    values_of=lambda old: changes.get(id(old), ({}, None))[1])
+    return new
 
 
 def wrapped(model, wrap, chosen):

@@ -315,6 +315,15 @@ _HUB_CLASSES = {
     "ViTEncoderBlock": "keras_hub.src.models.vit.vit_layers",
     "ViTEncoder": "keras_hub.src.models.vit.vit_layers",
     "PositionEmbedding": "keras_hub.src.layers.modeling.position_embedding",
+    "LlamaTransformerDecoder": "keras_hub.src.models.llama.llama_decoder",
+    "MistralTransformerDecoder": "keras_hub.src.models.mistral.mistral_transformer_decoder",
+    "QwenTransformerDecoder": "keras_hub.src.models.qwen.qwen_decoder",
+    "Qwen3TransformerDecoder": "keras_hub.src.models.qwen3.qwen3_decoder",
+    "Phi3Decoder": "keras_hub.src.models.phi3.phi3_decoder",
+    "GemmaDecoderBlock": "keras_hub.src.models.gemma.gemma_decoder_block",
+    "Gemma3DecoderBlock": "keras_hub.src.models.gemma3.gemma3_decoder_block",
+    "Gemma4TextDecoderBlock": "keras_hub.src.models.gemma4.gemma4_decoder_block",
+    "SmolLM3DecoderLayer": "keras_hub.src.models.smollm3.smollm3_layers",
 }
 
 

@@ -88,8 +88,10 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
     the outputs. Recover with distillation (see the README).
 
     Args:
-        model: a trained Sequential or Functional `keras.Model` (a KerasHub
-            backbone or task model's backbone, or a plain Keras transformer).
+        model: a trained Sequential or Functional `keras.Model`: a KerasHub
+            task or backbone (returned as its own class, with a smaller
+            config, where the config can say the new width), or a plain
+            Keras transformer.
         ffn: float in [0, 1), the fraction of each block's feed-forward
             neurons removed.
         heads: float in [0, 1), the fraction of each attention layer's heads

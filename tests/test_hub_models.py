@@ -157,7 +157,8 @@ def test_a_layer_renamed_after_construction_is_refused_with_the_fix():
 def test_a_weight_that_no_pair_reaches_is_refused(monkeypatch):
     task = causal_lm("Llama3")
     found = hub_models.pairs
-    monkeypatch.setattr(hub_models, "pairs", lambda model, new: found(model, new)[1:])
+    monkeypatch.setattr(hub_models, "pairs", lambda model, new, renames=None: found(
+        model, new, renames)[1:])
     with pytest.raises(ValueError, match=r"left weights that no layer of its graphs "
                                          r"holds: \[.*\]\. Only layers that its task"):
         kp.prune_low_magnitude(task)
@@ -191,3 +192,83 @@ def test_replace_everywhere_moves_every_call_and_attribute():
     assert any(layer is new for layer in walk.sublayers(task))
     x = token_batch(task)
     assert to_numpy(task.predict(x, verbose=0)).shape == (2, 8, 64)
+
+
+# -- width: gated feed-forward neurons, the class kept --------------------
+GATED = ("Gemma", "Gemma3", "Gemma4", "Llama", "Llama3", "Mistral", "Qwen", "Qwen2", "Qwen3",
+         "Phi3", "SmolLM3")
+
+
+@pytest.mark.parametrize("family", [f if f in ("Llama3", "Gemma") else
+                                    pytest.param(f, marks=pytest.mark.slow) for f in GATED])
+def test_progressive_channel_pruning_shrinks_gated_neurons_into_the_same_class(family):
+    task = causal_lm(family)
+    x = token_batch(task)
+    pruned = kp.prune_low_magnitude(task, SCHEDULE, structure="channel")
+    _fit(pruned, x)
+    small = kp.shrink(pruned)
+    assert type(small) is type(task) and small.preprocessor is task.preprocessor
+    # Half of each block's neurons; Gemma's intermediate_dim counts both branches.
+    assert small.backbone.get_config()["intermediate_dim"] == 16
+    assert small.count_params() < task.count_params()
+    masked = to_numpy(kp.strip_pruning(pruned).predict(x, verbose=0))
+    assert_close(small.predict(x, verbose=0), masked, atol=1e-5 * np.abs(masked).max())
+
+
+def test_prune_width_keeps_the_most_active_gated_neurons_and_the_class(tmp_path):
+    task = causal_lm("Llama3")
+    x = token_batch(task)
+    block = task.backbone.transformer_layers[1]
+    down = block._feedforward_output_dense  # noqa: SLF001
+    seen = []
+
+    def recording(call):
+        def recorded(inputs, *args, **kwargs):
+            seen.append(np.abs(to_numpy(inputs)).reshape(-1, inputs.shape[-1]))
+            return call(inputs, *args, **kwargs)
+        return recorded
+
+    with kp.importance.replaced_calls([(down, recording)]):
+        task(x, training=False)
+    kept = np.sort(np.argsort(-np.concatenate(seen).mean(0), kind="stable")[:16])
+    small = kp.prune_width(task, ffn=0.5, data=[x])
+    assert type(small) is type(task)
+    gate = small.backbone.transformer_layers[1]._feedforward_gate_dense  # noqa: SLF001
+    np.testing.assert_array_equal(
+        to_numpy(gate.kernel), to_numpy(block._feedforward_gate_dense.kernel)[:, kept])  # noqa: SLF001
+    small.compile(sampler="greedy")
+    prompt = {"token_ids": x["token_ids"], "padding_mask": np.array([[1] * 3 + [0] * 5] * 2)}
+    assert to_numpy(small.generate(prompt, stop_token_ids=None)["token_ids"]).shape == (2, 8)
+    small.backbone.save_to_preset(str(tmp_path / "preset"))
+    again = pytest.importorskip("keras_hub").models.Backbone.from_preset(
+        str(tmp_path / "preset"))
+    assert type(again) is type(task.backbone)
+    assert again.get_config()["intermediate_dim"] == 16
+    assert_close(again(x), small.backbone(x), atol=1e-6)
+
+
+def test_blocks_of_different_widths_are_refused_by_a_backbone_with_one_width():
+    task = causal_lm("Llama3")
+    blocks = task.backbone.transformer_layers
+    changes = {id(blocks[0]): ({"intermediate_dim": 16}, None),
+               id(blocks[1]): ({"intermediate_dim": 8}, None)}
+    with pytest.raises(ValueError, match=r"Llama3Backbone holds one `intermediate_dim` for "
+                                         r"all its blocks, but the pruned blocks keep "
+                                         r"different ones \(\{'transformer_layer_0': 16, "
+                                         r"'transformer_layer_1': 8\}\)\. Prune with "
+                                         r"scope='layer'"):
+        hub_models.shrunk(task, changes)
+
+
+def test_heads_that_the_config_cannot_say_give_a_plain_model_with_a_warning():
+    task = causal_lm("GPT2")  # its blocks derive the head size from num_heads
+    x = token_batch(task)
+    pruned = kp.prune_low_magnitude(task, SCHEDULE, structure="channel")
+    _fit(pruned, x)
+    with pytest.warns(UserWarning, match=r"GPT2CausalLM's config can't say the new shape "
+                                          r"\(fewer heads of the same size\), so `shrink` "
+                                          r"returns a plain keras.Model of its graph"):
+        small = kp.shrink(pruned)
+    assert type(small) is keras.Model or type(small).__name__ == "Functional"
+    masked = to_numpy(kp.strip_pruning(pruned).predict(x, verbose=0))
+    assert_close(small.predict(x, verbose=0), masked, atol=1e-5 * np.abs(masked).max())

@@ -30,6 +30,7 @@ know, or reaches a consumer through an operation with f(0) != 0.
 
 import numpy as np
 
+from keras_progprune import hub_models
 from keras_progprune import walk
 from keras_progprune import rules
 
@@ -230,9 +231,14 @@ def layer_of(operation):
 def analyze(model):
     """Groups the channels of a Sequential or Functional `model`.
 
+    A KerasHub task's channels are its backbone's: the width groups are in
+    the backbone's blocks, and the task adds its head around it.
+
     Returns:
         A `ChannelGraph`.
     """
+    if hub_models.is_hub_model(model):
+        model = hub_models.backbone_of(model)
     graph = ChannelGraph()
     inputs, nodes, outputs = walk.graph_nodes(model)
     graph.nodes, graph.inputs, graph.outputs = nodes, inputs, outputs

@@ -22,6 +22,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_progprune import hub_models
 from keras_progprune import prune
 from keras_progprune import surgery
 from keras_progprune import walk
@@ -274,6 +275,14 @@ def shrink(model):
 
 
 def _rebuild(plain, changes):
+    if hub_models.is_hub_model(plain):  # KerasHub's own class, when it can say the shape
+        new = hub_models.shrunk(plain, changes)
+        if new is not None:
+            return new
+        warnings.warn(
+            f"{type(plain).__name__}'s config can't say the new shape (fewer heads of "
+            "the same size), so `shrink` returns a plain keras.Model of its graph.",
+            stacklevel=3)
     changed = {k for k, (o, w) in changes.items() if o or w is not None}
     clone, pairs = surgery.rebuilt(plain, {k: o for k, (o, _) in changes.items()}, changed)
 

@@ -4,6 +4,9 @@ Checked against keras-hub 0.32.0."""
 
 from keras_progprune import walk
 from keras_progprune.rules.base import CLASS
+from keras_progprune.rules.base import LayerRule
+from keras_progprune.rules.base import WidthGroup
+from keras_progprune.rules.base import bias_of
 from keras_progprune.rules.keras_layers import WeightsRule
 from keras_progprune.rules.base import register_rule_by_name
 from keras_progprune.rules.base import sub_layer
@@ -74,6 +77,60 @@ def _vit_block_rule():
     (its config holds `key_dim`)."""
     return FeedForwardRule("mlp.dense_1", "mlp.dense_2", "mlp_dim", attention="mha",
                            heads_key="num_heads")
+
+
+class GatedFeedForwardRule(LayerRule):
+    """A KerasHub decoder block with a gated feed-forward network (SwiGLU,
+    GeGLU: `down(act(gate(x)) * up(x))`): a neuron is one column of the
+    gate and up kernels (and biases) and one row of the down kernel, so
+    they go together. The block's width is the backbone's
+    `intermediate_dim`, `per_neuron` times the neurons (Gemma counts both
+    branches: 2). The attention heads (grouped-query) are not removable
+    here yet.
+
+    Args:
+        gate, up, down: attribute paths of the three projections.
+        per_neuron: `intermediate_dim` per neuron.
+    """
+
+    def __init__(self, gate, up, down, per_neuron=1):
+        self.gate, self.up, self.down, self.per_neuron = gate, up, down, per_neuron
+
+    def width_groups(self, layer):
+        gate, up, down = (sub_layer(layer, path) for path in (self.gate, self.up, self.down))
+        members = [(gate.kernel, -1), (bias_of(gate), 0), (up.kernel, -1), (bias_of(up), 0),
+                   (down.kernel, 0)]
+        return [WidthGroup("ffn", layer, [m for m in members if m[0] is not None],
+                           [(down.kernel, 0)], probe=(down, "input", -1))]
+
+    def resize(self, layer, kept):
+        (indices,) = kept.values()
+        return {"intermediate_dim": int(len(indices)) * self.per_neuron}, kept
+
+    def __repr__(self):
+        return (f"GatedFeedForwardRule({self.gate!r}, {self.up!r}, {self.down!r}, "
+                f"per_neuron={self.per_neuron})")
+
+
+# Decoder block class -> (gate, up, down, per_neuron), keras-hub 0.32.0.
+_GATED = {
+    "LlamaTransformerDecoder": ("_feedforward_gate_dense", "_feedforward_intermediate_dense",
+                                "_feedforward_output_dense", 1),
+    "MistralTransformerDecoder": ("_feedforward_gate_dense",
+                                  "_feedforward_intermediate_dense",
+                                  "_feedforward_output_dense", 1),
+    "QwenTransformerDecoder": ("_feedforward_gate_dense", "_feedforward_intermediate_dense",
+                               "_feedforward_output_dense", 1),
+    "Qwen3TransformerDecoder": ("_feedforward_gate_dense",
+                                "_feedforward_intermediate_dense",
+                                "_feedforward_output_dense", 1),
+    "Phi3Decoder": ("feedforward_gate_dense", "feedforward_intermediate_dense",
+                    "feedforward_output_dense", 1),
+    "GemmaDecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 2),
+    "Gemma3DecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 1),
+    "Gemma4TextDecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 1),
+    "SmolLM3DecoderLayer": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", 1),
+}
 
 
 class DepthRule:
@@ -157,6 +214,9 @@ def depth_rule(backbone):
 
 
 def _register_builtins():
+    for name, (gate, up, down, per_neuron) in _GATED.items():
+        register_rule_by_name(walk.hub_class_path(name),
+                              GatedFeedForwardRule(gate, up, down, per_neuron))
     # Learned positions `[sequence, hidden]`, looked up like a token table.
     register_rule_by_name(walk.hub_class_path("PositionEmbedding"),
                           WeightsRule(("embeddings",)))
