@@ -163,10 +163,13 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
     kinds = {_kind(space) for space in spaces}
     for kind, fraction in fractions.items():
         if fraction > 0 and kind not in kinds:
+            fixed = sorted({s.width[1].fixed for s in spaces if s.width is not None
+                            and s.width[1].name == kind and s.width[1].fixed})
             raise ValueError(
                 f"`{kind}={fraction}` was given, but model {model.name!r} has no "
                 f"{_NOUNS[kind]} that prune_width can remove"
-                + (" (no feed-forward block: a Dense -> Dense pair, or a layer with a "
+                + (f": {'; '.join(fixed)}" if fixed else
+                   " (no feed-forward block: a Dense -> Dense pair, or a layer with a "
                    "width rule such as KerasHub's TransformerEncoder)" if kind == "ffn"
                    else " (no MultiHeadAttention, plain or inside a KerasHub block, "
                    "whose heads can be rebuilt)")

@@ -272,3 +272,46 @@ def test_heads_that_the_config_cannot_say_give_a_plain_model_with_a_warning():
     assert type(small) is keras.Model or type(small).__name__ == "Functional"
     masked = to_numpy(kp.strip_pruning(pruned).predict(x, verbose=0))
     assert_close(small.predict(x, verbose=0), masked, atol=1e-5 * np.abs(masked).max())
+
+
+# -- width: query heads inside key/value groups ---------------------------
+@pytest.mark.parametrize("family", ["Gemma", pytest.param("Qwen3", marks=pytest.mark.slow),
+                                    pytest.param("Gemma3", marks=pytest.mark.slow)])
+def test_query_heads_go_evenly_from_every_key_value_group(family):
+    task = causal_lm(family, num_query_heads=8, num_key_value_heads=2)
+    x = token_batch(task)
+    small = kp.prune_width(task, ffn=0.5, heads=0.5, data=[x])
+    config = small.backbone.get_config()
+    assert type(small) is type(task)
+    assert (config["num_query_heads"], config["num_key_value_heads"]) == (4, 2)
+    # Slot j is the j-th query head of each group (4 per group): the kept
+    # heads are the same slots in both groups, in order.
+    attention = "attention" if family.startswith("Gemma") else "_self_attention_layer"
+    query = "query_dense" if family.startswith("Gemma") else "_query_dense"
+    axis = 0 if family.startswith("Gemma") else 1
+
+    def kernel(model):
+        block = model.backbone.transformer_layers[0]
+        return to_numpy(getattr(getattr(block, attention), query).kernel)
+
+    before, after = kernel(task), kernel(small)
+    heads = [h for h in range(8) if any(
+        np.array_equal(np.take(after, [k], axis), np.take(before, [h], axis)) for k in range(4))]
+    assert len(heads) == 4 and sorted(h % 4 for h in heads[:2]) == sorted(h % 4 for h in heads[2:])
+    assert [h // 4 for h in heads] == [0, 0, 1, 1]
+    # Progressive: channel masks over slots, then shrink, exact.
+    pruned = kp.prune_low_magnitude(task, SCHEDULE, structure="channel")
+    _fit(pruned, x)
+    shrunk = kp.shrink(pruned)
+    assert shrunk.backbone.get_config()["num_query_heads"] == 4
+    masked = to_numpy(kp.strip_pruning(pruned).predict(x, verbose=0))
+    assert_close(shrunk.predict(x, verbose=0), masked, atol=1e-5 * np.abs(masked).max())
+
+
+def test_heads_of_a_family_that_derives_its_head_size_are_refused_with_the_reason():
+    task = causal_lm("Llama3")
+    with pytest.raises(ValueError, match=r"`heads=0\.5` was given, but model "
+                                         r"'llama3_causal_lm\w*' has no attention heads that "
+                                         r"prune_width can remove: Llama derives its head "
+                                         r"size from `hidden_dim // num_query_heads`"):
+        kp.prune_width(task, heads=0.5, importance="magnitude")

@@ -2,6 +2,8 @@
 (which imports TensorFlow) is imported only by users of its models.
 Checked against keras-hub 0.32.0."""
 
+import numpy as np
+
 from keras_progprune import walk
 from keras_progprune.rules.base import CLASS
 from keras_progprune.rules.base import LayerRule
@@ -81,55 +83,114 @@ def _vit_block_rule():
 
 class GatedFeedForwardRule(LayerRule):
     """A KerasHub decoder block with a gated feed-forward network (SwiGLU,
-    GeGLU: `down(act(gate(x)) * up(x))`): a neuron is one column of the
-    gate and up kernels (and biases) and one row of the down kernel, so
-    they go together. The block's width is the backbone's
-    `intermediate_dim`, `per_neuron` times the neurons (Gemma counts both
-    branches: 2). The attention heads (grouped-query) are not removable
-    here yet.
+    GeGLU: `down(act(gate(x)) * up(x))`) and grouped-query attention.
+
+    Feed-forward: a neuron is one column of the gate and up kernels (and
+    biases) and one row of the down kernel, so they go together. The width
+    is the backbone's `intermediate_dim`, `per_neuron` times the neurons
+    (Gemma counts both branches: 2).
+
+    Heads (`attention` given): `num_query_heads` query heads share
+    `num_key_value_heads` key/value heads, `g` query heads per group. A
+    channel is a query-head *slot*: slot `j` owns the `j`-th query head of
+    every group (its query kernel slice and its rows of the output
+    kernel). Removing slots removes the same number of query heads from
+    every group and keeps every key/value head, as Minitron does; the
+    groups stay contiguous, so the result is exact. The slots are ranked
+    across groups (one choice for all of them), not group by group.
 
     Args:
         gate, up, down: attribute paths of the three projections.
         per_neuron: `intermediate_dim` per neuron.
+        attention: optional attribute path of the attention layer; its
+            `query` and `output` EinsumDense sublayers are read.
+        query, output: their attribute names in the attention layer.
+        heads_axis: the heads axis of the query kernel.
+        heads_fixed: None where the backbone's config can say fewer query
+            heads of the same size (it has `head_dim`), else why not.
     """
 
-    def __init__(self, gate, up, down, per_neuron=1):
+    def __init__(self, gate, up, down, per_neuron=1, attention=None, query="query_dense",
+                 output="output_dense", heads_axis=0, heads_fixed=None):
         self.gate, self.up, self.down, self.per_neuron = gate, up, down, per_neuron
+        self.attention, self.query, self.output = attention, query, output
+        self.heads_axis, self.heads_fixed = heads_axis, heads_fixed
 
     def width_groups(self, layer):
         gate, up, down = (sub_layer(layer, path) for path in (self.gate, self.up, self.down))
         members = [(gate.kernel, -1), (bias_of(gate), 0), (up.kernel, -1), (bias_of(up), 0),
                    (down.kernel, 0)]
-        return [WidthGroup("ffn", layer, [m for m in members if m[0] is not None],
-                           [(down.kernel, 0)], probe=(down, "input", -1))]
+        groups = [WidthGroup("ffn", layer, [m for m in members if m[0] is not None],
+                             [(down.kernel, 0)], probe=(down, "input", -1))]
+        if self.attention is not None:
+            groups.append(self._heads(layer))
+        return groups
+
+    def _heads(self, layer):
+        attention = sub_layer(layer, self.attention)
+        query = sub_layer(attention, self.query)
+        output = sub_layer(attention, self.output)
+        heads = int(query.kernel.shape[self.heads_axis])
+        groups = int(layer.num_key_value_heads if hasattr(layer, "num_key_value_heads")
+                     else attention.num_key_value_heads)
+        per_group = heads // groups
+        slot = np.arange(heads) % per_group  # query head -> its slot in its group
+        members = [(query.kernel, self.heads_axis, slot), (output.kernel, 0, slot)]
+        if bias_of(query) is not None:
+            members.append((query.bias, 0, slot))
+        return WidthGroup("heads", layer, members, [(output.kernel, 0, slot)],
+                          probe=(output, "input", -2, slot), fixed=self.heads_fixed,
+                          size=per_group)
 
     def resize(self, layer, kept):
-        (indices,) = kept.values()
-        return {"intermediate_dim": int(len(indices)) * self.per_neuron}, kept
+        overrides = {}
+        for label, indices in kept.items():
+            if label.endswith("/ffn"):
+                overrides["intermediate_dim"] = int(len(indices)) * self.per_neuron
+            else:
+                groups = [g for g in self.width_groups(layer) if g.label == label][0]
+                total = int(groups.members[0].variable.shape[self.heads_axis])
+                overrides["num_query_heads"] = total // groups.size * int(len(indices))
+        return overrides, kept
 
     def __repr__(self):
         return (f"GatedFeedForwardRule({self.gate!r}, {self.up!r}, {self.down!r}, "
-                f"per_neuron={self.per_neuron})")
+                f"per_neuron={self.per_neuron}, attention={self.attention!r})")
 
 
-# Decoder block class -> (gate, up, down, per_neuron), keras-hub 0.32.0.
+_DERIVED = ("{} derives its head size from `hidden_dim // num_query_heads`, so fewer "
+            "query heads can't be said in its config (a subclass with `head_dim` is "
+            "not written yet)")
+
+# Decoder block class -> (gate, up, down, per_neuron, attention, query, output,
+# heads_axis, heads_fixed); keras-hub 0.32.0.
 _GATED = {
     "LlamaTransformerDecoder": ("_feedforward_gate_dense", "_feedforward_intermediate_dense",
-                                "_feedforward_output_dense", 1),
+                                "_feedforward_output_dense", 1, "_self_attention_layer",
+                                "_query_dense", "_output_dense", 1, _DERIVED.format("Llama")),
     "MistralTransformerDecoder": ("_feedforward_gate_dense",
                                   "_feedforward_intermediate_dense",
-                                  "_feedforward_output_dense", 1),
+                                  "_feedforward_output_dense", 1, "_self_attention_layer",
+                                  "_query_dense", "_output_dense", 1,
+                                  _DERIVED.format("Mistral")),
     "QwenTransformerDecoder": ("_feedforward_gate_dense", "_feedforward_intermediate_dense",
-                               "_feedforward_output_dense", 1),
+                               "_feedforward_output_dense", 1, "_self_attention_layer",
+                               "_query_dense", "_output_dense", 1, _DERIVED.format("Qwen")),
     "Qwen3TransformerDecoder": ("_feedforward_gate_dense",
                                 "_feedforward_intermediate_dense",
-                                "_feedforward_output_dense", 1),
+                                "_feedforward_output_dense", 1, "_self_attention_layer",
+                                "_query_dense", "_output_dense", 1, None),
     "Phi3Decoder": ("feedforward_gate_dense", "feedforward_intermediate_dense",
-                    "feedforward_output_dense", 1),
-    "GemmaDecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 2),
-    "Gemma3DecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 1),
-    "Gemma4TextDecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 1),
-    "SmolLM3DecoderLayer": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", 1),
+                    "feedforward_output_dense", 1, "attention", "query_dense",
+                    "output_dense", 1, _DERIVED.format("Phi-3")),
+    "GemmaDecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 2, "attention",
+                          "query_dense", "output_dense", 0, None),
+    "Gemma3DecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 1, "attention",
+                           "query_dense", "output_dense", 0, None),
+    "Gemma4TextDecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 1, None,
+                               None, None, 0, None),
+    "SmolLM3DecoderLayer": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", 1, None, None,
+                            None, 0, None),
 }
 
 
@@ -214,9 +275,10 @@ def depth_rule(backbone):
 
 
 def _register_builtins():
-    for name, (gate, up, down, per_neuron) in _GATED.items():
-        register_rule_by_name(walk.hub_class_path(name),
-                              GatedFeedForwardRule(gate, up, down, per_neuron))
+    for name, (gate, up, down, per_neuron, attention, query, output, axis,
+               fixed) in _GATED.items():
+        register_rule_by_name(walk.hub_class_path(name), GatedFeedForwardRule(
+            gate, up, down, per_neuron, attention, query, output, axis, fixed))
     # Learned positions `[sequence, hidden]`, looked up like a token table.
     register_rule_by_name(walk.hub_class_path("PositionEmbedding"),
                           WeightsRule(("embeddings",)))
