@@ -324,30 +324,32 @@ class PruningWrapper(keras.layers.Wrapper):
         self.settle()
         super().save_own_variables(store)
 
-    def call(self, inputs, *args, training=None, mask=None, **kwargs):
-        if training and not self._armed:
-            raise training_without_callback_error(self.layer.name)
+    def _context(self, kwargs, training, mask):
+        """`kwargs` plus `training` and `mask`, each where it is given and
+        the wrapped layer's `call` takes it."""
         if self._accepts is None:  # inspect.signature is slow: once per wrapper
             self._accepts = {name: walk.call_accepts(self.layer, name)
                              for name in ("training", "mask")}
-        if training is not None and self._accepts["training"]:
-            kwargs["training"] = training
-        if mask is not None and self._accepts["mask"]:
-            kwargs["mask"] = mask
+        for name, value in (("training", training), ("mask", mask)):
+            if value is not None and self._accepts[name]:
+                kwargs[name] = value
+        return kwargs
+
+    def call(self, inputs, *args, training=None, mask=None, **kwargs):
+        if training and not self._armed:
+            raise training_without_callback_error(self.layer.name)
+        kwargs = self._context(kwargs, training, mask)
         pairs = [(w, keras.ops.multiply(w, keep))
                  for w, keep in zip(self._pruned_weights, self._pruning_masks)]
         with Substituted(self.layer, pairs, self._other_variables):
             return self.layer(inputs, *args, **kwargs)
 
-    def compute_output_spec(self, *args, **kwargs):
+    def compute_output_spec(self, *args, training=None, mask=None, **kwargs):
         # The layer's own answer: masks change no shape, and a layer with its
         # own `compute_output_shape` (KerasHub's PositionEmbedding) may not
         # trace symbolically (under JAX, its shape checks are inconclusive).
-        for name in ("training", "mask"):
-            if name in kwargs and (kwargs[name] is None
-                                   or not walk.call_accepts(self.layer, name)):
-                kwargs.pop(name)
-        return self.layer.compute_output_spec(*args, **kwargs)
+        return self.layer.compute_output_spec(
+            *args, **self._context(kwargs, training, mask))
 
     def get_build_config(self):
         # The inner layer's own shapes: layers built from several inputs

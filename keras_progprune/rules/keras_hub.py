@@ -148,9 +148,9 @@ class GatedFeedForwardRule(LayerRule):
             if label.endswith("/ffn"):
                 overrides["intermediate_dim"] = int(len(indices)) * self.per_neuron
             else:
-                groups = [g for g in self.width_groups(layer) if g.label == label][0]
-                total = int(groups.members[0].variable.shape[self.heads_axis])
-                overrides["num_query_heads"] = total // groups.size * int(len(indices))
+                group = self._heads(layer)
+                total = int(group.members[0].variable.shape[self.heads_axis])
+                overrides["num_query_heads"] = total // group.size * int(len(indices))
         return overrides, kept
 
     def __repr__(self):
