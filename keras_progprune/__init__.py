@@ -44,6 +44,7 @@ from keras_progprune.rules import FeedForwardRule
 from keras_progprune.rules import LayerRule
 from keras_progprune.rules import WidthGroup
 from keras_progprune.rules import register_layer_rule
+from keras_progprune.rules.keras_hub import attention_units
 from keras_progprune.width import prune_width
 from keras_progprune.depth import prune_depth
 
@@ -110,6 +111,7 @@ __all__ = [
     "prune_low_magnitude",
     "prune_width",
     "prune_depth",
+    "attention_units",
     "register_layer_rule",
     "save_model",
     "shrink",

@@ -20,7 +20,10 @@ module itself only when KerasHub is already imported: KerasHub imports
 TensorFlow); the SavedModel export needs neither package.
 """
 
+import math
+
 import keras
+import keras_hub
 from keras_hub.layers import TransformerDecoder
 from keras_hub.layers import TransformerEncoder
 
@@ -109,3 +112,144 @@ class HeadSizedViTEncoder(_HeadDim, ViTEncoder):
         if self.head_dim is not None:
             for block in self.encoder_layers:
                 _swap_attention(block, "mha", self.head_dim, (None, None, self.hidden_dim))
+
+
+# -- decoder LLMs whose attention derives its head size -------------------
+# keras-hub 0.32.0: Llama's, Llama 3's, Qwen 2.5's and Phi-3's attention
+# builds its projections with `hidden_dim // num_query_heads`, and their
+# CausalLM sizes the generation cache the same way. The subclasses below
+# take `head_dim`; with it, each block's query, key, value and output
+# projections are made again at that size after KerasHub builds them (in
+# their tracking slots), and the task's cache uses it.
+
+
+def _resize_heads(block, head_dim):
+    """Remakes the projections of `block`'s attention (the one sublayer
+    whose class name ends in "Attention") for heads of `head_dim`: each
+    EinsumDense that gives `[..., heads, head_dim]` (query, key, value) and
+    the one that reads `[..., heads, head_dim]` (output)."""
+    attention = next(v for v in vars(block).values()
+                     if type(v).__name__.endswith("Attention"))
+    einsums = {name: v for name, v in vars(attention).items()
+               if isinstance(v, keras.layers.EinsumDense)}
+    hidden = heads = None
+    for name, old in einsums.items():
+        config = old.get_config()
+        if len(config["output_shape"]) == 3:  # (None, heads, head_dim)
+            config["output_shape"] = [*config["output_shape"][:-1], int(head_dim)]
+            new = type(old).from_config(config)
+            hidden = int(old.kernel.shape[0])
+            new.build((None, None, hidden))
+            walk.replace_sublayer(attention, name, new)
+            if "query" in name:
+                heads = int(config["output_shape"][1])
+    for name, old in einsums.items():
+        if len(old.get_config()["output_shape"]) == 2:  # (None, hidden)
+            new = type(old).from_config(old.get_config())
+            new.build((None, None, heads, int(head_dim)))
+            walk.replace_sublayer(attention, name, new)
+    attention._inv_norm_factor = 1.0 / math.sqrt(head_dim)
+
+
+class _HeadSizedBackbone:
+    """Adds `head_dim` (None: KerasHub's `hidden_dim // num_query_heads`)
+    to a grouped-query decoder backbone."""
+
+    def __init__(self, *args, head_dim=None, **kwargs):
+        if head_dim is not None and (not isinstance(head_dim, int) or head_dim < 1):
+            raise ValueError(
+                f"`head_dim` must be a positive int or None. Received: head_dim={head_dim!r}.")
+        super().__init__(*args, **kwargs)
+        self.head_dim = head_dim
+        if head_dim is not None:
+            for block in self.transformer_layers:
+                _resize_heads(block, head_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "head_dim": self.head_dim}
+
+
+class _HeadSizedCausalLM:
+    """Sizes the generation cache by the backbone's `head_dim`."""
+
+    def _build_cache(self, token_ids):
+        backbone = self.backbone
+        head_dim = backbone.head_dim or backbone.hidden_dim // backbone.num_query_heads
+        shape = [keras.ops.shape(token_ids)[0], backbone.num_layers, 2,
+                 keras.ops.shape(token_ids)[1], backbone.num_key_value_heads, head_dim]
+        cache = keras.ops.zeros(shape, dtype=self.compute_dtype)
+        _, hidden_states, cache = self.call_with_cache(token_ids, cache, 0)
+        return hidden_states, cache
+
+
+_register = keras.saving.register_keras_serializable(package="keras_progprune")
+
+
+@_register
+class HeadSizedLlamaBackbone(_HeadSizedBackbone, keras_hub.models.LlamaBackbone):
+    """KerasHub's `LlamaBackbone` with an explicit `head_dim`."""
+
+
+@_register
+class HeadSizedLlama3Backbone(_HeadSizedBackbone, keras_hub.models.Llama3Backbone):
+    """KerasHub's `Llama3Backbone` with an explicit `head_dim`."""
+
+
+@_register
+class HeadSizedQwenBackbone(_HeadSizedBackbone, keras_hub.models.QwenBackbone):
+    """KerasHub's `QwenBackbone` (Qwen 2 and 2.5) with an explicit `head_dim`."""
+
+
+@_register
+class HeadSizedPhi3Backbone(_HeadSizedBackbone, keras_hub.models.Phi3Backbone):
+    """KerasHub's `Phi3Backbone` with an explicit `head_dim`."""
+
+
+@_register
+class HeadSizedLlamaCausalLM(_HeadSizedCausalLM, keras_hub.models.LlamaCausalLM):
+    """KerasHub's `LlamaCausalLM` around a `HeadSizedLlamaBackbone`."""
+
+
+@_register
+class HeadSizedLlama3CausalLM(_HeadSizedCausalLM, keras_hub.models.Llama3CausalLM):
+    """KerasHub's `Llama3CausalLM` around a `HeadSizedLlama3Backbone`."""
+
+
+@_register
+class HeadSizedQwenCausalLM(_HeadSizedCausalLM, keras_hub.models.QwenCausalLM):
+    """KerasHub's `QwenCausalLM` around a `HeadSizedQwenBackbone`."""
+
+
+@_register
+class HeadSizedPhi3CausalLM(_HeadSizedCausalLM, keras_hub.models.Phi3CausalLM):
+    """KerasHub's `Phi3CausalLM` around a `HeadSizedPhi3Backbone`."""
+
+
+# KerasHub backbone class name -> (its head-sized subclass, {task class name:
+# the task's subclass}).
+_HEAD_SIZED = {
+    "LlamaBackbone": (HeadSizedLlamaBackbone, {"LlamaCausalLM": HeadSizedLlamaCausalLM}),
+    "Llama3Backbone": (HeadSizedLlama3Backbone,
+                       {"Llama3CausalLM": HeadSizedLlama3CausalLM}),
+    "QwenBackbone": (HeadSizedQwenBackbone, {"QwenCausalLM": HeadSizedQwenCausalLM}),
+    "Phi3Backbone": (HeadSizedPhi3Backbone, {"Phi3CausalLM": HeadSizedPhi3CausalLM}),
+}
+
+
+def head_sized(backbone_class, task_class=None):
+    """`(backbone class, task class or None)` that can say `head_dim`, for
+    a KerasHub backbone class (and its task's), or None where there is
+    none."""
+    for cls in backbone_class.__mro__:
+        if issubclass(cls, _HeadSizedBackbone):
+            break
+        if cls.__name__ in _HEAD_SIZED:
+            new, tasks = _HEAD_SIZED[cls.__name__]
+            if task_class is None:
+                return new, None
+            task = tasks.get(task_class.__name__)
+            return None if task is None else (new, task)
+    else:
+        return None
+    # Already head-sized: its own classes.
+    return backbone_class, task_class

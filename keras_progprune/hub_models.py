@@ -33,7 +33,7 @@ def is_hub_model(model):
     """Whether `model` is a KerasHub task or backbone (a class from the
     `keras_hub` package with a graph)."""
     return (isinstance(model, keras.Model) and walk.is_graph_model(model)
-            and type(model).__module__.split(".")[0] == "keras_hub"
+            and any(c.__module__.split(".")[0] == "keras_hub" for c in type(model).__mro__)
             and (is_task(model) or hasattr(model, "token_embedding")
                  or _is_backbone(model)))
 
@@ -59,7 +59,7 @@ def graphs(model):
     return [model, model.backbone] if is_task(model) else [model]
 
 
-def remade(model, backbone_config=None):
+def remade(model, backbone_config=None, classes=None):
     """A new model of `model`'s class made from its config, with fresh
     weights: its backbone from the backbone's config updated with
     `backbone_config`, and a task around it with `model`'s preprocessor.
@@ -68,16 +68,19 @@ def remade(model, backbone_config=None):
         model: a KerasHub task or backbone (wrapped layers in it are read
             as their inner layers: the config is KerasHub's).
         backbone_config: optional dict of backbone config values to change.
+        classes: optional `(backbone class, task class)` to make instead
+            of the model's own (subclasses that take more config keys).
     """
     backbone = backbone_of(model)
+    backbone_class, task_class = classes or (type(backbone), type(model))
     config = {**type(backbone).get_config(backbone), **(backbone_config or {})}
-    new_backbone = type(backbone).from_config(config)
+    new_backbone = backbone_class.from_config(config)
     if not is_task(model):
         return new_backbone
     task_config = {k: v for k, v in type(model).get_config(model).items()
                    if k not in ("backbone", "preprocessor")}
-    return type(model).from_config({**task_config, "backbone": new_backbone,
-                                    "preprocessor": model.preprocessor})
+    return task_class.from_config({**task_config, "backbone": new_backbone,
+                                   "preprocessor": model.preprocessor})
 
 
 def pairs(model, new, renames=None):
@@ -142,23 +145,26 @@ def _plain(layer, weights_of):
     return found
 
 
-def copied(model, weights_of=None, backbone_config=None, renames=None, values_of=None):
+def copied(model, weights_of=None, backbone_config=None, renames=None, values_of=None,
+           classes=None):
     """`(new, pairs)`: `remade(model, backbone_config)` with each layer's
     weights copied from its pair in `model` (`plain_weights`: a wrapped
     layer's through `weights_of(wrapper)`), cast to each variable's dtype.
-    `renames(new)` gives `pairs`'s renames; `values_of(old)`, when given
-    and not None, gives a layer's new weights instead (`shrink`'s slices).
+    `renames(new)` gives `pairs`'s renames; `values_of(old, new layer)`,
+    when given and not None, gives a layer's new weights instead
+    (`shrink`'s slices);
+    `classes` as for `remade`.
 
     Raises:
         ValueError: if a variable of the new model was not set (a layer
             that the pairing by name could not reach), rather than leave
             it at its random initial value.
     """
-    new = remade(model, backbone_config)
+    new = remade(model, backbone_config, classes)
     found = pairs(model, new, renames(new) if renames else None)
     set_ids = set()
     for old, layer in found:
-        values = values_of(old) if values_of is not None else None
+        values = values_of(old, layer) if values_of is not None else None
         if values is None:
             values = plain_weights(old, weights_of)
         if len(values) != len(layer.weights):
@@ -180,7 +186,9 @@ def copied(model, weights_of=None, backbone_config=None, renames=None, values_of
 
 def shrunk(model, changes):
     """`model` (a KerasHub task or backbone without wrappers) made again
-    smaller, or None when its class can't say the new shape.
+    smaller, or None when its class can't say the new shape. A family
+    whose config derives the head size (Llama, Qwen 2.5, Phi-3) becomes
+    its `hub_layers` subclass with `head_dim` when its heads change.
 
     Args:
         changes: `{id(layer): (config overrides, new weights or None)}`
@@ -196,11 +204,13 @@ def shrunk(model, changes):
     config = backbone.get_config()
     merged = {}
     for layer in graphs(model)[-1].layers:
-        overrides = changes.get(id(layer), ({}, None))[0]
-        for key, value in overrides.items():
-            if key not in config:
-                return None  # a key of the block alone (a head size): not this class
+        for key, value in changes.get(id(layer), ({}, None))[0].items():
             merged.setdefault(key, {})[layer.name] = value
+    classes = None
+    if any(key not in config for key in merged):
+        classes = head_sized_classes(model) if set(merged) - set(config) == {"head_dim"} else None
+        if classes is None:
+            return None  # a key of the block alone (a head size): not this class
     for key, values in merged.items():
         if len(set(values.values())) > 1:
             raise ValueError(
@@ -210,8 +220,21 @@ def shrunk(model, changes):
                 "`kp.prune_width`, which removes the same fraction in every block.")
     new, _ = copied(model, backbone_config={k: next(iter(v.values()))
                                             for k, v in merged.items()},
-                    values_of=lambda old: changes.get(id(old), ({}, None))[1])
+                    values_of=lambda old, _: changes.get(id(old), ({}, None))[1],
+                    classes=classes)
     return new
+
+
+def head_sized_classes(model):
+    """`(backbone class, task class)` of `model`'s family that say
+    `head_dim` (`hub_layers`), or None where there are none."""
+    from keras_progprune import hub_layers  # noqa: PLC0415 (imports KerasHub)
+
+    backbone = backbone_of(model)
+    found = hub_layers.head_sized(type(backbone), type(model) if is_task(model) else None)
+    if found is None:
+        return None
+    return found if is_task(model) else (found[0], found[0])
 
 
 def wrapped(model, wrap, chosen):

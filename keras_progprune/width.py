@@ -15,10 +15,11 @@ What counts as a block's width:
   space made by one Dense layer and read only by Dense layers (the
   `Dense(ff) -> Dense(hidden)` of a hand-written block);
 - attention heads: the heads of every `MultiHeadAttention` (plain, or
-  inside a KerasHub block).
-
-The hidden width (the residual stream) is never touched: it runs through
-every LayerNormalization, so removing part of it can't be exact.
+  inside a KerasHub block), and in a grouped-query block the query-head
+  slots (`heads`) or whole key/value groups (`kv_heads`);
+- hidden channels (the residual stream) of a KerasHub decoder, only when
+  asked for (`hidden.py`): it runs through every normalization layer, so
+  removing part of it is never exact.
 """
 
 import numpy as np
@@ -27,18 +28,22 @@ import keras
 from keras import ops
 
 from keras_progprune import engine
+from keras_progprune import hidden as hidden_lib
 from keras_progprune import importance as importance_lib
 from keras_progprune import prune
+from keras_progprune import rules
 from keras_progprune import schedules
 from keras_progprune import wrapper as wrapper_lib
 from keras_progprune import walk
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import shrink as shrink_lib
+from keras_progprune.rules import keras_hub as hub_rules
 
 
 def _kind(space):
-    """`"ffn"` or `"heads"` for a space `prune_width` can remove channels of
-    (a width group, or a plain Dense feed-forward space), else None."""
+    """`"ffn"`, `"heads"` or `"kv_heads"` for a space `prune_width` can
+    remove channels of (a width group, or a plain Dense feed-forward
+    space), else None."""
     if space.width is not None:
         _, group = space.width
         return None if group.fixed or space.frozen else group.name
@@ -67,25 +72,43 @@ def check_fraction(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
             0.0 <= float(value) < 1.0):
         raise ValueError(
-            f"`{name}` is the fraction of each block's {_NOUNS[name.split('_')[-1]]} "
-            f"to remove and must be in [0, 1). Received: {name}={value!r}.")
+            f"`{name}` is the fraction of each block's {_NOUNS[name]} to remove and must "
+            f"be in [0, 1). Received: {name}={value!r}.")
     return float(value)
 
 
-_NOUNS = {"ffn": "feed-forward neurons", "heads": "attention heads"}
+_NOUNS = {"ffn": "feed-forward neurons", "heads": "attention heads",
+          "kv_heads": "key/value groups (with their query heads)",
+          "hidden": "hidden (embedding) channels"}
 
 
-def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
-                batches=None, hidden=0.0):
-    """Removes feed-forward neurons and attention heads of a trained model.
+def prune_width(model, ffn=0.0, heads=0.0, kv_heads=0.0, hidden=0.0, data=None,
+                importance="activation", batches=None):
+    """Removes feed-forward neurons, attention heads, key/value groups and
+    hidden channels of a trained model, as Minitron does.
 
     In every block, the `ffn` fraction of its feed-forward neurons and the
     `heads` fraction of its attention heads with the lowest importance are
     removed, and the model is rebuilt smaller (`kp.shrink`), so it is plain
-    Keras (KerasHub blocks stay KerasHub classes, or become their
-    `keras_progprune.hub_layers` subclasses when heads go). What stays
-    computes exactly what it did: only the removed neurons and heads change
-    the outputs. Recover with distillation (see the README).
+    Keras or KerasHub's own class with a smaller config (see the README's
+    "LLMs" section for which families). What stays computes exactly what
+    it did: only the removed neurons and heads change the outputs. Recover
+    with distillation (see the README).
+
+    With grouped-query attention (Llama, Gemma, Qwen, Mistral, Phi-3),
+    `heads` removes the same number of query heads from every key/value
+    group and keeps every key/value head; `kv_heads` removes whole
+    key/value groups with their query heads. Both are exact. Key/value
+    groups go first, in a pass of their own (with its own calibration),
+    then neurons and query heads.
+
+    `hidden` removes hidden (embedding) channels everywhere in a KerasHub
+    decoder: the token embedding, every block's input and output
+    projections, every normalization scale, and an output head (tied or
+    not). It is **not exact**: each RMSNorm or LayerNorm then averages over
+    fewer channels, and Gemma scales its embeddings by `sqrt(hidden_dim)`.
+    Channels are ranked by the mean absolute output of every normalization
+    layer over `data`, summed (Minitron's ranking), and removed last.
 
     Args:
         model: a trained Sequential or Functional `keras.Model`: a KerasHub
@@ -93,12 +116,21 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
             config, where the config can say the new width), or a plain
             Keras transformer.
         ffn: float in [0, 1), the fraction of each block's feed-forward
-            neurons removed.
+            neurons removed (a gated neuron's gate, up and down slices go
+            together).
         heads: float in [0, 1), the fraction of each attention layer's heads
-            removed.
+            removed; with grouped-query attention, of the query heads of
+            each key/value group, and it must remove a whole number of them
+            (`0.5` of 4 per group, not `0.3`).
+        kv_heads: float in [0, 1), the fraction of each grouped-query
+            block's key/value groups removed with their query heads; a
+            whole number of groups.
+        hidden: float in [0, 1), the fraction of a KerasHub decoder's hidden
+            channels removed (not exact, see above).
         data: the calibration set for `importance="activation"`: a
             `tf.data.Dataset` or an iterable of `(x, y)` batches (or of `x`
-            alone), as for `prune_at_init`. Labels are not used.
+            alone), as for `prune_at_init`. Labels are not used. It is read
+            batch by batch; only per-channel sums are kept.
         importance: `"activation"` (the mean absolute activation of each
             neuron and of each head's output over `data`, as Minitron ranks
             them, read at the channel engine's probes), `"magnitude"` (the
@@ -107,22 +139,24 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
             `kp.importance.Importance` (given `data` and `batches`), or a
             function `(label, kind, magnitude) -> scores` returning one
             score per channel (higher is kept), for a custom ranking.
+            Hidden channels are ranked by `"activation"`, `"magnitude"` (the
+            token embedding's column norms) or the function.
         batches: how many batches of `data` to read (None: all of them;
             give a number for an endless dataset).
-        hidden: must be 0. Removing hidden (residual-stream) channels is
-            never exact, since every LayerNormalization averages over them;
-            it is not offered, so it can't happen by accident.
 
     Returns:
-        A new, smaller `keras.Model`; `model` is not modified.
+        A new, smaller `keras.Model`; `model` is not modified, also when an
+        error is raised.
 
     Raises:
-        ValueError: for a fraction outside [0, 1); `ffn` > 0 on a model
-            with no feed-forward block or `heads` > 0 on one without
-            attention heads it can remove; a fraction that would remove
-            every neuron or head of a block; `importance="activation"`
-            without `data`, or an empty `data`; an unknown `importance`;
-            `hidden` other than 0.
+        ValueError: for a fraction outside [0, 1); `ffn`, `heads` or
+            `kv_heads` > 0 on a model without them (naming why, or the
+            class that lacks a rule); a fraction that would remove every
+            neuron or head of a block, or that doesn't split evenly over
+            the key/value groups; `hidden` > 0 on a model without a
+            residual stream that this package can rebuild;
+            `importance="activation"` without `data`, or an empty `data`;
+            an unknown `importance`.
 
     Examples:
         >>> import keras, numpy as np, keras_progprune as kp
@@ -135,13 +169,9 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
         >>> small.get_layer("up").units, small.get_layer("mha").num_heads
         (8, 2)
     """
-    if hidden:
-        raise ValueError(
-            "Pruning the hidden width (the residual stream) is not offered: every "
-            "LayerNormalization averages over those channels, so removing any is "
-            "never exact, and it would need distillation to recover. Prune `ffn` "
-            f"and `heads` instead. Received: hidden={hidden!r}.")
-    fractions = {"ffn": check_fraction("ffn", ffn), "heads": check_fraction("heads", heads)}
+    fractions = {name: check_fraction(name, value) for name, value in
+                 (("ffn", ffn), ("heads", heads), ("kv_heads", kv_heads),
+                  ("hidden", hidden))}
     if not (importance in importance_lib.names() or callable(importance)
             or isinstance(importance, importance_lib.Importance)):
         raise ValueError(
@@ -157,31 +187,84 @@ def prune_width(model, ffn=0.0, heads=0.0, data=None, importance="activation",
     if not isinstance(model, keras.Model) or not walk.is_graph_model(model):
         raise ValueError(
             "`prune_width` takes a Sequential or Functional keras.Model (KerasHub "
-            f"backbones are). Received: model={model!r} of type {type(model).__name__}.")
+            f"backbones and tasks are). Received: model={model!r} of type "
+            f"{type(model).__name__}.")
+    if fractions["hidden"]:
+        hidden_lib.check_model(model, fractions["hidden"], importance)
     plain = prune.strip_pruning(model)  # a copy: the user's model stays as it is
-    spaces = graph_lib.analyze(plain).spaces
+    if fractions["kv_heads"]:
+        with hub_rules.attention_units("kv_heads"):
+            plain = _one_pass(plain, {"kv_heads": fractions["kv_heads"]}, importance,
+                              data, batches)
+    plain = _one_pass(plain, {"ffn": fractions["ffn"], "heads": fractions["heads"]},
+                      importance, data, batches)
+    if fractions["hidden"]:
+        plain = hidden_lib.prune_hidden(plain, fractions["hidden"], importance, data,
+                                        batches)
+    return plain
+
+
+def _without_rule(model):
+    """Names of the classes of the layers that `model`'s graphs call (nested
+    graph models looked into) that hold weights but are neither Keras's own
+    nor covered by a rule: a user's blocks, which the width grouping can't
+    see into."""
+    found = set()
+    for layer in model.layers:
+        if walk.is_graph_model(layer):
+            found |= set(_without_rule(layer))
+        elif (layer.weights and not walk.is_keras_own(layer)
+              and rules.rule_for(layer) is None):
+            found.add(type(layer).__name__)
+    return sorted(found)
+
+
+def _check_spaces(model, spaces, fractions):
+    """Raises unless each fraction > 0 has channels to remove, in whole
+    numbers where the group asks for it, leaving at least one per block."""
+    name = model.name
     kinds = {_kind(space) for space in spaces}
     for kind, fraction in fractions.items():
         if fraction > 0 and kind not in kinds:
             fixed = sorted({s.width[1].fixed for s in spaces if s.width is not None
                             and s.width[1].name == kind and s.width[1].fixed})
             raise ValueError(
-                f"`{kind}={fraction}` was given, but model {model.name!r} has no "
+                f"`{kind}={fraction}` was given, but model {name!r} has no "
                 f"{_NOUNS[kind]} that prune_width can remove"
                 + (f": {'; '.join(fixed)}" if fixed else
                    " (no feed-forward block: a Dense -> Dense pair, or a layer with a "
                    "width rule such as KerasHub's TransformerEncoder)" if kind == "ffn"
                    else " (no MultiHeadAttention, plain or inside a KerasHub block, "
-                   "whose heads can be rebuilt)")
+                   "whose heads can be rebuilt)" if kind == "heads"
+                   else " (no grouped-query attention block with a rule)")
+                + (f". Layers of classes without a rule: {', '.join(_without_rule(model))}"
+                   if _without_rule(model) else "")
                 + f". Pass {kind}=0, or register a rule for your layer with "
                 "kp.register_layer_rule.")
     for space in spaces:
         kind = _kind(space)
-        if kind in fractions and _kept(space, fractions[kind]) < 1:
+        if kind not in fractions or not fractions[kind]:
+            continue
+        fraction, group = fractions[kind], space.width[1] if space.width else None
+        removed = space.size * fraction
+        if group is not None and group.even and abs(removed - round(removed)) > 1e-6:
+            whole = [f"{k / space.size:.4g}" for k in range(1, space.size)]
             raise ValueError(
-                f"`{kind}={fractions[kind]}` would remove every one of the {space.size} "
+                f"`{kind}={fraction}` would remove {removed:.3g} of the {space.size} "
+                f"{group.even} of {_label(space)!r}; only a whole number can go. Use a "
+                f"multiple of 1/{space.size}: {', '.join(whole) or 'none below 1'}.")
+        if _kept(space, fraction) < 1:
+            raise ValueError(
+                f"`{kind}={fraction}` would remove every one of the {space.size} "
                 f"{_NOUNS[kind]} of {_label(space)!r}; a block keeps at least one. Use a "
                 f"fraction below {1 - 0.5 / space.size:.3g}.")
+
+
+def _one_pass(plain, fractions, importance, data, batches):
+    """`plain` (no wrappers) with `fractions` of its width groups removed,
+    ranked by `importance`, shrunk."""
+    spaces = graph_lib.analyze(plain).spaces
+    _check_spaces(plain, spaces, fractions)
     if not any(fractions.values()):
         return plain
     # The channel engine's masks, set once: its groups, scores and probes.

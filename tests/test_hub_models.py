@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import keras_progprune as kp
+from keras_progprune import rules
 from keras_progprune import hub_models
 from keras_progprune import walk
 from keras_progprune import wrapper as wrapper_lib
@@ -308,10 +309,157 @@ def test_query_heads_go_evenly_from_every_key_value_group(family):
     assert_close(shrunk.predict(x, verbose=0), masked, atol=1e-5 * np.abs(masked).max())
 
 
-def test_heads_of_a_family_that_derives_its_head_size_are_refused_with_the_reason():
-    task = causal_lm("Llama3")
-    with pytest.raises(ValueError, match=r"`heads=0\.5` was given, but model "
-                                         r"'llama3_causal_lm\w*' has no attention heads that "
-                                         r"prune_width can remove: Llama derives its head "
-                                         r"size from `hidden_dim // num_query_heads`"):
-        kp.prune_width(task, heads=0.5, importance="magnitude")
+def _masked_and_shrunk(task, x, units):
+    """Progressive channel pruning of `task` with attention `units`, then
+    shrink: `(the shrunk model, the masked model's logits)`."""
+    with kp.attention_units(units):
+        pruned = kp.prune_low_magnitude(task, SCHEDULE, structure="channel")
+        _fit(pruned, x)
+        small = kp.shrink(pruned)
+    return small, to_numpy(kp.strip_pruning(pruned).predict(x, verbose=0))
+
+
+# Llama, Qwen 2.5 and Phi-3 derive their head size; Mistral's config says it.
+DERIVED = {"Llama": "Llama", "Llama3": "Llama3", "Qwen": "Qwen", "Qwen2": "Qwen",
+           "Phi3": "Phi3"}
+
+
+@pytest.mark.parametrize("family", ["Llama3", *[pytest.param(f, marks=pytest.mark.slow)
+                                                for f in ("Llama", "Qwen2", "Phi3",
+                                                          "Mistral")]])
+def test_heads_of_a_family_that_derives_its_head_size_keep_their_size(family, tmp_path):
+    task = causal_lm(family, num_query_heads=8, num_key_value_heads=2)
+    x = token_batch(task)
+    small, masked = _masked_and_shrunk(task, x, "heads")
+    config = small.backbone.get_config()
+    assert (config["num_query_heads"], config["num_key_value_heads"], config["head_dim"]) == (
+        4, 2, 2)
+    if family in DERIVED:  # the smallest subclass that says head_dim
+        assert type(small).__name__ == f"HeadSized{DERIVED[family]}CausalLM"
+        assert isinstance(small, type(task))
+    else:
+        assert type(small) is type(task)
+    assert_close(small.predict(x, verbose=0), masked, atol=1e-5 * np.abs(masked).max())
+    prompt = {"token_ids": x["token_ids"], "padding_mask": np.array([[1] * 3 + [0] * 5] * 2)}
+    small.compile(sampler="greedy")
+    assert to_numpy(small.generate(prompt, stop_token_ids=None)["token_ids"]).shape == (2, 8)
+    path = str(tmp_path / "small.keras")
+    small.save(path)
+    again = kp.load_model(path)
+    assert type(again) is type(small) and again.backbone.head_dim == 2
+    assert_close(again.predict(x, verbose=0), small.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["Gemma", "Llama3",
+                                    *[pytest.param(f, marks=pytest.mark.slow)
+                                      for f in ("Qwen3", "Qwen2", "Phi3", "Mistral")]])
+def test_kv_heads_remove_whole_key_value_groups_with_their_query_heads(family):
+    task = causal_lm(family, num_query_heads=8, num_key_value_heads=4)
+    x = token_batch(task)
+    small = kp.prune_width(task, kv_heads=0.5, data=[x])
+    config = small.backbone.get_config()
+    assert (config["num_query_heads"], config["num_key_value_heads"]) == (4, 2)
+    assert isinstance(small, type(task))
+    # Group g owns query heads 2g and 2g+1: the kept query heads come in
+    # whole groups, matching the kept key heads.
+    rule = rules.rule_for(task.backbone.transformer_layers[0])
+    axis = rule.heads_axis
+
+    def kernels(model, part):
+        return to_numpy(rule.parts(model.backbone.transformer_layers[0])[part].kernel)
+
+    def found(before, after, count):
+        return [h for h in range(count) if any(np.array_equal(
+            np.take(after, [k], axis), np.take(before, [h], axis))
+            for k in range(after.shape[axis]))]
+
+    keys = found(kernels(task, "key"), kernels(small, "key"), 4)
+    queries = found(kernels(task, "query"), kernels(small, "query"), 8)
+    assert len(keys) == 2 and queries == [q for g in keys for q in (2 * g, 2 * g + 1)]
+    shrunk, masked = _masked_and_shrunk(task, x, "kv_heads")
+    assert shrunk.backbone.get_config()["num_key_value_heads"] == 2
+    assert_close(shrunk.predict(x, verbose=0), masked, atol=1e-5 * np.abs(masked).max())
+
+
+def test_kv_heads_and_heads_together_and_the_units_switch():
+    task = causal_lm("Gemma", num_query_heads=8, num_key_value_heads=4)
+    x = token_batch(task)
+    small = kp.prune_width(task, ffn=0.5, heads=0.5, kv_heads=0.5, data=[x])
+    config = small.backbone.get_config()
+    assert (config["num_query_heads"], config["num_key_value_heads"],
+            config["intermediate_dim"]) == (2, 2, 16)
+    groups = rules.width_groups(task.backbone.transformer_layers[0])
+    assert [(g.name, bool(g.fixed)) for g in groups] == [
+        ("ffn", False), ("heads", False), ("kv_heads", True)]
+    assert "kp.prune_width(kv_heads=...)" in groups[2].fixed
+    with kp.attention_units("kv_heads"):
+        groups = rules.width_groups(task.backbone.transformer_layers[0])
+        assert [bool(g.fixed) for g in groups] == [False, True, False]
+    with pytest.raises(ValueError, match=r"`units` must be one of \['heads', 'kv_heads'\]\. "
+                                         r"Received: units='groups'"):
+        with kp.attention_units("groups"):
+            pass
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(heads=0.3), r"`heads=0\.3` would remove 1\.2 of the 4 query heads of each "
+                      r"key/value group of 'decoder_block_0/heads'; only a whole number can "
+                      r"go\. Use a multiple of 1/4: 0\.25, 0\.5, 0\.75"),
+    (dict(kv_heads=0.4), r"`kv_heads=0\.4` would remove 0\.8 of the 2 key/value groups "
+                         r"of 'decoder_block_0/kv_heads'.*Use a multiple of 1/2: 0\.5"),
+    (dict(heads=1.0), r"`heads` is the fraction of each block's attention heads to remove "
+                      r"and must be in \[0, 1\)\. Received: heads=1\.0"),
+    (dict(kv_heads=1), r"`kv_heads` is the fraction of each block's key/value groups"),
+])
+def test_fractions_that_do_not_split_evenly_are_refused(kwargs, message):
+    task = causal_lm("Gemma", num_query_heads=8, num_key_value_heads=2)
+    before = [to_numpy(w) for w in task.weights]
+    with pytest.raises(ValueError, match=message):
+        kp.prune_width(task, importance="magnitude", **kwargs)
+    # Nothing is half-pruned: the user's model is as it was.
+    for w, value in zip(task.weights, before):
+        np.testing.assert_array_equal(to_numpy(w), value)
+
+
+# -- hidden (embedding) channels --------------------------------------------
+@pytest.mark.parametrize("family", ["Llama3", "Gemma",
+                                    *[pytest.param(f, marks=pytest.mark.slow)
+                                      for f in ("Qwen3", "Mistral", "Phi3", "Qwen2")]])
+def test_hidden_channels_go_from_the_embedding_norms_blocks_and_head(family):
+    task = causal_lm(family)
+    x = token_batch(task)
+    small = kp.prune_width(task, hidden=0.25, data=[x])
+    assert isinstance(small, type(task)) and small.backbone.hidden_dim == 12
+    # Ranked by the summed normalization outputs, as Minitron does.
+    from keras_progprune import hidden as hidden_lib  # noqa: PLC0415
+
+    scores = hidden_lib.hidden_scores(task, "activation", [x], None)
+    kept = np.sort(np.argsort(-scores, kind="stable")[:12])
+    table = to_numpy(task.backbone.token_embedding.embeddings)
+    np.testing.assert_array_equal(to_numpy(small.backbone.token_embedding.embeddings),
+                                  table[:, kept])
+    # Every weight keeps its other sizes (the heads keep their size).
+    old_block, new_block = (m.backbone.transformer_layers[0] for m in (task, small))
+    for old, new in zip(old_block.weights, new_block.weights):
+        assert [n for o, n in zip(old.shape, new.shape) if o != n] in ([], [12], [12, 12])
+    # A tied head stays tied: one table.
+    assert small.count_params() < task.count_params()
+    logits = to_numpy(small.predict(x, verbose=0))
+    assert logits.shape == (2, 8, 64) and np.isfinite(logits).all()
+
+
+def test_hidden_is_refused_where_it_cannot_be_rebuilt():
+    with pytest.raises(ValueError, match=r"`hidden=0\.25` removes channels of a residual "
+                                         r"stream, which prune_width rebuilds only in a "
+                                         r"KerasHub decoder.*Received: model 'plain' of type "
+                                         r"Functional\. Pass hidden=0"):
+        inputs = keras.Input((4,))
+        kp.prune_width(keras.Model(inputs, keras.layers.Dense(2)(inputs), name="plain"),
+                       hidden=0.25, importance="magnitude")
+    with pytest.raises(ValueError, match=r"GPT2Backbone can't keep its other sizes with a "
+                                         r"smaller `hidden_dim`: .* would go from"):
+        kp.prune_width(causal_lm("GPT2"), hidden=0.25, importance="magnitude")
+    with pytest.raises(ValueError, match=r"Hidden channels are ranked by "
+                                         r"importance='activation'.*Received: "
+                                         r"importance='snip' with hidden=0\.5"):
+        kp.prune_width(causal_lm("Gemma"), hidden=0.5, importance="snip", data=[{}])

@@ -119,7 +119,13 @@ def test_prune_width_custom_importance_and_batches():
     (dict(ffn=0.5, data=[]), r"`data` gave no batch"),
     (dict(ffn=0.5, data=[1], batches=0), r"`batches` must be a positive int or None\. "
                                          r"Received: batches=0"),
-    (dict(hidden=0.25), r"hidden width \(the residual stream\) is not offered.*never exact.*Received: hidden=0\.25"),
+    (dict(hidden=0.25, importance="magnitude"), r"`hidden=0\.25` removes channels of a "
+                                                r"residual stream.*Received: model .* of "
+                                                r"type Functional\. Pass hidden=0"),
+    (dict(kv_heads=0.5, importance="magnitude"), r"`kv_heads=0\.5` was given, but model "
+                                                 r".* has no key/value groups \(with their "
+                                                 r"query heads\) that prune_width can remove "
+                                                 r"\(no grouped-query attention block"),
 ])
 def test_prune_width_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -487,3 +493,15 @@ def _o_input(layer, x):
     finally:
         del layer.o.call
     return seen[0]
+
+
+def test_prune_width_names_the_classes_without_a_rule():
+    from user_models import TransformerBlock  # noqa: PLC0415 (keras-io's own block)
+
+    inputs = keras.Input((T, D))
+    model = keras.Model(inputs, TransformerBlock(D, 2, 16)(inputs))
+    with pytest.raises(ValueError, match=r"`ffn=0.5` was given, but model .* has no "
+                                         r"feed-forward neurons that prune_width can remove"
+                                         r".*\. Layers of classes without a rule: "
+                                         r"TransformerBlock\. Pass ffn=0, or register a rule"):
+        kp.prune_width(model, ffn=0.5, importance="magnitude")

@@ -136,13 +136,19 @@ class WidthGroup:
             reported).
         size: the number of channels. Defaults to one more than the
             highest channel of the first member.
+        even: None, or what one channel is, when a one-shot fraction must
+            remove a whole number of them (`"query heads of each key/value
+            group"`): `kp.prune_width` then refuses a fraction that doesn't
+            split evenly, rather than round it.
 
     Every reader of a group goes through its members' `channels`: masks,
     scores, probes, `shrink`'s slices and `zero_outputs`.
     """
 
-    def __init__(self, name, owner, members, outputs, probe=None, fixed=None, size=None):
+    def __init__(self, name, owner, members, outputs, probe=None, fixed=None, size=None,
+                 even=None):
         self.name = name
+        self.even = even
         self.owner = owner
         self.members = [_member(m) for m in _present(members)]
         self.outputs = [_member(m) for m in _present(outputs)]

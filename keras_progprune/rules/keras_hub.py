@@ -2,6 +2,9 @@
 (which imports TensorFlow) is imported only by users of its models.
 Checked against keras-hub 0.32.0."""
 
+import contextlib
+import contextvars
+
 import numpy as np
 
 from keras_progprune import walk
@@ -90,24 +93,33 @@ class GatedFeedForwardRule(LayerRule):
     is the backbone's `intermediate_dim`, `per_neuron` times the neurons
     (Gemma counts both branches: 2).
 
-    Heads (`attention` given): `num_query_heads` query heads share
-    `num_key_value_heads` key/value heads, `g` query heads per group. A
-    channel is a query-head *slot*: slot `j` owns the `j`-th query head of
-    every group (its query kernel slice and its rows of the output
-    kernel). Removing slots removes the same number of query heads from
-    every group and keeps every key/value head, as Minitron does; the
-    groups stay contiguous, so the result is exact. The slots are ranked
-    across groups (one choice for all of them), not group by group.
+    Attention (`attention` given): `num_query_heads` query heads share
+    `num_key_value_heads` key/value heads, `g` query heads per group. Two
+    ways to remove them; one is pruned at a time (`attention_units`), the
+    other is reported as fixed:
+
+    - `"heads"` (the default): a channel is a query-head *slot*: slot `j`
+      owns the `j`-th query head of every group (its query kernel slice and
+      its rows of the output kernel). Removing slots removes the same
+      number of query heads from every group and keeps every key/value
+      head, as Minitron does; the slots are ranked across groups (one
+      choice for all of them).
+    - `"kv_heads"`: a channel is a whole key/value group: its key and value
+      heads and its `g` query heads.
+
+    The groups stay contiguous, so either is exact. The backbone's config
+    then says the new counts with the same `head_dim`; a family whose
+    config derives the head size is rebuilt as its `hub_layers` subclass.
 
     Args:
         gate, up, down: attribute paths of the three projections.
         per_neuron: `intermediate_dim` per neuron.
         attention: optional attribute path of the attention layer; its
-            `query` and `output` EinsumDense sublayers are read.
-        query, output: their attribute names in the attention layer.
-        heads_axis: the heads axis of the query kernel.
-        heads_fixed: None where the backbone's config can say fewer query
-            heads of the same size (it has `head_dim`), else why not.
+            query, key, value and output EinsumDense sublayers are read.
+        query, output: their attribute names in the attention layer (the
+            key and value names are the query's with "query" replaced).
+        heads_axis: the heads axis of the query, key and value kernels.
+        heads_fixed: None, or why this block's heads can't be removed.
     """
 
     def __init__(self, gate, up, down, per_neuron=1, attention=None, query="query_dense",
@@ -123,34 +135,77 @@ class GatedFeedForwardRule(LayerRule):
         groups = [WidthGroup("ffn", layer, [m for m in members if m[0] is not None],
                              [(down.kernel, 0)], probe=(down, "input", -1))]
         if self.attention is not None:
-            groups.append(self._heads(layer))
+            groups += [self._heads(layer), self._kv_heads(layer)]
         return groups
 
-    def _heads(self, layer):
+    def parts(self, layer):
+        """`{"query", "key", "value", "output": sublayer}` of the block's
+        attention."""
         attention = sub_layer(layer, self.attention)
-        query = sub_layer(attention, self.query)
-        output = sub_layer(attention, self.output)
-        heads = int(query.kernel.shape[self.heads_axis])
-        groups = int(layer.num_key_value_heads if hasattr(layer, "num_key_value_heads")
-                     else attention.num_key_value_heads)
+        names = {"query": self.query, "key": self.query.replace("query", "key"),
+                 "value": self.query.replace("query", "value"), "output": self.output}
+        return {part: sub_layer(attention, name) for part, name in names.items()}
+
+    def _counts(self, layer):
+        """`(query heads, key/value heads)` of the block."""
+        heads = int(self.parts(layer)["query"].kernel.shape[self.heads_axis])
+        attention = sub_layer(layer, self.attention)
+        kv = getattr(layer, "num_key_value_heads", None) or attention.num_key_value_heads
+        return heads, int(kv)
+
+    def _fixed(self, units):
+        if self.heads_fixed:
+            return self.heads_fixed
+        if _ATTENTION_UNITS.get() != units:
+            return (f"its {_UNITS[units]} are removed on their own: "
+                    f"kp.prune_width({units}=...)")
+        return None
+
+    def _heads(self, layer):
+        parts = self.parts(layer)
+        heads, groups = self._counts(layer)
         per_group = heads // groups
         slot = np.arange(heads) % per_group  # query head -> its slot in its group
-        members = [(query.kernel, self.heads_axis, slot), (output.kernel, 0, slot)]
-        if bias_of(query) is not None:
-            members.append((query.bias, 0, slot))
-        return WidthGroup("heads", layer, members, [(output.kernel, 0, slot)],
-                          probe=(output, "input", -2, slot), fixed=self.heads_fixed,
-                          size=per_group)
+        members = [(parts["query"].kernel, self.heads_axis, slot),
+                   (parts["output"].kernel, 0, slot)]
+        if bias_of(parts["query"]) is not None:
+            members.append((parts["query"].bias, 0, slot))
+        return WidthGroup("heads", layer, members, [(parts["output"].kernel, 0, slot)],
+                          probe=(parts["output"], "input", -2, slot),
+                          fixed=self._fixed("heads"), size=per_group,
+                          even="query heads of each key/value group")
+
+    def _kv_heads(self, layer):
+        parts = self.parts(layer)
+        heads, groups = self._counts(layer)
+        group_of = np.arange(heads) // (heads // groups)  # query head -> its group
+        members = [(parts["query"].kernel, self.heads_axis, group_of),
+                   (parts["output"].kernel, 0, group_of)]
+        for part, channels in (("query", group_of), ("key", None), ("value", None)):
+            if part != "query":
+                members.append((parts[part].kernel, self.heads_axis))
+            if bias_of(parts[part]) is not None:
+                members.append((parts[part].bias, 0, channels))
+        return WidthGroup("kv_heads", layer, [m[:2] if m[-1] is None else m for m in members],
+                          [(parts["output"].kernel, 0, group_of)],
+                          probe=(parts["output"], "input", -2, group_of),
+                          fixed=self._fixed("kv_heads"), size=groups,
+                          even="key/value groups")
 
     def resize(self, layer, kept):
         overrides = {}
+        heads, groups = self._counts(layer)
+        head_dim = int(self.parts(layer)["query"].kernel.shape[-1])
         for label, indices in kept.items():
             if label.endswith("/ffn"):
                 overrides["intermediate_dim"] = int(len(indices)) * self.per_neuron
+            elif label.endswith("/kv_heads"):
+                overrides.update(num_key_value_heads=int(len(indices)),
+                                 num_query_heads=heads // groups * int(len(indices)),
+                                 head_dim=head_dim)
             else:
-                group = self._heads(layer)
-                total = int(group.members[0].variable.shape[self.heads_axis])
-                overrides["num_query_heads"] = total // group.size * int(len(indices))
+                overrides.update(num_query_heads=groups * int(len(indices)),
+                                 head_dim=head_dim)
         return overrides, kept
 
     def __repr__(self):
@@ -158,39 +213,75 @@ class GatedFeedForwardRule(LayerRule):
                 f"per_neuron={self.per_neuron}, attention={self.attention!r})")
 
 
-_DERIVED = ("{} derives its head size from `hidden_dim // num_query_heads`, so fewer "
-            "query heads can't be said in its config (a subclass with `head_dim` is "
-            "not written yet)")
+_UNITS = {"heads": "query heads", "kv_heads": "key/value groups"}
+# Which attention channels of a grouped-query block are pruned: query-head
+# slots ("heads") or whole key/value groups ("kv_heads"). Both cut the same
+# query kernel axis, so one is a width group at a time; `kp.prune_width`
+# removes `kv_heads` in a pass of its own.
+_ATTENTION_UNITS = contextvars.ContextVar("attention_units", default="heads")
+
+
+@contextlib.contextmanager
+def attention_units(units):
+    """Chooses what channel pruning removes in grouped-query attention.
+
+    By default a grouped-query block's attention channels are query-head
+    slots (`"heads"`: the same query heads go from every key/value group,
+    as Minitron does). Inside this block they are whole key/value groups
+    (`"kv_heads"`). Wrap, train and shrink inside the same block: the
+    choice is read whenever the channel groups are made.
+
+    Args:
+        units: `"heads"` or `"kv_heads"`.
+
+    Example:
+
+    ```python
+    with kp.attention_units("kv_heads"):
+        pruned = kp.prune_low_magnitude(task, schedule, structure="channel")
+        pruned.fit(data, callbacks=[kp.ProgressivePruningCallback()])
+        small = kp.shrink(pruned)
+    ```
+    """
+    if units not in _UNITS:
+        raise ValueError(
+            f"`units` must be one of {sorted(_UNITS)}. Received: units={units!r}.")
+    token = _ATTENTION_UNITS.set(units)
+    try:
+        yield
+    finally:
+        _ATTENTION_UNITS.reset(token)
+
 
 # Decoder block class -> (gate, up, down, per_neuron, attention, query, output,
-# heads_axis, heads_fixed); keras-hub 0.32.0.
+# heads_axis); keras-hub 0.32.0. Llama, Qwen (2.5) and Phi-3 derive their
+# head size, so fewer heads rebuild them as their `hub_layers` subclass.
 _GATED = {
     "LlamaTransformerDecoder": ("_feedforward_gate_dense", "_feedforward_intermediate_dense",
                                 "_feedforward_output_dense", 1, "_self_attention_layer",
-                                "_query_dense", "_output_dense", 1, _DERIVED.format("Llama")),
+                                "_query_dense", "_output_dense", 1),
     "MistralTransformerDecoder": ("_feedforward_gate_dense",
                                   "_feedforward_intermediate_dense",
                                   "_feedforward_output_dense", 1, "_self_attention_layer",
-                                  "_query_dense", "_output_dense", 1,
-                                  _DERIVED.format("Mistral")),
+                                  "_query_dense", "_output_dense", 1),
     "QwenTransformerDecoder": ("_feedforward_gate_dense", "_feedforward_intermediate_dense",
                                "_feedforward_output_dense", 1, "_self_attention_layer",
-                               "_query_dense", "_output_dense", 1, _DERIVED.format("Qwen")),
+                               "_query_dense", "_output_dense", 1),
     "Qwen3TransformerDecoder": ("_feedforward_gate_dense",
                                 "_feedforward_intermediate_dense",
                                 "_feedforward_output_dense", 1, "_self_attention_layer",
-                                "_query_dense", "_output_dense", 1, None),
+                                "_query_dense", "_output_dense", 1),
     "Phi3Decoder": ("feedforward_gate_dense", "feedforward_intermediate_dense",
                     "feedforward_output_dense", 1, "attention", "query_dense",
-                    "output_dense", 1, _DERIVED.format("Phi-3")),
+                    "output_dense", 1),
     "GemmaDecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 2, "attention",
-                          "query_dense", "output_dense", 0, None),
+                          "query_dense", "output_dense", 0),
     "Gemma3DecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 1, "attention",
-                           "query_dense", "output_dense", 0, None),
+                           "query_dense", "output_dense", 0),
     "Gemma4TextDecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 1, None,
-                               None, None, 0, None),
+                               None, None, 0),
     "SmolLM3DecoderLayer": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", 1, None, None,
-                            None, 0, None),
+                            None, 0),
 }
 
 
@@ -275,10 +366,10 @@ def depth_rule(backbone):
 
 
 def _register_builtins():
-    for name, (gate, up, down, per_neuron, attention, query, output, axis,
-               fixed) in _GATED.items():
+    for name, (gate, up, down, per_neuron, attention, query, output,
+               axis) in _GATED.items():
         register_rule_by_name(walk.hub_class_path(name), GatedFeedForwardRule(
-            gate, up, down, per_neuron, attention, query, output, axis, fixed))
+            gate, up, down, per_neuron, attention, query, output, axis))
     # Learned positions `[sequence, hidden]`, looked up like a token table.
     register_rule_by_name(walk.hub_class_path("PositionEmbedding"),
                           WeightsRule(("embeddings",)))
