@@ -128,9 +128,9 @@ def _resize_heads(block, head_dim):
     whose class name ends in "Attention") for heads of `head_dim`: each
     EinsumDense that gives `[..., heads, head_dim]` (query, key, value) and
     the one that reads `[..., heads, head_dim]` (output)."""
-    attention = next(v for v in vars(block).values()
+    attention = next(v for v in walk.attributes(block).values()
                      if type(v).__name__.endswith("Attention"))
-    einsums = {name: v for name, v in vars(attention).items()
+    einsums = {name: v for name, v in walk.attributes(attention).items()
                if isinstance(v, keras.layers.EinsumDense)}
     hidden = heads = None
     for name, old in einsums.items():

@@ -198,7 +198,11 @@ def replace_sublayer(parent, attribute, new):
     `Layer._layers` is the tracker's list."""
     old = getattr(parent, attribute)
     parent._layers[parent._layers.index(old)] = new
-    object.__setattr__(parent, attribute, new)
+    modules = getattr(parent, "_modules", None)  # PyTorch's registry
+    if modules is not None and attribute in modules:
+        modules[attribute] = new
+    else:
+        object.__setattr__(parent, attribute, new)
 
 
 def replace_everywhere(model, old, new):
