@@ -184,7 +184,11 @@ def copied(model, weights_of=None, backbone_config=None, renames=None, values_of
     return new, found
 
 
-def shrunk(model, changes):
+def _inner(layer):
+    return layer.layer if isinstance(layer, PruningWrapper) else layer
+
+
+def shrunk(model, changes, weights_of=None):
     """`model` (a KerasHub task or backbone without wrappers) made again
     smaller, or None when its class can't say the new shape. A family
     whose config derives the head size (Llama, Qwen 2.5, Phi-3) becomes
@@ -196,6 +200,9 @@ def shrunk(model, changes):
             `intermediate_dim`, ...) become the backbone's, which holds one
             value for every block.
 
+        weights_of: for a model with wrappers, what `copied` reads of each
+            wrapper whose layer has no new weights in `changes`.
+
     Raises:
         ValueError: if the blocks were given different widths (the
             backbone's config can't say that).
@@ -204,8 +211,9 @@ def shrunk(model, changes):
     config = backbone.get_config()
     merged = {}
     for layer in graphs(model)[-1].layers:
-        for key, value in changes.get(id(layer), ({}, None))[0].items():
-            merged.setdefault(key, {})[layer.name] = value
+        for key, value in changes.get(id(_inner(layer)), ({}, None))[0].items():
+            if getattr(_inner(layer), key, None) != value:  # an unchanged size says nothing
+                merged.setdefault(key, {})[layer.name] = value
     classes = None
     if any(key not in config for key in merged):
         classes = head_sized_classes(model) if set(merged) - set(config) == {"head_dim"} else None
@@ -220,9 +228,45 @@ def shrunk(model, changes):
                 "`kp.prune_width`, which removes the same fraction in every block.")
     new, _ = copied(model, backbone_config={k: next(iter(v.values()))
                                             for k, v in merged.items()},
-                    values_of=lambda old, _: changes.get(id(old), ({}, None))[1],
-                    classes=classes)
+                    values_of=lambda old, _: changes.get(id(_inner(old)), ({}, None))[1],
+                    classes=classes, weights_of=weights_of)
     return new
+
+
+def shrunk_wrapped(model, changes):
+    """A wrapped KerasHub `model` (channel pruning) made again smaller, its
+    wrappers made again around the new layers with the same settings, for
+    `fit_shrinking`; the weights are the unmasked ones (new or copied), the
+    masks and steps are the caller's to carry.
+
+    Returns:
+        `(new model, {id(old wrapper): (old wrapper, new wrapper)})`, or
+        None when the class can't say the new shape.
+
+    Raises:
+        ValueError: for a wrapper inside another layer (not one that the
+            task's or backbone's graph calls), which can't be paired.
+    """
+    new = shrunk(model, changes, weights_of=lambda w: [v.numpy() for v in w.layer.weights])
+    if new is None:
+        return None
+    found = {id(old): (old, layer) for old, layer in pairs(model, new)
+             if isinstance(old, PruningWrapper)}
+    missing = [w.name for w in collect_wrappers(model) if id(w) not in found]
+    if missing:
+        raise ValueError(
+            f"Wrappers {missing} of {type(model).__name__} {model.name!r} are inside other "
+            "layers, so the smaller model can't be wrapped the same way. Prune the "
+            "KerasHub blocks themselves (structure='channel' does).")
+    out = {}
+    for key, (old, layer) in found.items():
+        wrapper = PruningWrapper(layer, old.pruning_schedule, scope=old.scope,
+                                 structure=old.structure, name=old.name,
+                                 initial_channels=old.initial_channels)
+        wrapper.build(None)
+        walk.replace_everywhere(new, layer, wrapper)
+        out[key] = (old, wrapper)
+    return new, out
 
 
 def head_sized_classes(model):

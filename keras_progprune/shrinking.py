@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from keras_progprune import backend
+from keras_progprune import hub_models
 from keras_progprune import surgery
 from keras_progprune import walk
 from keras_progprune import wrapper as wrapper_lib
@@ -132,14 +133,21 @@ def shrink_in_training(model):
     if removed == 0:
         return model, 0
     changed = {k for k, o in overrides.items() if o} | set(new_weights)
-    clone, pairs = surgery.rebuilt(model, overrides, changed)
+    found = None
+    if hub_models.is_hub_model(model):  # KerasHub's own class, smaller, wrapped again
+        found = hub_models.shrunk_wrapped(
+            model, {k: (overrides.get(k, {}), new_weights.get(k)) for k in changed})
+    if found is not None:
+        clone, pairs = found
+    else:
+        clone, pairs = surgery.rebuilt(model, overrides, changed)
 
-    def values_of(old, new):
-        old_layer = old.layer if isinstance(old, PruningWrapper) else old
-        new_layer = new.layer if isinstance(new, PruningWrapper) else new
-        return new_layer, new_weights.get(id(old_layer)) or old_layer.get_weights()
+        def values_of(old, new):
+            old_layer = old.layer if isinstance(old, PruningWrapper) else old
+            new_layer = new.layer if isinstance(new, PruningWrapper) else new
+            return new_layer, new_weights.get(id(old_layer)) or old_layer.get_weights()
 
-    surgery.copy_weights(pairs, values_of)
+        surgery.copy_weights(pairs, values_of)
     for old, new in pairs.values():
         if isinstance(old, PruningWrapper):
             for w, m_old, m_new in zip(old.pruned_weights, old.masks, new.masks):

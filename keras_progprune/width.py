@@ -29,6 +29,7 @@ from keras import ops
 
 from keras_progprune import engine
 from keras_progprune import hidden as hidden_lib
+from keras_progprune import hub_models
 from keras_progprune import importance as importance_lib
 from keras_progprune import prune
 from keras_progprune import rules
@@ -40,14 +41,16 @@ from keras_progprune.channels import shrink as shrink_lib
 from keras_progprune.rules import keras_hub as hub_rules
 
 
-def _kind(space):
+def _kind(space, dense=True):
     """`"ffn"`, `"heads"` or `"kv_heads"` for a space `prune_width` can
-    remove channels of (a width group, or a plain Dense feed-forward
-    space), else None."""
+    remove channels of (a width group, or with `dense`, a plain Dense
+    feed-forward space), else None. A KerasHub model's feed-forward
+    neurons are its blocks' (`dense=False`): a Dense pair outside them is
+    a task's head (BERT's pooler), not a block's width."""
     if space.width is not None:
         _, group = space.width
         return None if group.fixed or space.frozen else group.name
-    return "ffn" if _is_dense_ffn(space) else None
+    return "ffn" if dense and _is_dense_ffn(space) else None
 
 
 def _kept(space, fraction):
@@ -219,11 +222,11 @@ def _without_rule(model):
     return sorted(found)
 
 
-def _check_spaces(model, spaces, fractions):
+def _check_spaces(model, spaces, fractions, dense):
     """Raises unless each fraction > 0 has channels to remove, in whole
     numbers where the group asks for it, leaving at least one per block."""
     name = model.name
-    kinds = {_kind(space) for space in spaces}
+    kinds = {_kind(space, dense) for space in spaces}
     for kind, fraction in fractions.items():
         if fraction > 0 and kind not in kinds:
             fixed = sorted({s.width[1].fixed for s in spaces if s.width is not None
@@ -242,7 +245,7 @@ def _check_spaces(model, spaces, fractions):
                 + f". Pass {kind}=0, or register a rule for your layer with "
                 "kp.register_layer_rule.")
     for space in spaces:
-        kind = _kind(space)
+        kind = _kind(space, dense)
         if kind not in fractions or not fractions[kind]:
             continue
         fraction, group = fractions[kind], space.width[1] if space.width else None
@@ -264,14 +267,15 @@ def _one_pass(plain, fractions, importance, data, batches):
     """`plain` (no wrappers) with `fractions` of its width groups removed,
     ranked by `importance`, shrunk."""
     spaces = graph_lib.analyze(plain).spaces
-    _check_spaces(plain, spaces, fractions)
+    dense = not hub_models.is_hub_model(plain)
+    _check_spaces(plain, spaces, fractions, dense)
     if not any(fractions.values()):
         return plain
     # The channel engine's masks, set once: its groups, scores and probes.
     pruned = prune.prune_low_magnitude(plain, schedules.ConstantSparsity(0.0, 0),
                                        structure="channel")
     (group,) = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
-    kinds = [_kind(space) for space in group.spaces]
+    kinds = [_kind(space, dense) for space in group.spaces]
     starts = np.cumsum([0] + [space.size for space in group.spaces])
     scores = _scores(pruned, group, kinds, importance, data, batches)
     counts = []

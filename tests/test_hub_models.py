@@ -463,3 +463,44 @@ def test_hidden_is_refused_where_it_cannot_be_rebuilt():
                                          r"importance='activation'.*Received: "
                                          r"importance='snip' with hidden=0\.5"):
         kp.prune_width(causal_lm("Gemma"), hidden=0.5, importance="snip", data=[{}])
+
+
+# -- the other tasks, and fit_shrinking -------------------------------------
+def test_fit_shrinking_keeps_a_causal_lm_its_class_and_generate():
+    task = causal_lm("Llama3", num_query_heads=4, num_key_value_heads=2)
+    x = token_batch(task, batch=4)
+    pruned = kp.prune_low_magnitude(task, kp.PolynomialDecay(0.0, 0.5, 0, 2, frequency=1),
+                                    structure="channel")
+    pruned.compile(optimizer="adam",
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    result = kp.fit_shrinking(pruned, x, x["token_ids"], epochs=3, verbose=0)
+    small = kp.strip_pruning(result.model)
+    assert isinstance(small, type(task)) and small.backbone.intermediate_dim == 16
+    assert small.backbone.num_query_heads == 2  # one query head left in each group
+    masked = to_numpy(small.predict(x, verbose=0))
+    assert np.isfinite(masked).all()
+    prompt = {"token_ids": x["token_ids"], "padding_mask": np.array([[1] * 3 + [0] * 5] * 4)}
+    assert to_numpy(small.generate(prompt, stop_token_ids=None)["token_ids"]).shape == (4, 8)
+
+
+def test_text_and_image_classifiers_keep_their_class():
+    keras_hub = pytest.importorskip("keras_hub")
+    models = keras_hub.models
+    text = models.BertTextClassifier(
+        backbone=models.BertBackbone(vocabulary_size=64, num_layers=2, num_heads=2,
+                                     hidden_dim=16, intermediate_dim=32,
+                                     max_sequence_length=16),
+        num_classes=3, preprocessor=None)
+    image = models.ResNetImageClassifier(
+        backbone=models.ResNetBackbone(
+            input_conv_filters=[64], input_conv_kernel_sizes=[3],
+            stackwise_num_filters=[64, 64], stackwise_num_blocks=[1, 1],
+            stackwise_num_strides=[1, 2], block_type="basic_block",
+            use_pre_activation=False),
+        num_classes=3, preprocessor=None)
+    for task in (text, image):
+        pruned = kp.prune_low_magnitude(task, SCHEDULE)
+        assert type(pruned) is type(task) and type(kp.strip_pruning(pruned)) is type(task)
+        assert kp.strip_pruning(pruned).count_params() == task.count_params()
+    small = kp.prune_width(text, ffn=0.5, importance="magnitude")
+    assert type(small) is type(text) and small.backbone.intermediate_dim == 16
