@@ -20,6 +20,7 @@ from benchmarks.sections import applications
 from benchmarks.sections import distribution
 from benchmarks.sections import grid
 from benchmarks.sections import identity
+from benchmarks.sections import llm
 from benchmarks.sections import shrink
 from benchmarks.sections import shrinking_fit
 from benchmarks.sections import small_files
@@ -43,6 +44,7 @@ SECTIONS = [
     lambda grid_name, out: distribution.distribution_section(),
     lambda grid_name, out: transformers.transformers_section(),
     lambda grid_name, out: identity.identity_section(),
+    lambda grid_name, out: llm.llm_section(),
 ]
 
 

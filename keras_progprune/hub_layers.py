@@ -111,7 +111,9 @@ class HeadSizedViTEncoder(_HeadDim, ViTEncoder):
         super().build(input_shape)
         if self.head_dim is not None:
             for block in self.encoder_layers:
-                _swap_attention(block, "mha", self.head_dim, (None, None, self.hidden_dim))
+                with keras.name_scope(block.name):  # the paths a LayoutMap matches
+                    _swap_attention(block, "mha", self.head_dim,
+                                    (None, None, self.hidden_dim))
 
 
 # -- decoder LLMs whose attention derives its head size -------------------
@@ -139,14 +141,16 @@ def _resize_heads(block, head_dim):
             config["output_shape"] = [*config["output_shape"][:-1], int(head_dim)]
             new = type(old).from_config(config)
             hidden = int(old.kernel.shape[0])
-            new.build((None, None, hidden))
+            with walk.scope_of(old.kernel):
+                new.build((None, None, hidden))
             walk.replace_sublayer(attention, name, new)
             if "query" in name:
                 heads = int(config["output_shape"][1])
     for name, old in einsums.items():
         if len(old.get_config()["output_shape"]) == 2:  # (None, hidden)
             new = type(old).from_config(old.get_config())
-            new.build((None, None, heads, int(head_dim)))
+            with walk.scope_of(old.kernel):
+                new.build((None, None, heads, int(head_dim)))
             walk.replace_sublayer(attention, name, new)
     attention._inv_norm_factor = 1.0 / math.sqrt(head_dim)
 

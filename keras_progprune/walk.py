@@ -8,6 +8,7 @@ Functional graphs hold operation nodes that are not Layers (`x + y` or
 helpers here never assume a node is a Layer.
 """
 
+import contextlib
 import importlib
 import inspect
 
@@ -188,6 +189,18 @@ def forget_calls(model):
 # --- Keras and KerasHub internals, each behind one function -------------
 # Each was checked against keras 3.15.1 and keras-hub 0.32.0; the layout
 # test (tests/test_layout.py) keeps every other module off these names.
+
+
+@contextlib.contextmanager
+def scope_of(variable):
+    """Name scopes of `variable`'s path (`a/b/layer/kernel` -> `a`, `b`):
+    a layer built inside them gets its variables' paths beside it, so a
+    `keras.distribution.LayoutMap` (matched on paths) lays them out as it
+    did the old ones."""
+    with contextlib.ExitStack() as stack:
+        for part in variable.path.split("/")[:-2]:
+            stack.enter_context(keras.name_scope(part))
+        yield
 
 
 def replace_sublayer(parent, attribute, new):

@@ -87,3 +87,32 @@ def test_two_processes_end_with_identical_masks():
     assert all(r["devices"] == 4 for r in results)  # 2 processes x 2 host devices
     assert results[0]["digest"] == results[1]["digest"]
     assert all(r["masks_equal"] and r["exact"] for r in results)  # = one device, one process
+
+
+HUB_SCRIPT = os.path.join(HERE, "scripts", "hub_distribution.py")
+
+
+@pytest.fixture(scope="module", params=[2, 4], ids=["2-devices", "4-devices"])
+def hub_checks(request):
+    pytest.importorskip("keras_hub")
+    proc = subprocess.run([sys.executable, HUB_SCRIPT, str(request.param)],
+                          capture_output=True, text=True, timeout=420, env=ENV)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = _result(proc.stdout)
+    assert result["devices"] == request.param
+    return result
+
+
+def test_a_kerashub_task_under_its_backbone_layout_map_prunes_as_on_one_device(hub_checks):
+    # prune_width's calibration and ranking, and the progressive channel
+    # groups, give what one device gives...
+    assert hub_checks["width_max_diff"] < 1e-5
+    assert hub_checks["masks_equal"]
+    assert hub_checks["shrunk_max_diff"] < 1e-5
+    # ...and the smaller models come back laid out by the same map.
+    for specs in (hub_checks["width_specs"], hub_checks["shrunk_specs"]):
+        assert specs["token_embedding/embeddings"] == "P('model', 'batch')"
+        assert specs["transformer_layer_0/feedforward_gate_dense/kernel"] == (
+            "P('batch', 'model')")
+        assert specs["transformer_layer_0/self_attention/query/kernel"] == (
+            "P('model', 'batch', None)")

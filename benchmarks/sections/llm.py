@@ -1,0 +1,70 @@
+"""KerasHub LLMs: `generate()` speed after pruning (`benchmarks/llm_generate.py`)
+and `prune_width`'s memory at 1B parameters (`benchmarks/llm_memory.py`)."""
+
+from benchmarks.sections import shared
+
+TITLE = "## 11. KerasHub LLMs: `generate()` speed and memory"
+
+
+def _generate_lines():
+    found = shared.by_backend("llm_generate")
+    if not found:
+        return ["### `generate()` tokens per second", "",
+                "Not measured: run `python -m benchmarks.llm_generate`.", ""]
+    lines = ["### `generate()` tokens per second", ""]
+    for backend, r in found.items():
+        goal = r["goal_speedup"]
+        lines += [shared.prov_line(r["provenance"]), "",
+                  f"Backend {backend}. Random-init KerasHub `CausalLM`s of about 100M "
+                  "parameters (configs below), greedy `generate()` from a "
+                  f"{r['prompt']}-token prompt to {r['length']} tokens, batch 1 and 8; the "
+                  "compile left out, every variant timed in turn, median of "
+                  f"{r['repeats']} rounds. Tokens/s counts new tokens of all sequences; "
+                  "speed-up is against the dense model, from wall time (CPU time beside "
+                  f"it). Goal: at least {goal}x at about half the block parameters.", "",
+                  "| family | model | parameters | block parameters | b1 tok/s | b1 speed-up "
+                  "(wall / CPU) | b8 tok/s | b8 speed-up (wall / CPU) | goal |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for family, f in r["families"].items():
+            dense = f["rows"]["dense"]
+            for name, row in f["rows"].items():
+                cells, ok = [], True
+                for b in ("b1", "b8"):
+                    wall = row[b]["tokens_per_s_wall"] / dense[b]["tokens_per_s_wall"]
+                    cpu = row[b]["tokens_per_s_cpu"] / dense[b]["tokens_per_s_cpu"]
+                    ok = ok and wall >= goal
+                    cells += [f"{row[b]['tokens_per_s_wall']:.1f}", f"{wall:.2f}x / {cpu:.2f}x"]
+                share = row["block_parameters"] / dense["block_parameters"]
+                verdict = "" if name == "dense" else shared.met(ok)
+                lines.append(f"| {family} | {name} | {row['parameters'] / 1e6:.1f}M | "
+                             f"{row['block_parameters'] / 1e6:.1f}M ({share:.0%}) | "
+                             + " | ".join(cells) + f" | {verdict} |")
+        lines += ["", "Configs: " + "; ".join(
+            f"{family}: " + ", ".join(f"{k}={v}" for k, v in f["config"].items())
+            for family, f in r["families"].items()) + ".", ""]
+    return lines
+
+
+def _memory_lines():
+    found = shared.load("llm_memory.json")
+    if not found:
+        return ["### `prune_width` memory at about 1B parameters", "",
+                "Not measured: run `python -m benchmarks.llm_memory`.", ""]
+    r = found[0]
+    lines = ["### `prune_width` memory", "", shared.prov_line(r["provenance"]), "",
+             r["recipe"], "",
+             "| parameters | model bytes | baseline RSS | peak RSS | peak / model bytes "
+             "| over baseline / model bytes | time (s) | goal |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in r["rows"]:
+        lines.append(
+            f"| {row['parameters'] / 1e9:.2f}B | {row['model_bytes'] / 2**30:.2f} GiB | "
+            f"{row['baseline_rss'] / 2**30:.2f} GiB | {row['peak_rss'] / 2**30:.2f} GiB | "
+            f"{row['peak_rss'] / row['model_bytes']:.2f}x | "
+            f"{(row['peak_rss'] - row['baseline_rss']) / row['model_bytes']:.2f}x | "
+            f"{row['seconds']:.0f} | {shared.met(row['peak_rss'] <= r['goal'] * row['model_bytes'])} |")
+    return lines + [""]
+
+
+def llm_section():
+    return [TITLE, ""] + _generate_lines() + _memory_lines()
