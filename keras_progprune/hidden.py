@@ -107,13 +107,14 @@ def prune_hidden(model, fraction, importance, data, batches):
         out = []
         for value, variable in zip(values, new.weights):
             value = np.asarray(value)
-            for axis, (was, now) in enumerate(zip(value.shape, variable.shape)):
+            shape = value.shape
+            for axis, (was, now) in enumerate(zip(shape, variable.shape)):
                 if was == now:
                     continue
                 if (was, now) != (size, kept):
                     raise ValueError(
                         f"{type(backbone).__name__} can't keep its other sizes with a "
-                        f"smaller `hidden_dim`: {variable.path} would go from {value.shape} "
+                        f"smaller `hidden_dim`: {variable.path} would go from {shape} "
                         f"to {tuple(variable.shape)}. `hidden` works on the KerasHub "
                         "decoders whose config says their head size (see the README's "
                         "LLMs section); pass hidden=0 for this one.")

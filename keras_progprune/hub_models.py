@@ -195,8 +195,9 @@ def shrunk(model, changes, weights_of=None):
     its `hub_layers` subclass with `head_dim` when its heads change.
 
     Args:
-        changes: `{id(layer): (config overrides, new weights or None)}`
-            from `shrink`: the overrides of each block (its
+        changes: `{id(layer): (config overrides, new weights, a function
+            that makes them, or None)}` from `shrink` or `prune_width`: the
+            overrides of each block (its
             `intermediate_dim`, ...) become the backbone's, which holds one
             value for every block.
 
@@ -228,9 +229,16 @@ def shrunk(model, changes, weights_of=None):
                 "`kp.prune_width`, which removes the same fraction in every block.")
     new, _ = copied(model, backbone_config={k: next(iter(v.values()))
                                             for k, v in merged.items()},
-                    values_of=lambda old, _: changes.get(id(_inner(old)), ({}, None))[1],
+                    values_of=lambda old, _: _values(changes.get(id(_inner(old)))),
                     classes=classes, weights_of=weights_of)
     return new
+
+
+def _values(change):
+    """A change's new weights: None, a list, or a function that makes them
+    (called once, when its layer is filled, so they are never all held)."""
+    values = change[1] if change else None
+    return values() if callable(values) else values
 
 
 def shrunk_wrapped(model, changes):

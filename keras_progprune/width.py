@@ -194,7 +194,12 @@ def prune_width(model, ffn=0.0, heads=0.0, kv_heads=0.0, hidden=0.0, data=None,
             f"{type(model).__name__}.")
     if fractions["hidden"]:
         hidden_lib.check_model(model, fractions["hidden"], importance)
-    plain = prune.strip_pruning(model)  # a copy: the user's model stays as it is
+    if not any(fractions.values()):
+        return prune.strip_pruning(model)  # a copy, as always
+    # Read, never changed: a model with wrappers is stripped into a copy; a
+    # KerasHub model is sliced into a new one (`_sliced`), and any other is
+    # copied when it is wrapped.
+    plain = prune.strip_pruning(model) if wrapper_lib.collect_wrappers(model) else model
     if fractions["kv_heads"]:
         with hub_rules.attention_units("kv_heads"):
             plain = _one_pass(plain, {"kv_heads": fractions["kv_heads"]}, importance,
@@ -271,6 +276,10 @@ def _one_pass(plain, fractions, importance, data, batches):
     _check_spaces(plain, spaces, fractions, dense)
     if not any(fractions.values()):
         return plain
+    if not dense and (importance in ("activation", "magnitude") or callable(importance)):
+        new = _sliced(plain, spaces, fractions, importance, data, batches)
+        if new is not None:
+            return new
     # The channel engine's masks, set once: its groups, scores and probes.
     pruned = prune.prune_low_magnitude(plain, schedules.ConstantSparsity(0.0, 0),
                                        structure="channel")
@@ -288,6 +297,68 @@ def _one_pass(plain, fractions, importance, data, batches):
                 importance(_label(space), kind, mine), np.float64)
     group.keep_counts(counts, scores)
     return shrink_lib.shrink(pruned)
+
+
+def _sliced(model, spaces, fractions, importance, data, batches):
+    """The KerasHub `model` made again with `fractions` of its blocks' width
+    groups removed, without wrapping or copying it first: the scores are
+    read from `model` itself (activations streamed at the groups' probes,
+    or the mean square of each channel's weights, as the channel engine
+    computes them), and each block's kept slices go straight into the
+    smaller model. Peak memory: `model`, the smaller model, and one layer's
+    weights at a time. Gives what the channel engine and `shrink` give;
+    None where the model's class can't say the new widths."""
+    spaces = [s for s in spaces if s.width is not None and _kind(s, False)
+              and fractions.get(_kind(s, False))]
+    groups = [s.width[1] for s in spaces]
+    if importance == "activation":
+        probes = [importance_lib.Probe.of(g.label, g.probe, g.size) for g in groups]
+        means = importance_lib.mean_activations(model, probes, data, batches)
+        scores = [np.asarray(means[g.label], np.float64) for g in groups]
+    else:
+        scores = [_mean_square(g) for g in groups]
+        if callable(importance):
+            scores = [np.asarray(importance(g.label, _kind(s, False), mine), np.float64)
+                      for s, g, mine in zip(spaces, groups, scores)]
+    kept = {}
+    for space, group, score in zip(spaces, groups, scores):
+        count = _kept(space, fractions[_kind(space, False)])
+        kept[group.label] = np.sort(np.argsort(-score, kind="stable")[:count])
+    changes = {}
+    for layer in {id(g.owner): g.owner for g in groups}.values():
+        mine = {g.label: kept[g.label] for g in groups if g.owner is layer}
+        overrides, mine = rules.rule_for(layer).resize(layer, mine)
+        # Sliced when the new model's layer is filled, one at a time.
+        changes[id(layer)] = (overrides, lambda layer=layer, mine=mine: _slices(layer, mine))
+    return hub_models.shrunk(model, changes)  # None: its class can't say them
+
+
+def _mean_square(group):
+    """Each channel's mean square over the weights its members cover."""
+    sums, counts = np.zeros(group.size), np.zeros(group.size)
+    for m in group.members:
+        value = np.asarray(ops.convert_to_numpy(m.variable), np.float64)
+        others = tuple(a for a in range(value.ndim) if a != m.axis)
+        sums += m.per_channel(np.square(value).sum(axis=others), group.size)
+        counts += m.per_channel(np.full(value.shape[m.axis], value.size // value.shape[
+            m.axis]), group.size)
+    return sums / np.maximum(counts, 1)
+
+
+def _slices(layer, kept):
+    """`layer`'s weights with each width member cut to the channels `kept`
+    (`{group label: sorted channels}`)."""
+    cuts = {}
+    for group in rules.width_groups(layer):
+        for m in group.members if group.label in kept else ():
+            cuts.setdefault(id(m.variable), []).append((m.axis, m.indices(kept[group.label])))
+    out = []
+    for variable in layer.weights:
+        value = np.asarray(ops.convert_to_numpy(variable))
+        for axis, indices in cuts.get(id(variable), ()):
+            value = np.take(value, indices, axis=axis)
+        out.append(value)
+    return out
 
 
 def _scores(pruned, group, kinds, importance, data, batches):

@@ -24,6 +24,9 @@ SCHEDULE = kp.ConstantSparsity(0.5, 0, frequency=1)
 # untied output head (Llama 3), a tied embedding (Gemma), and a token
 # embedding inside an embedding layer that the task reads again (OPT).
 FAST = ("Llama3", "Gemma", "OPT")
+# Llama, Qwen 2.5 and Phi-3 derive their head size; Mistral's config says it.
+DERIVED = {"Llama": "Llama", "Llama3": "Llama3", "Qwen": "Qwen", "Qwen2": "Qwen",
+           "Phi3": "Phi3"}
 
 
 def _params(fast=FAST):
@@ -208,7 +211,11 @@ def test_progressive_channel_pruning_shrinks_gated_neurons_into_the_same_class(f
     pruned = kp.prune_low_magnitude(task, SCHEDULE, structure="channel")
     _fit(pruned, x)
     small = kp.shrink(pruned)
-    assert type(small) is type(task) and small.preprocessor is task.preprocessor
+    # Half the query heads go too: a family that derives its head size comes
+    # back as its HeadSized subclass.
+    assert (type(small) is type(task) if family not in DERIVED else
+            type(small).__name__ == f"HeadSized{DERIVED[family]}CausalLM")
+    assert isinstance(small, type(task)) and small.preprocessor is task.preprocessor
     # Half of each block's neurons; Gemma's intermediate_dim counts both branches.
     assert small.backbone.get_config()["intermediate_dim"] == 16
     assert small.count_params() < task.count_params()
@@ -319,9 +326,6 @@ def _masked_and_shrunk(task, x, units):
     return small, to_numpy(kp.strip_pruning(pruned).predict(x, verbose=0))
 
 
-# Llama, Qwen 2.5 and Phi-3 derive their head size; Mistral's config says it.
-DERIVED = {"Llama": "Llama", "Llama3": "Llama3", "Qwen": "Qwen", "Qwen2": "Qwen",
-           "Phi3": "Phi3"}
 
 
 @pytest.mark.parametrize("family", ["Llama3", *[pytest.param(f, marks=pytest.mark.slow)
@@ -504,3 +508,22 @@ def test_text_and_image_classifiers_keep_their_class():
         assert kp.strip_pruning(pruned).count_params() == task.count_params()
     small = kp.prune_width(text, ffn=0.5, importance="magnitude")
     assert type(small) is type(text) and small.backbone.intermediate_dim == 16
+
+
+@pytest.mark.parametrize("importance", ["activation", "magnitude"])
+@pytest.mark.parametrize("family", ["Llama3", "Gemma"])
+def test_prune_width_slices_a_kerashub_model_as_the_channel_engine_would(
+        family, importance, monkeypatch):
+    # The direct route (no wrapped copy, for memory) keeps the same channels
+    # as the channel engine and `shrink`.
+    from keras_progprune import width  # noqa: PLC0415
+
+    task = causal_lm(family, num_query_heads=8, num_key_value_heads=4)
+    x = token_batch(task)
+    kwargs = dict(ffn=0.5, heads=0.5, kv_heads=0.5, data=[x], importance=importance)
+    direct = kp.prune_width(task, **kwargs)
+    monkeypatch.setattr(width, "_sliced", lambda *args: None)
+    engine = kp.prune_width(task, **kwargs)
+    assert type(direct) is type(engine)
+    for a, b in zip(direct.weights, engine.weights):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))

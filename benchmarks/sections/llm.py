@@ -63,6 +63,9 @@ def _memory_lines():
             f"{row['peak_rss'] / row['model_bytes']:.2f}x | "
             f"{(row['peak_rss'] - row['baseline_rss']) / row['model_bytes']:.2f}x | "
             f"{row['seconds']:.0f} | {shared.met(row['peak_rss'] <= r['goal'] * row['model_bytes'])} |")
+    mask = r["rows"][-1]["mask_bytes_per_weight"]
+    lines += ["", f"Masks that `prune_low_magnitude` adds: {mask:g} bytes per masked weight "
+              f"(goal: at most 1): {shared.met(mask <= 1)}."]
     return lines + [""]
 
 
