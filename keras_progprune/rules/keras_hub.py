@@ -194,12 +194,13 @@ class GatedFeedForwardRule(LayerRule):
 
     def resize(self, layer, kept):
         overrides = {}
-        heads, groups = self._counts(layer)
-        head_dim = int(self.parts(layer)["query"].kernel.shape[-1])
         for label, indices in kept.items():
             if label.endswith("/ffn"):
                 overrides["intermediate_dim"] = int(len(indices)) * self.per_neuron
-            elif label.endswith("/kv_heads"):
+                continue
+            heads, groups = self._counts(layer)
+            head_dim = int(self.parts(layer)["query"].kernel.shape[-1])
+            if label.endswith("/kv_heads"):
                 overrides.update(num_key_value_heads=int(len(indices)),
                                  num_query_heads=heads // groups * int(len(indices)),
                                  head_dim=head_dim)
