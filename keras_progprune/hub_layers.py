@@ -11,6 +11,12 @@ self-attention layer is made again from its own config with `num_heads`
 heads of `head_dim`, and put in the place of the first one (in every block
 of a `ViTEncoder`), so the weights are tracked in the same order.
 
+Grouped-query decoders (Llama 2 and 3, Qwen 2/2.5, Phi-3) derive it the
+same way in their attention and in their `CausalLM`'s generation cache:
+`HeadSized<Family>Backbone` remakes each block's attention projections at
+`head_dim` after KerasHub builds them, and `HeadSized<Family>CausalLM`
+sizes the cache by it (`head_sized` maps a family to them).
+
 `shrink` builds these only when it removes heads; a model shrunk in its
 feed-forward neurons alone keeps KerasHub's classes. The classes are
 registered under the `keras_progprune` package, so a `.keras` file holding

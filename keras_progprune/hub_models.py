@@ -213,8 +213,12 @@ def shrunk(model, changes, weights_of=None):
     merged = {}
     for layer in graphs(model)[-1].layers:
         for key, value in changes.get(id(_inner(layer)), ({}, None))[0].items():
-            if getattr(_inner(layer), key, None) != value:  # an unchanged size says nothing
-                merged.setdefault(key, {})[layer.name] = value
+            merged.setdefault(key, {})[layer.name] = (value, getattr(_inner(layer), key, None))
+    # A size that no block changes says nothing (BERT's pooler keeps its
+    # units); one that some block changes must be said for all of them.
+    merged = {key: {name: value for name, (value, _) in values.items()}
+              for key, values in merged.items()
+              if any(value != now for value, now in values.values())}
     classes = None
     if any(key not in config for key in merged):
         classes = head_sized_classes(model) if set(merged) - set(config) == {"head_dim"} else None

@@ -527,3 +527,13 @@ def test_prune_width_slices_a_kerashub_model_as_the_channel_engine_would(
     assert type(direct) is type(engine)
     for a, b in zip(direct.weights, engine.weights):
         np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+
+
+def test_a_block_left_whole_beside_a_smaller_one_is_refused_not_cut():
+    task = causal_lm("Llama3")
+    blocks = task.backbone.transformer_layers
+    changes = {id(blocks[0]): ({"intermediate_dim": 32}, None),  # unchanged
+               id(blocks[1]): ({"intermediate_dim": 16}, None)}
+    with pytest.raises(ValueError, match=r"holds one `intermediate_dim` for all its blocks, "
+                                         r"but the pruned blocks keep different ones"):
+        hub_models.shrunk(task, changes)
