@@ -75,7 +75,8 @@ def check_fraction(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
             0.0 <= float(value) < 1.0):
         raise ValueError(
-            f"`{name}` is the fraction of each block's {_NOUNS[name]} to remove and must "
+            f"`{name}` is the fraction of each block's {_NOUNS[name.split('width_')[-1]]} "
+            "to remove and must "
             f"be in [0, 1). Received: {name}={value!r}.")
     return float(value)
 

@@ -112,12 +112,15 @@ class GatedFeedForwardRule(LayerRule):
     config derives the head size is rebuilt as its `hub_layers` subclass.
 
     Args:
-        gate, up, down: attribute paths of the three projections.
+        gate: attribute path of the gate projection.
+        up: attribute path of the up projection.
+        down: attribute path of the down projection.
         per_neuron: `intermediate_dim` per neuron.
         attention: optional attribute path of the attention layer; its
             query, key, value and output EinsumDense sublayers are read.
-        query, output: their attribute names in the attention layer (the
-            key and value names are the query's with "query" replaced).
+        query: the query projection's attribute name in the attention
+            layer (the key and value names are it with "query" replaced).
+        output: the output projection's attribute name.
         heads_axis: the heads axis of the query, key and value kernels.
         heads_fixed: None, or why this block's heads can't be removed.
     """
