@@ -246,8 +246,8 @@ def _check_spaces(model, spaces, fractions, dense):
                    else " (no MultiHeadAttention, plain or inside a KerasHub block, "
                    "whose heads can be rebuilt)" if kind == "heads"
                    else " (no grouped-query attention block with a rule)")
-                + (f". Layers of classes without a rule: {', '.join(_without_rule(model))}"
-                   if _without_rule(model) else "")
+                + (f". Layers of classes without a rule: {', '.join(missing)}"
+                   if (missing := _without_rule(model)) else "")
                 + f". Pass {kind}=0, or register a rule for your layer with "
                 "kp.register_layer_rule.")
     for space in spaces:
@@ -272,13 +272,14 @@ def _check_spaces(model, spaces, fractions, dense):
 def _one_pass(plain, fractions, importance, data, batches):
     """`plain` (no wrappers) with `fractions` of its width groups removed,
     ranked by `importance`, shrunk."""
-    spaces = graph_lib.analyze(plain).spaces
+    graph = graph_lib.analyze(plain)
+    spaces = graph.spaces
     dense = not hub_models.is_hub_model(plain)
     _check_spaces(plain, spaces, fractions, dense)
     if not any(fractions.values()):
         return plain
     if not dense and (importance in ("activation", "magnitude") or callable(importance)):
-        new = _sliced(plain, spaces, fractions, importance, data, batches)
+        new = _sliced(plain, graph, fractions, importance, data, batches)
         if new is not None:
             return new
     # The channel engine's masks, set once: its groups, scores and probes.
@@ -300,17 +301,18 @@ def _one_pass(plain, fractions, importance, data, batches):
     return shrink_lib.shrink(pruned)
 
 
-def _sliced(model, spaces, fractions, importance, data, batches):
+def _sliced(model, graph, fractions, importance, data, batches):
     """The KerasHub `model` made again with `fractions` of its blocks' width
     groups removed, without wrapping or copying it first: the scores are
     read from `model` itself (activations streamed at the groups' probes,
     or the mean square of each channel's weights, as the channel engine
-    computes them), and each block's kept slices go straight into the
-    smaller model. Peak memory: `model`, the smaller model, and one layer's
-    weights at a time. Gives what the channel engine and `shrink` give;
-    None where the model's class can't say the new widths."""
-    spaces = [s for s in spaces if s.width is not None and _kind(s, False)
-              and fractions.get(_kind(s, False))]
+    computes them), and each block's kept slices (`shrink`'s own
+    `width_slicers`) go straight into the smaller model. Peak memory:
+    `model`, the smaller model, and one layer's weights at a time. Gives
+    what the channel engine and `shrink` give; None where the model's class
+    can't say the new widths."""
+    kinds = {s.index: _kind(s, False) for s in graph.width_spaces()}
+    spaces = [s for s in graph.width_spaces() if fractions.get(kinds[s.index])]
     groups = [s.width[1] for s in spaces]
     if importance == "activation":
         probes = [importance_lib.Probe.of(g.label, g.probe, g.size) for g in groups]
@@ -319,19 +321,23 @@ def _sliced(model, spaces, fractions, importance, data, batches):
     else:
         scores = [_mean_square(g) for g in groups]
         if callable(importance):
-            scores = [np.asarray(importance(g.label, _kind(s, False), mine), np.float64)
+            scores = [np.asarray(importance(g.label, kinds[s.index], mine), np.float64)
                       for s, g, mine in zip(spaces, groups, scores)]
-    kept = {}
-    for space, group, score in zip(spaces, groups, scores):
-        count = _kept(space, fractions[_kind(space, False)])
-        kept[group.label] = np.sort(np.argsort(-score, kind="stable")[:count])
+    keep = {s.index: np.sort(np.argsort(-score, kind="stable")[
+        :_kept(s, fractions[kinds[s.index]])]) for s, score in zip(spaces, scores)}
     changes = {}
     for layer in {id(g.owner): g.owner for g in groups}.values():
-        mine = {g.label: kept[g.label] for g in groups if g.owner is layer}
-        overrides, mine = rules.rule_for(layer).resize(layer, mine)
+        overrides, cut = shrink_lib.width_slicers(layer, graph.width_spaces(layer), keep)
         # Sliced when the new model's layer is filled, one at a time.
-        changes[id(layer)] = (overrides, lambda layer=layer, mine=mine: _slices(layer, mine))
+        changes[id(layer)] = (overrides, lambda layer=layer, cut=cut: _cut(layer, cut))
     return hub_models.shrunk(model, changes)  # None: its class can't say them
+
+
+def _cut(layer, cut):
+    """`layer`'s weights (in their own dtype) through the slice functions
+    `cut` (`{id(variable): function}`)."""
+    return [cut.get(id(w), np.asarray)(np.asarray(ops.convert_to_numpy(w)))
+            for w in layer.weights]
 
 
 def _mean_square(group):
@@ -344,22 +350,6 @@ def _mean_square(group):
         counts += m.per_channel(np.full(value.shape[m.axis], value.size // value.shape[
             m.axis]), group.size)
     return sums / np.maximum(counts, 1)
-
-
-def _slices(layer, kept):
-    """`layer`'s weights with each width member cut to the channels `kept`
-    (`{group label: sorted channels}`)."""
-    cuts = {}
-    for group in rules.width_groups(layer):
-        for m in group.members if group.label in kept else ():
-            cuts.setdefault(id(m.variable), []).append((m.axis, m.indices(kept[group.label])))
-    out = []
-    for variable in layer.weights:
-        value = np.asarray(ops.convert_to_numpy(variable))
-        for axis, indices in cuts.get(id(variable), ()):
-            value = np.take(value, indices, axis=axis)
-        out.append(value)
-    return out
 
 
 def _scores(pruned, group, kinds, importance, data, batches):

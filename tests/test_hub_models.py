@@ -223,6 +223,18 @@ def test_progressive_channel_pruning_shrinks_gated_neurons_into_the_same_class(f
     assert_close(small.predict(x, verbose=0), masked, atol=1e-5 * np.abs(masked).max())
 
 
+def test_neurons_alone_keep_a_family_that_derives_its_head_size_its_own_class(monkeypatch):
+    # Both routes: the direct slices and the channel engine's shrink. Heads
+    # all kept say nothing, so no HeadSized subclass is needed.
+    from keras_progprune import width  # noqa: PLC0415
+
+    task = causal_lm("Llama3")
+    x = token_batch(task)
+    assert type(kp.prune_width(task, ffn=0.5, data=[x])) is type(task)
+    monkeypatch.setattr(width, "_sliced", lambda *args: None)
+    assert type(kp.prune_width(task, ffn=0.5, data=[x])) is type(task)
+
+
 def test_prune_width_keeps_the_most_active_gated_neurons_and_the_class(tmp_path):
     task = causal_lm("Llama3")
     x = token_batch(task)

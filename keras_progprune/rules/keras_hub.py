@@ -202,6 +202,8 @@ class GatedFeedForwardRule(LayerRule):
                 overrides["intermediate_dim"] = int(len(indices)) * self.per_neuron
                 continue
             heads, groups = self._counts(layer)
+            if len(indices) == (groups if label.endswith("/kv_heads") else heads // groups):
+                continue  # every head kept: nothing to say (nor a subclass to need)
             head_dim = int(self.parts(layer)["query"].kernel.shape[-1])
             if label.endswith("/kv_heads"):
                 overrides.update(num_key_value_heads=int(len(indices)),
