@@ -122,7 +122,7 @@ class PruningGroup(MaskUpdater):
         forward pass ignored while it was pruned) is then reset to 0, so it
         returns as a weight pruned to zero would.
         """
-        active = [ops.not_equal(m, 0) for m in masks]
+        active = [ops.cast(m, "bool") for m in masks]
         magnitude = scores is None
         if magnitude:
             # The weights as the layer sees them: a pruned weight scores 0.

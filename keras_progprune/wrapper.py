@@ -13,6 +13,13 @@ from keras_progprune.substitution import Substituted
 
 SCOPES = ("layer", "global")
 
+# One byte per weight, whatever the weight's dtype: a float32 mask would
+# double a pruned model's memory (28 GB more at 7B parameters). Read as
+# `weight * cast(mask, weight.dtype)`. bool, not uint8: TensorFlow's
+# collective ops (MultiWorkerMirroredStrategy's initial broadcast) take no
+# uint8.
+MASK_DTYPE = "bool"
+
 _NO_CALLBACK = (
     "Layer {name!r} is wrapped for pruning, but the model is being trained "
     "without `ProgressivePruningCallback`. Pass "
@@ -62,14 +69,20 @@ class _MaskedRegularizer:
         self.keep = keep
 
     def __call__(self, w):
-        return self.inner(keras.ops.multiply(w, self.keep))
+        return self.inner(masked(w, self.keep))
+
+
+def masked(weight, keep):
+    """`weight` as the wrapped layer reads it: `weight * keep`, the one-byte
+    mask cast to the weight's dtype."""
+    return keras.ops.multiply(weight, keras.ops.cast(keep, weight.dtype))
 
 
 def effective(weight, keep):
     """`weight` with pruned entries at +0.0 (never -0.0: all-zero bytes
     compress far better in saved files)."""
     weight = keras.ops.convert_to_tensor(weight)
-    return keras.ops.where(keras.ops.not_equal(keep, 0), weight,
+    return keras.ops.where(keras.ops.cast(keep, "bool"), weight,
                            keras.ops.zeros_like(weight))
 
 
@@ -216,7 +229,7 @@ class PruningWrapper(keras.layers.Wrapper):
             keep = keras.Variable(
                 initializer="ones",
                 shape=tuple(w.shape),
-                dtype=w.dtype,
+                dtype=MASK_DTYPE,
                 trainable=False,
                 name=f"pruning_mask_{i}",
                 layout=backend.variable_layout(w),
@@ -251,7 +264,7 @@ class PruningWrapper(keras.layers.Wrapper):
 
     @property
     def masks(self):
-        """The mask variables (1.0 kept, 0.0 pruned), one per pruned weight."""
+        """The mask variables (bool: True kept), one per pruned weight."""
         return list(self._pruning_masks)
 
     def check_not_quantized(self):
@@ -339,7 +352,7 @@ class PruningWrapper(keras.layers.Wrapper):
         if training and not self._armed:
             raise training_without_callback_error(self.layer.name)
         kwargs = self._context(kwargs, training, mask)
-        pairs = [(w, keras.ops.multiply(w, keep))
+        pairs = [(w, masked(w, keep))
                  for w, keep in zip(self._pruned_weights, self._pruning_masks)]
         with Substituted(self.layer, pairs, self._other_variables):
             return self.layer(inputs, *args, **kwargs)

@@ -34,7 +34,8 @@ def test_mixed_precision_masks_on_float32_variables(policy, sparsity):
     rng = np.random.default_rng(0)
     _fit(model, rng.standard_normal((32, 6)), rng.standard_normal((32, 3)))
     wrappers = wrapper_lib.collect_wrappers(model)
-    assert all(v.dtype == "float32" for w in wrappers for v in w.pruned_weights + w.masks)
+    assert all(w.dtype == "float32" for wr in wrappers for w in wr.pruned_weights)
+    assert all(m.dtype == "bool" for wr in wrappers for m in wr.masks)
     assert model.layers[0].compute_dtype == policy.split("_")[1]
     n = 6 * 50 + 50 * 3
     assert sum(int(np.count_nonzero(m.numpy())) for w in wrappers for m in w.masks) == \

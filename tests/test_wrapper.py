@@ -85,6 +85,30 @@ def test_forward_pass_reads_weight_times_mask_and_leaves_user_constraint():
     assert not np.signbit(kernel.numpy()).any()  # +0.0, never -0.0
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_masks_take_one_byte_per_weight_and_float_masks_of_old_files_load(dtype):
+    wrapper = kp.PruningWrapper(L.Dense(3, dtype=dtype))
+    wrapper.build((None, 4))
+    (mask,) = wrapper.masks
+    assert mask.dtype == "bool" and np.asarray(mask.numpy()).itemsize == 1
+    # Files written before masks took one byte hold float32 masks (then
+    # the step): loading casts them.
+    store = {}
+    wrapper.save_own_variables(store)
+    key = next(k for k, v in store.items() if np.shape(v) == (4, 3) and v.dtype == "bool")
+    old = np.zeros((4, 3), "float32")
+    old[0] = 1.0
+    store[key] = old
+    wrapper.load_own_variables(store)
+    assert mask.dtype == "bool"
+    assert_equal(mask.numpy(), old.astype(bool))
+    out = wrapper(np.ones((1, 4), dtype))
+    assert keras.backend.standardize_dtype(out.dtype) == dtype
+    kernel = np.asarray(keras.ops.convert_to_numpy(
+        keras.ops.cast(wrapper.pruned_weights[0].value, "float32")))
+    assert_close(keras.ops.cast(out, "float32"), kernel[0][None], rtol=1e-2)
+
+
 def test_weight_regularizer_sees_only_the_kept_weights():
     layer = L.Dense(2, use_bias=False, kernel_regularizer=keras.regularizers.L1(1.0))
     wrapper = kp.PruningWrapper(layer)

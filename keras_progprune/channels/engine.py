@@ -309,7 +309,7 @@ class ChannelGroup(engine.MaskUpdater):
         # Scored as the layers see them: a masked entry (a pruned channel's
         # weights, a reader's rows of pruned input channels) counts as 0,
         # whatever its stored value.
-        seen = [ops.where(ops.not_equal(m, 0), w, ops.zeros_like(w))
+        seen = [ops.where(ops.cast(m, "bool"), w, ops.zeros_like(w))
                 for w, m in zip(weights, masks)]
         keep = ops.logical_and(self._choose(seen, counts, alive, scores), alive)
         keep_all = ops.concatenate([keep, ops.ones([1], "bool")], 0)  # `width`: no group
@@ -321,7 +321,8 @@ class ChannelGroup(engine.MaskUpdater):
                     full, self._along(keep_all, e.in_group, e.in_axis, e.mask.shape))
             new_masks.append(ops.cast(full, m.dtype))
         revived = None if intersect else [
-            ops.where(ops.logical_and(n != 0, m == 0), ops.zeros_like(w), w)
+            ops.where(ops.logical_and(ops.cast(n, "bool"), ops.logical_not(ops.cast(m, "bool"))),
+                      ops.zeros_like(w), w)
             for n, m, w in zip(new_masks, masks, weights)]
         return new_masks, ops.sum(ops.cast(keep, "int32")), finite, revived
 
@@ -390,7 +391,7 @@ class ChannelGroup(engine.MaskUpdater):
         """The default score of every channel (its space's channels in
         order, the spaces in `self.spaces` order): the mean square of the
         weights its mask covers, as the masks see them. A NumPy vector."""
-        masked = [ops.where(ops.not_equal(e.mask.value, 0), e.weight.value,
+        masked = [ops.where(ops.cast(e.mask.value, "bool"), e.weight.value,
                             ops.zeros_like(e.weight.value)) for e in self._masked]
         return np.asarray(ops.convert_to_numpy(self._group_mean(
             [ops.square(ops.cast(w, "float32")) for w in masked])))
