@@ -75,6 +75,18 @@ class _RequiresCallback:
         return self.function(*args, **kwargs)
 
 
+def _check_teacher(model):
+    """Refuses a distiller whose teacher is wrapped: its masks would be
+    updated with the student's, pruning the reference while it teaches."""
+    teacher = getattr(model, "teacher", None)
+    if isinstance(teacher, keras.Model) and wrapper_lib.collect_wrappers(teacher):
+        raise ValueError(
+            f"The teacher of {type(model).__name__} {model.name!r} is wrapped for pruning, "
+            "so ProgressivePruningCallback would prune it too. Pass the original model "
+            "as `teacher` (or `keras_progprune.strip_pruning(teacher)`) and wrap only "
+            "the student.")
+
+
 def _guard_new_train_functions(model, wrappers):
     """Puts every train step Keras makes for `model` from now on behind the
     same check.
@@ -196,6 +208,7 @@ class ProgressivePruningCallback(keras.callbacks.Callback):
                 "`keras_progprune.prune_low_magnitude(model)`, or use "
                 "`PruningWrapper` inside a subclassed model."
             )
+        _check_teacher(model)
         for wrapper in self._wrappers:
             wrapper.check_not_quantized()
         if not walk.is_graph_model(model):  # before the first step builds anything
