@@ -219,20 +219,28 @@ class HeadSizedPhi3Backbone(_HeadSizedBackbone, keras_hub.models.Phi3Backbone):
 class HeadSizedLlamaCausalLM(_HeadSizedCausalLM, keras_hub.models.LlamaCausalLM):
     """KerasHub's `LlamaCausalLM` around a `HeadSizedLlamaBackbone`."""
 
+    backbone_cls = HeadSizedLlamaBackbone  # what `from_preset` matches the task by
+
 
 @_register
 class HeadSizedLlama3CausalLM(_HeadSizedCausalLM, keras_hub.models.Llama3CausalLM):
     """KerasHub's `Llama3CausalLM` around a `HeadSizedLlama3Backbone`."""
+
+    backbone_cls = HeadSizedLlama3Backbone  # what `from_preset` matches the task by
 
 
 @_register
 class HeadSizedQwenCausalLM(_HeadSizedCausalLM, keras_hub.models.QwenCausalLM):
     """KerasHub's `QwenCausalLM` around a `HeadSizedQwenBackbone`."""
 
+    backbone_cls = HeadSizedQwenBackbone  # what `from_preset` matches the task by
+
 
 @_register
 class HeadSizedPhi3CausalLM(_HeadSizedCausalLM, keras_hub.models.Phi3CausalLM):
     """KerasHub's `Phi3CausalLM` around a `HeadSizedPhi3Backbone`."""
+
+    backbone_cls = HeadSizedPhi3Backbone  # what `from_preset` matches the task by
 
 
 # KerasHub backbone class name -> (its head-sized subclass, {task class name:
