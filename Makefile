@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 PYTEST := $(PY) -m pytest -q
 
-.PHONY: demo docs test test-tensorflow test-jax test-torch venv bench bench-quick bench-report \
+.PHONY: demo demo-llm docs test test-tensorflow test-jax test-torch venv bench bench-quick bench-report \
 	bench-backends bench-gpu clean
 
 venv: $(STAMP)
@@ -26,6 +26,14 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) examples/train.py --output_dir=runs/demo --overwrite
+
+# An LLM user's main job: a small Llama 3 trained on the pinned corpus (the
+# Python standard library's source), then half its feed-forward neurons and
+# query heads pruned progressively while it is distilled, written as a
+# KerasHub preset with results.json and a model card (runs/demo-llm).
+demo-llm: $(STAMP)
+	$(PY) examples/train.py --backend=jax --family=llama3 --output_dir=runs/demo-llm \
+		--text=data/pystdlib/train.txt.gz --teacher_steps=400 --llm_steps=200 --verbose=2
 
 # The documentation site, from the docstrings and the README's guides, into
 # site/ (offline). Warnings are errors: a broken link or reference fails.

@@ -4,6 +4,8 @@
     keras-progprune-train --preset=resnet18_cifar10 --data_dir=/data/cifar10
     keras-progprune-train --method=snip --target_sparsity=0.98
     keras-progprune-train --backend=jax            # or KERAS_BACKEND=jax / torch
+    keras-progprune-train --text=a.txt --family=llama3       # an LLM, made smaller
+    keras-progprune-train --text=a.txt --hub_preset=/models/my_llama --llm_method=one_shot
 
 Flags override a --preset's values. Outputs go to --output_dir (default:
 runs/<model>-<dataset>-<method>-s<sparsity>-<config hash>). Seeds: --seed
@@ -24,6 +26,7 @@ import keras
 
 import keras_progprune_cli
 from keras_progprune import experiments as experiment
+from keras_progprune.experiments import llm
 from keras_progprune import importance as importance_lib
 from keras_progprune import methods
 from keras_progprune import schedules
@@ -99,6 +102,21 @@ flags.DEFINE_boolean("overwrite", False, "Replace a finished run in --output_dir
 flags.DEFINE_string("verbose", "auto", "Keras fit verbosity: auto, 0, 1 or 2.")
 flags.DEFINE_multi_string("method_option", [],
                           "key=value option for the method, e.g. rounds_rate=0.2.")
+# The LLM job (`keras_progprune.experiments.llm`): --text switches to it.
+flags.DEFINE_list("text", [], "LLM job: text files to prune, distill and measure on "
+                  "(the last tenth is held out).")
+flags.DEFINE_string("hub_preset", "", "LLM job: the teacher, a KerasHub preset directory.")
+flags.DEFINE_string("family", "", "LLM job: the teacher, a small config of this family "
+                    "trained here on the text first.")
+flags.DEFINE_string("llm_size", "small", "LLM job: the --family config's size, small or tiny.")
+flags.DEFINE_string("llm_method", "progressive", "LLM job: progressive (during "
+                    "distillation), one_shot, iterative or depth.")
+flags.DEFINE_float("width_kv_heads", 0.0, "LLM job: fraction of key/value groups removed.")
+flags.DEFINE_float("width_hidden", 0.0, "LLM job: fraction of hidden channels removed.")
+flags.DEFINE_float("depth_blocks", 0.0, "LLM job: fraction of blocks removed.")
+flags.DEFINE_integer("teacher_steps", 600, "LLM job: training steps of a --family teacher.")
+flags.DEFINE_integer("llm_steps", 300, "LLM job: distillation steps.")
+flags.DEFINE_integer("sequence_length", 64, "LLM job: tokens per training window.")
 
 FLAGS = flags.FLAGS
 _FLAG_NAMES = [f.name for f in FLAGS.get_flags_for_module(__name__)]
@@ -129,6 +147,33 @@ def build_config():
     return experiment.Config(**values)
 
 
+# LLM job field -> flag, where the names differ.
+_LLM_FLAGS = {"size": "llm_size", "method": "llm_method", "ffn": "width_ffn",
+              "heads": "width_heads", "kv_heads": "width_kv_heads", "hidden": "width_hidden",
+              "blocks": "depth_blocks", "steps": "llm_steps"}
+
+
+def build_llm_config():
+    """The `LLMConfig` of the flags: each field from its flag when given."""
+    values = {}
+    for field in dataclasses.fields(llm.LLMConfig):
+        flag = _LLM_FLAGS.get(field.name, field.name)
+        if flag in FLAGS and (FLAGS[flag].present or flag in (
+                "text", "hub_preset", "family")):
+            values[field.name] = FLAGS[flag].value
+    values["text"] = tuple(values.get("text", ()))
+    return llm.LLMConfig(**values)
+
+
+def _run_llm():
+    config = build_llm_config()
+    try:
+        llm.validate(config)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    llm.run(config)
+
+
 def _run(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -138,6 +183,8 @@ def _run(argv):
             f"with the {keras.backend.backend()!r} backend. Run the command directly, or "
             f"set KERAS_BACKEND={FLAGS.backend} before Python starts.")
     logging.set_verbosity(logging.WARNING)  # TF's export chatter
+    if FLAGS.text or FLAGS.hub_preset or FLAGS.family:
+        return _run_llm()
     config = build_config()
     if FLAGS.preset:
         preset = experiment.PRESETS[FLAGS.preset]
