@@ -96,6 +96,47 @@ def test_each_method_writes_a_preset_results_and_a_card(text_file, tmp_path, met
     assert "keras-progprune-train --text=slice.py" in card and "| student |" in card
 
 
+def _gpt2_preset(path):
+    """A tiny GPT-2 preset with a real byte-level BPE tokenizer (every byte
+    a token, one merge), saved as a user's own model would be."""
+    import keras_hub
+    from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
+
+    vocabulary = {c: i for i, c in enumerate(bytes_to_unicode()[1])}
+    vocabulary["\u0120r"] = len(vocabulary)
+    vocabulary["<|endoftext|>"] = len(vocabulary)
+    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=["\u0120 r"])
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=len(vocabulary), num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=64)
+    keras_hub.models.GPT2CausalLM(
+        backbone=backbone,
+        preprocessor=keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=16),
+    ).save_to_preset(path)
+    return path
+
+
+@pytest.mark.backends("tensorflow")
+def test_a_users_preset_is_read_with_its_tokenizer_and_written_with_it(text_file, tmp_path):
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    preset = _gpt2_preset(str(tmp_path / "gpt2"))
+    config = _config(text_file, tmp_path, family="", hub_preset=preset, method="one_shot",
+                     heads=0.0)
+    teacher, student = llm.run(config)["rows"]
+    assert student["class"] == "GPT2CausalLM" and student["bits_per_byte"] is None
+    assert student["block_parameters"] < teacher["block_parameters"]
+    loaded = keras_hub.models.CausalLM.from_preset(os.path.join(config.output_dir, "model"))
+    assert isinstance(loaded.preprocessor, keras_hub.models.GPT2CausalLMPreprocessor)
+    assert loaded.count_params() == student["parameters"]
+    # GPT-2's blocks derive the head size: fewer heads can't be a GPT2CausalLM.
+    with pytest.raises(ValueError, match=r"can't be written as a KerasHub preset\. Keep "
+                                         r"its heads: pass --width_heads=0"):
+        llm.run(_config(text_file, tmp_path, family="", hub_preset=preset,
+                        method="one_shot"))
+
+
 @pytest.mark.parametrize("overrides,message", [
     (dict(text=()), r"Pass the text to train and measure on: --text=FILE"),
     (dict(text=("missing.txt",)), r"Text file not found: 'missing.txt'"),

@@ -142,7 +142,9 @@ def _say(message):
 
 
 def _teacher_and_tokens(config):
-    """`(teacher CausalLM, token ids of the text, whether tokens are bytes)`."""
+    """`(teacher CausalLM, token ids of the text, whether tokens are bytes,
+    the preset's preprocessor or None)`. The teacher's preprocessor is
+    detached: the job feeds token ids."""
     import keras_hub  # noqa: PLC0415 (the LLM job needs KerasHub; the rest doesn't)
 
     raw = b"".join(_read(path) for path in config.text)
@@ -155,13 +157,13 @@ def _teacher_and_tokens(config):
                              "text with. Save it with its preprocessor.")
         tokens = np.asarray(keras.ops.convert_to_numpy(
             tokenizer(raw.decode("utf-8", errors="replace")))).astype("int32").ravel()
-        model.preprocessor = None  # the job feeds token ids
-        return model, tokens, False
+        preprocessor, model.preprocessor = model.preprocessor, None
+        return model, tokens, False, preprocessor
     family, base = FAMILIES[config.family]
     backbone = getattr(keras_hub.models, f"{family}Backbone")(**base, **SIZES[config.size])
     model = getattr(keras_hub.models, f"{family}CausalLM")(backbone=backbone,
                                                           preprocessor=None)
-    return model, np.frombuffer(raw, np.uint8).astype("int32"), True
+    return model, np.frombuffer(raw, np.uint8).astype("int32"), True, None
 
 
 def _read(path):
@@ -317,7 +319,9 @@ def run(config, command=None):
     (also written to `output_dir/results.json`)."""
     validate(config)
     keras.utils.set_random_seed(config.seed)
-    teacher, tokens, byte_tokens = _teacher_and_tokens(config)
+    import keras_hub  # noqa: PLC0415
+
+    teacher, tokens, byte_tokens, preprocessor = _teacher_and_tokens(config)
     if len(tokens) == 0:
         raise ValueError(f"The text files {list(config.text)} are empty.")
     train, heldout = _split(tokens, config.sequence_length)
@@ -326,10 +330,17 @@ def run(config, command=None):
     start = time.process_time()
     student = _prune(config, teacher, train)
     cpu = time.process_time() - start
+    if not isinstance(student, keras_hub.models.CausalLM):
+        raise ValueError(
+            f"{type(teacher).__name__} can't say the pruned shape in its config (its "
+            f"blocks derive the head size), so the student is a plain {type(student).__name__} "
+            "and can't be written as a KerasHub preset. Keep its heads: pass "
+            "--width_heads=0 (and --llm_method=one_shot).")
     _say("evaluating on the held-out tenth")
     rows = [_row("teacher", teacher, heldout, config, byte_tokens),
             _row("student", student, heldout, config, byte_tokens)]
     os.makedirs(config.output_dir, exist_ok=True)
+    student.preprocessor = preprocessor  # the preset's tokenizer goes with the model
     student.save_to_preset(os.path.join(config.output_dir, "model"))
     results = {"config": dataclasses.asdict(config), "rows": rows,
                "prune_and_distill_cpu_s": cpu,
