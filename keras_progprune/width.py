@@ -250,6 +250,14 @@ def _check_spaces(model, spaces, fractions, dense):
                    if (missing := _without_rule(model)) else "")
                 + f". Pass {kind}=0, or register a rule for your layer with "
                 "kp.register_layer_rule.")
+        fixed = [s for s in spaces if s.width is not None and s.width[1].name == kind
+                 and s.width[1].fixed]
+        if fraction > 0 and fixed and not dense:
+            # A KerasHub config says one count for every block.
+            raise ValueError(
+                f"`{kind}={fraction}` can't be removed from model {name!r}: its config sets "
+                f"one count of {_NOUNS[kind]} for every block, but in "
+                f"{_label(fixed[0])!r} {fixed[0].width[1].fixed}. Pass {kind}=0.")
     for space in spaces:
         kind = _kind(space, dense)
         if kind not in fractions or not fractions[kind]:

@@ -296,7 +296,8 @@ def test_heads_that_the_config_cannot_say_give_a_plain_model_with_a_warning():
 
 # -- width: query heads inside key/value groups ---------------------------
 @pytest.mark.parametrize("family", ["Gemma", pytest.param("Qwen3", marks=pytest.mark.slow),
-                                    pytest.param("Gemma3", marks=pytest.mark.slow)])
+                                    pytest.param("Gemma3", marks=pytest.mark.slow),
+                                    pytest.param("Gemma4", marks=pytest.mark.slow)])
 def test_query_heads_go_evenly_from_every_key_value_group(family):
     task = causal_lm(family, num_query_heads=8, num_key_value_heads=2)
     x = token_batch(task)
@@ -326,6 +327,29 @@ def test_query_heads_go_evenly_from_every_key_value_group(family):
     assert shrunk.backbone.get_config()["num_query_heads"] == 4
     masked = to_numpy(kp.strip_pruning(pruned).predict(x, verbose=0))
     assert_close(shrunk.predict(x, verbose=0), masked, atol=1e-5 * np.abs(masked).max())
+
+
+def test_gemma4_heads_with_fewer_global_groups_and_shared_key_values():
+    # Global blocks with one key/value group (not two), the last two blocks
+    # reading an earlier block's keys and values: query heads still go
+    # evenly, exactly; whole groups can't (the config has one count).
+    task = causal_lm("Gemma4", num_layers=6, num_query_heads=8, num_global_key_value_heads=1,
+                     num_kv_shared_layers=2)
+    x = token_batch(task)
+    pruned = kp.prune_low_magnitude(task, SCHEDULE, structure="channel")
+    _fit(pruned, x)
+    small = kp.shrink(pruned)
+    assert type(small) is type(task) and small.backbone.num_query_heads == 4
+    masked = to_numpy(kp.strip_pruning(pruned).predict(x, verbose=0))
+    assert_close(small.predict(x, verbose=0), masked, atol=1e-5 * np.abs(masked).max())
+    assert kp.prune_width(task, heads=0.5, data=[x]).backbone.num_query_heads == 4
+    with pytest.raises(ValueError, match=r"`kv_heads=0\.5` can't be removed from model "
+                                         r"'gemma4_causal_lm.*': its config sets one count of "
+                                         r"key/value groups \(with their query heads\) for "
+                                         r"every block, but in 'decoder_block_4/kv_heads' its "
+                                         r"key/value projections are shared \(with another "
+                                         r"block, or keys with values\)\. Pass kv_heads=0\."):
+        kp.prune_width(task, kv_heads=0.5, data=[x])
 
 
 def _masked_and_shrunk(task, x, units):
@@ -368,7 +392,8 @@ def test_heads_of_a_family_that_derives_its_head_size_keep_their_size(family, tm
 
 @pytest.mark.parametrize("family", ["Gemma", "Llama3",
                                     *[pytest.param(f, marks=pytest.mark.slow)
-                                      for f in ("Qwen3", "Qwen2", "Phi3", "Mistral")]])
+                                      for f in ("Qwen3", "Qwen2", "Phi3", "Mistral",
+                                                "Gemma4")]])
 def test_kv_heads_remove_whole_key_value_groups_with_their_query_heads(family):
     task = causal_lm(family, num_query_heads=8, num_key_value_heads=4)
     x = token_batch(task)

@@ -153,7 +153,10 @@ class GatedFeedForwardRule(LayerRule):
         """`(query heads, key/value heads)` of the block."""
         heads = int(self.parts(layer)["query"].kernel.shape[self.heads_axis])
         attention = sub_layer(layer, self.attention)
-        kv = getattr(layer, "num_key_value_heads", None) or attention.num_key_value_heads
+        # Gemma 4's global blocks may have fewer key/value heads than the
+        # config's `num_key_value_heads` (`effective_num_kv_heads`).
+        kv = (getattr(attention, "effective_num_kv_heads", None)
+              or getattr(layer, "num_key_value_heads", None) or attention.num_key_value_heads)
         return heads, int(kv)
 
     def _fixed(self, units):
@@ -182,6 +185,14 @@ class GatedFeedForwardRule(LayerRule):
         parts = self.parts(layer)
         heads, groups = self._counts(layer)
         group_of = np.arange(heads) // (heads // groups)  # query head -> its group
+        if parts["key"] is None or parts["value"] is None:
+            # Gemma 4: a block that reads another block's keys and values, or
+            # whose values are its keys: its groups are not its own to remove.
+            return WidthGroup("kv_heads", layer, [(parts["query"].kernel, self.heads_axis,
+                                                   group_of)],
+                              [(parts["output"].kernel, 0, group_of)], size=groups,
+                              fixed="its key/value projections are shared (with another "
+                                    "block, or keys with values)")
         members = [(parts["query"].kernel, self.heads_axis, group_of),
                    (parts["output"].kernel, 0, group_of)]
         for part, channels in (("query", group_of), ("key", None), ("value", None)):
@@ -284,8 +295,8 @@ _GATED = {
                           "query_dense", "output_dense", 0),
     "Gemma3DecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 1, "attention",
                            "query_dense", "output_dense", 0),
-    "Gemma4TextDecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 1, None,
-                               None, None, 0),
+    "Gemma4TextDecoderBlock": ("gating_ffw", "gating_ffw_2", "ffw_linear", 1, "attention",
+                               "query_dense", "output_dense", 0),
     "SmolLM3DecoderLayer": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", 1, None, None,
                             None, 0),
 }
