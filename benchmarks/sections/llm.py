@@ -1,9 +1,10 @@
-"""KerasHub LLMs: `generate()` speed after pruning (`benchmarks/llm_generate.py`)
-and `prune_width`'s memory at 1B parameters (`benchmarks/llm_memory.py`)."""
+"""KerasHub LLMs: `generate()` speed after pruning (`benchmarks/llm_generate.py`),
+`prune_width`'s memory at 1B parameters (`benchmarks/llm_memory.py`), and
+pruning during distillation on real text (`benchmarks/llm_distill.py`)."""
 
 from benchmarks.sections import shared
 
-TITLE = "## 11. KerasHub LLMs: `generate()` speed and memory"
+TITLE = "## 11. KerasHub LLMs: `generate()` speed, memory, and pruning during distillation"
 
 
 def _generate_lines():
@@ -69,5 +70,58 @@ def _memory_lines():
     return lines + [""]
 
 
+def _goals(rows):
+    """`[(goal, met)]` of the distillation table, as fixed before the
+    held-out split was read."""
+    bpb = {r["arm"]: r["mean_bits_per_byte"] for r in rows}
+    pruned = [a for a in bpb if a not in ("dense teacher", "from scratch")]
+    best = min(pruned, key=bpb.get)
+    return [
+        (f"the best arm ({best}) within 10% of the teacher's bits per byte",
+         bpb[best] <= 1.10 * bpb["dense teacher"]),
+        ("every pruned arm better than from scratch",
+         all(bpb[a] < bpb["from scratch"] for a in pruned)),
+        ("progressive at least as good as one-shot width",
+         bpb["progressive width"] <= bpb["one-shot width"]),
+    ]
+
+
+def _distill_lines():
+    found = shared.load("llm_distill.json")
+    title = "### Half the blocks of a small Llama 3, seven ways, on real text"
+    if not found:
+        return [title, "", "Not measured: run `python -m benchmarks.llm_distill`.", ""]
+    r = found[0]
+    seeds = r["seeds"]
+    lines = [title, "", shared.prov_line(r["provenance"]), "",
+             "Corpus: CPython 3.11.7's standard library source (`data/pystdlib`, "
+             "pinned by SHA-256), byte tokens; held-out modules, "
+             f"{r['eval_windows']} windows of {r['length']} bytes, read once per arm after "
+             "its last step. Teacher: `Llama3CausalLM`, "
+             + ", ".join(f"{k}={v}" for k, v in r["teacher"].items())
+             + f", {r['teacher_steps']} steps of batch {r['batch']}. Every arm: "
+             f"{r['steps']} steps of `keras.distillation.Distiller` on the same windows "
+             f"per seed (seeds {seeds}); see `benchmarks/llm_distill.py` for each arm. "
+             "Bits per byte: lower is better. CPU seconds: `time.process_time()`, all "
+             "threads; generate: greedy, batch 1, 64 new tokens, wall time.", "",
+             "| arm | class | parameters | blocks vs teacher | bits/byte "
+             + " | ".join(f"seed {s}" for s in seeds)
+             + " | mean | prune + recover CPU s | generate tok/s |",
+             "| --- | --- | --- | --- | " + " | ".join("---" for _ in seeds)
+             + " | --- | --- | --- |"]
+    for row in r["rows"]:
+        c = row["cells"]
+        lines.append(
+            f"| {row['arm']} | {c[0]['class']} | {c[0]['parameters'] / 1e6:.2f}M | "
+            f"{c[0]['block_fraction']:.0%} | "
+            + " | ".join(f"{x['bits_per_byte']:.4f}" for x in c)
+            + f" | {row['mean_bits_per_byte']:.4f} | "
+            f"{sum(x['prune_cpu_s'] + x['recover_cpu_s'] for x in c) / len(c):.0f} | "
+            f"{sum(x['generate_tokens_per_s'] for x in c) / len(c):.0f} |")
+    lines += ["", "Goals (fixed before the held-out split was read):", ""]
+    lines += [f"- {goal}: {shared.met(ok)}" for goal, ok in _goals(r["rows"])]
+    return lines + [""]
+
+
 def llm_section():
-    return [TITLE, ""] + _generate_lines() + _memory_lines()
+    return [TITLE, ""] + _generate_lines() + _memory_lines() + _distill_lines()

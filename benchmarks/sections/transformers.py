@@ -29,7 +29,10 @@ def transformers_section():
                   "(`kp.prune_width`, activations over 8 training batches) from the dense "
                   f"model of the same seed, then {r['recover_epochs']} epochs of fine-tuning "
                   "or of distillation from it (`keras.distillation.Distiller`, logits, "
-                  "temperature 2, student loss weight 0.5). Final-epoch test accuracy, "
+                  "temperature 2, student loss weight 0.5); 'progressive during "
+                  "distillation': the same distillation from the dense model, its student "
+                  "that dense model wrapped with channel masks rising from 0 to 50% over "
+                  "the first half, ranked by activations, then shrunk. Final-epoch test accuracy, "
                   f"mean ± std over seeds {', '.join(seeds)}; nothing is chosen on the "
                   "test set. Train CPU s: `time.process_time()` of the arm's training "
                   "(the one-shot arms include the dense training they start from). MACs: "
@@ -53,6 +56,13 @@ def transformers_section():
             lines += ["", "Arms added after the others were measured, run alone at: "
                       + "; ".join(f"{arm} ({rev})" for arm, rev in later)
                       + ". The other arms are cached from the first run."]
+        again = [(s, arm, c["teacher_retrained_accuracy"]) for s in seeds
+                 for arm, c in r["seeds"][s].items() if "teacher_retrained_accuracy" in c]
+        if again:
+            lines += ["", "Seeds measured before the dense weights were cached: the dense "
+                      "model was trained again as the teacher of the later arm, scoring "
+                      + "; ".join(f"{acc:.2%} (seed {s}, {arm})" for s, arm, acc in again)
+                      + " (the dense row keeps the first run's)."]
         latency = r.get("latency_ms_b32") or {}
         if latency:
             lines += ["", f"CPU latency at batch 32 (alternating, median): dense "
