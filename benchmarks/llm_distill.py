@@ -143,6 +143,9 @@ def teacher():
 
 
 def _distill(teacher_model, student, x, y, steps, callbacks=()):
+    # Every arm after the first prunes a teacher that a Distiller has frozen
+    # in place: its student would keep those frozen layers.
+    student.trainable = True
     distiller = keras.distillation.Distiller(
         teacher=teacher_model, student=student,
         distillation_losses=keras.distillation.LogitsDistillation(

@@ -24,6 +24,7 @@ import keras
 from keras_progprune import hub_models
 from keras_progprune import importance as importance_lib
 from keras_progprune import rules
+from keras_progprune import walk
 from keras_progprune.wrapper import collect_wrappers
 
 
@@ -98,6 +99,7 @@ def _flat(hidden):
     return array.reshape(-1, array.shape[-1])
 
 
+@walk.keeps_frozen("prune_depth")
 def prune_depth(model, blocks, data=None, importance="block_influence", batches=None):
     """Removes whole blocks of a KerasHub task or backbone.
 

@@ -46,6 +46,7 @@ def _check_not_wrapped(layer):
         )
 
 
+@walk.keeps_frozen("prune_low_magnitude")
 def prune_low_magnitude(
     to_prune, pruning_schedule=None, *, scope="layer", exclude=(),
     structure="unstructured",

@@ -9,8 +9,10 @@ helpers here never assume a node is a Layer.
 """
 
 import contextlib
+import functools
 import importlib
 import inspect
+import warnings
 
 import keras
 
@@ -373,3 +375,34 @@ def is_backend_optimizer_module(module):
     module (`keras.src.backend.<name>.optimizer...`), which PyTorch's
     `model.save` writes and other backends can't load."""
     return module.startswith("keras.src.backend.") and ".optimizers" in module
+
+
+
+def keeps_frozen(verb):
+    """Decorates a verb that returns a copy of its first argument: warns
+    when that model is wholly frozen, and gives the copy the model's own
+    `trainable` too (its layers' flags are copied anyway), so that
+    `copy.trainable = True` unfreezes every layer of it, as it would the
+    original. (Keras skips sublayers when the flag already has the value
+    set.) `keras.distillation.Distiller` freezes its teacher in place, so a
+    student pruned from that teacher afterwards is the usual case."""
+
+    def decorate(function):
+        @functools.wraps(function)
+        def run(model, *args, **kwargs):
+            frozen = isinstance(model, keras.Model) and bool(model.weights) and \
+                not model.trainable_weights
+            if frozen:
+                warnings.warn(
+                    f"Model {model.name!r} has no trainable weights (a `keras.distillation."
+                    f"Distiller` freezes its teacher), and the model that `{verb}` returns "
+                    "keeps each layer's `trainable`: it would train nothing. Set "
+                    "`model.trainable = True` on the result before training it.",
+                    stacklevel=2)
+            result = function(model, *args, **kwargs)
+            if isinstance(model, keras.Model) and not model.trainable and \
+                    isinstance(result, keras.Model):
+                result.trainable = False
+            return result
+        return run
+    return decorate

@@ -34,8 +34,8 @@ from keras_progprune import importance as importance_lib
 from keras_progprune import prune
 from keras_progprune import rules
 from keras_progprune import schedules
-from keras_progprune import wrapper as wrapper_lib
 from keras_progprune import walk
+from keras_progprune import wrapper as wrapper_lib
 from keras_progprune.channels import graph as graph_lib
 from keras_progprune.channels import shrink as shrink_lib
 from keras_progprune.rules import keras_hub as hub_rules
@@ -86,6 +86,7 @@ _NOUNS = {"ffn": "feed-forward neurons", "heads": "attention heads",
           "hidden": "hidden (embedding) channels"}
 
 
+@walk.keeps_frozen("prune_width")
 def prune_width(model, ffn=0.0, heads=0.0, kv_heads=0.0, hidden=0.0, data=None,
                 importance="activation", batches=None):
     """Removes feed-forward neurons, attention heads, key/value groups and

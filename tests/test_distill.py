@@ -69,6 +69,26 @@ def test_progressive_width_during_distillation_shrinks_to_the_one_shot_size(impo
     assert np.asarray(out["padding_mask"]).all()  # the three free places filled
 
 
+def test_a_student_pruned_from_a_teacher_that_a_distiller_froze_is_said_to_be_frozen():
+    keras.utils.set_random_seed(0)
+    teacher = causal_lm("Llama3")
+    x = token_batch(teacher, batch=2, length=8)
+    _distiller(teacher, kp.prune_width(teacher, ffn=0.5, data=[x]))  # freezes the teacher
+    message = (r"Model '.*' has no trainable weights \(a `keras.distillation.Distiller` "
+               r"freezes its teacher\), and the model that `{}` returns keeps each layer's "
+               r"`trainable`: it would train nothing\. Set `model.trainable = True` on the "
+               r"result before training it\.")
+    with pytest.warns(UserWarning, match=message.format("prune_width")):
+        student = kp.prune_width(teacher, ffn=0.5, data=[x])
+    assert not student.trainable_weights
+    student.trainable = True
+    assert student.trainable_weights
+    with pytest.warns(UserWarning, match=message.format("prune_depth")):
+        kp.prune_depth(teacher, 1, data=[x])
+    with pytest.warns(UserWarning, match=message.format("prune_low_magnitude")):
+        kp.prune_low_magnitude(teacher)
+
+
 def test_a_wrapped_teacher_is_refused_with_the_fix():
     keras.utils.set_random_seed(0)
     teacher = causal_lm("Llama3")

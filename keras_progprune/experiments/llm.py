@@ -218,6 +218,9 @@ def _train_teacher(config, model, train):
 
 
 def _distill(config, teacher, student, x, y, callbacks=()):
+    # A student pruned from a teacher that an earlier Distiller froze in
+    # place keeps its layers frozen (`walk.warn_if_frozen`).
+    student.trainable = True
     distiller = keras.distillation.Distiller(
         teacher=teacher, student=student,
         distillation_losses=keras.distillation.LogitsDistillation(
