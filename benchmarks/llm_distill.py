@@ -35,7 +35,7 @@ parameters (all, and the blocks'), the CPU time of pruning and recovery
 (`time.process_time()`, all threads), and `generate()` tokens per second
 at batch 1 (greedy, 64 new tokens; median of 3, wall and CPU).
 
-    python -m benchmarks.llm_distill --backend=jax   # ~40 min on 2 cores
+    python -m benchmarks.llm_distill --backend=jax   # ~30 min on 2 cores
     python -m benchmarks.llm_distill --backend=jax --quick   # a smoke run, ~2 min
 
 Results: benchmarks/results/llm_distill.json (`--quick`:

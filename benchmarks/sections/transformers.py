@@ -67,7 +67,8 @@ def transformers_section():
         if latency:
             lines += ["", f"CPU latency at batch 32 (alternating, median): dense "
                       f"{latency['dense']:.2f} ms, shrunk {latency['shrunk']:.2f} ms "
-                      f"({latency['dense'] / latency['shrunk']:.2f}x)."]
+                      f"({latency['dense'] / latency['shrunk']:.2f}x)"
+                      + (f", measured at {r['latency_git']}." if r.get("latency_git") else ".")]
         scratch = stats["from scratch"][0]
         lines += ["", "| goal | measured | met? |", "| --- | --- | --- |"]
         for arm in [a for a in r["arms"] if a not in ("dense", "from scratch")]:
