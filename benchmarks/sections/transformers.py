@@ -50,12 +50,16 @@ def transformers_section():
             mean, std = stats[arm]
             lines.append(f"| {arm} | {mean:.2%} ± {std:.2%} | {100 * (dense - mean):+.2f} | "
                          f"{cell['parameters']:,} | {cell['block_macs']:,} | {cpu:,.0f} |")
-        later = sorted({(arm, c["git"]) for s in seeds for arm, c in r["seeds"][s].items()
-                        if "git" in c})
+        later = {}
+        for s in seeds:
+            for arm, c in r["seeds"][s].items():
+                if "git" in c:
+                    later.setdefault((arm, c["git"]), []).append(s)
         if later:
-            lines += ["", "Arms added after the others were measured, run alone at: "
-                      + "; ".join(f"{arm} ({rev})" for arm, rev in later)
-                      + ". The other arms are cached from the first run."]
+            lines += ["", "Arms added after a seed was measured, run on their own for that "
+                      "seed: " + "; ".join(f"{arm} at {rev} (seeds {', '.join(ss)})"
+                                          for (arm, rev), ss in sorted(later.items()))
+                      + ". Every other cell comes from its seed's full run."]
         again = [(s, arm, c["teacher_retrained_accuracy"]) for s in seeds
                  for arm, c in r["seeds"][s].items() if "teacher_retrained_accuracy" in c]
         if again:
