@@ -117,6 +117,20 @@ def _gpt2_preset(path):
 
 
 @pytest.mark.backends("tensorflow")
+@pytest.mark.parametrize("family,size", [("mistral", "tiny"), ("qwen3", "tiny"),
+                                         ("gemma", "small")])
+def test_every_family_and_key_value_groups_one_shot(text_file, tmp_path, family, size):
+    keras.utils.set_random_seed(0)
+    config = _config(text_file, tmp_path, family=family, size=size, method="one_shot",
+                     ffn=0.5, heads=0.0, kv_heads=0.5)
+    teacher, student = llm.run(config)["rows"]
+    assert student["class"] == teacher["class"] == llm.FAMILIES[family][0] + "CausalLM"
+    assert student["block_parameters"] < teacher["block_parameters"]
+    assert teacher["hidden_dim"] == llm.SIZES[size]["hidden_dim"]
+    assert os.path.isdir(os.path.join(config.output_dir, "model"))
+
+
+@pytest.mark.backends("tensorflow")
 def test_a_users_preset_is_read_with_its_tokenizer_and_written_with_it(text_file, tmp_path):
     import keras_hub
 

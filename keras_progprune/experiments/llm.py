@@ -7,8 +7,9 @@ text, then distilled from the original, and written as a KerasHub preset.
 
 The teacher is a KerasHub preset directory (its own tokenizer reads the
 text), or a family with a small configuration trained here on the text
-first (bytes as tokens). Text files may be gzipped (`.gz`). The last tenth of the text is held out: the
-teacher and the student are measured on it once, at the end. Methods:
+first (bytes as tokens). Text files may be gzipped (`.gz`). The last tenth
+of the text is held out: the teacher and the student are measured on it
+once, at the end. Methods:
 
 - `progressive`: the student is the teacher wrapped with
   `structure="channel"`; its feed-forward neurons and query heads (one
