@@ -224,8 +224,11 @@ def tokens_per_second(model, repeats=3):
 
 
 def _cell_dir():
+    """The cache of this recipe's teacher and cells: one folder per number
+    of steps, so that a run with other steps never reads them."""
+    teacher_steps, steps = _steps()
     return os.path.join(common.RESULTS_DIR, "llm_distill_quick" if FLAGS.quick
-                        else "llm_distill")
+                        else "llm_distill", f"teacher{teacher_steps}_steps{steps}")
 
 
 def main(argv):
