@@ -100,11 +100,17 @@ def exact(model, scope, structure):
     return all(int(m.sum()) == thresholds.keep_count(m.size, final) for m in found)
 
 
+def _largest_difference(p, q):
+    """The largest |p - q| of two variables (masks are bool: read as 0/1)."""
+    return float(np.max(np.abs(np.asarray(p.numpy(), np.float64)
+                               - np.asarray(q.numpy(), np.float64))))
+
+
 def compare(reference, model, scope="global", structure="unstructured"):
     a, b = masks(reference), masks(model)
     return {"masks_equal": len(a) == len(b) and all(np.array_equal(p, q) for p, q in zip(a, b)),
             "exact": exact(model, scope, structure),
-            "max_weight_diff": max(float(np.max(np.abs(p.numpy() - q.numpy())))
+            "max_weight_diff": max(_largest_difference(p, q)
                                    for p, q in zip(reference.weights, model.weights))}
 
 
@@ -178,7 +184,7 @@ def checks():
         results["fit_shrinking"] = {
             "parameters": [p["parameters"] for p in shrunk.phases],
             "reference_parameters": [p["parameters"] for p in ref_shrunk.phases],
-            "max_weight_diff": max(float(np.max(np.abs(p.numpy() - q.numpy())))
+            "max_weight_diff": max(_largest_difference(p, q)
                                    for p, q in zip(ref_shrunk.model.weights,
                                                    shrunk.model.weights)),
             "devices_per_variable": sorted({len(w.value.sharding.device_set)
