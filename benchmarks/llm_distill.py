@@ -59,6 +59,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 import keras_progprune as kp  # noqa: E402
+from keras_progprune.experiments import llm  # noqa: E402
 from keras_progprune.experiments import text  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -144,13 +145,8 @@ def teacher():
 
 def _distill(teacher_model, student, x, y, steps, callbacks=()):
     # Every arm after the first prunes a teacher that a Distiller has frozen
-    # in place: its student would keep those frozen layers.
-    student.trainable = True
-    distiller = keras.distillation.Distiller(
-        teacher=teacher_model, student=student,
-        distillation_losses=keras.distillation.LogitsDistillation(
-            temperature=2.0, loss=keras.losses.KLDivergence()),
-        student_loss_weight=0.5)
+    # in place: `llm.distiller` unfreezes the student.
+    distiller = llm.distiller(teacher_model, student)
     distiller.compile(optimizer=_optimizer(1e-3, steps), loss=LOSS)
     start = time.process_time()
     distiller.fit({k: v[:steps * BATCH] for k, v in x.items()}, y[:steps * BATCH],

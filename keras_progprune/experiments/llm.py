@@ -218,20 +218,27 @@ def _train_teacher(config, model, train):
               verbose=_verbose(config))
 
 
-def _distill(config, teacher, student, x, y, callbacks=()):
-    # A student pruned from a teacher that an earlier Distiller froze in
-    # place keeps its layers frozen (`walk.warn_if_frozen`).
+def distiller(teacher, student):
+    """The job's `keras.distillation.Distiller`: logits at temperature 2
+    (KL divergence of the softmaxes), half the loss from the labels. The
+    student is unfrozen first: one pruned from a teacher that an earlier
+    Distiller froze in place keeps those frozen layers
+    (`walk.keeps_frozen`)."""
     student.trainable = True
-    distiller = keras.distillation.Distiller(
+    return keras.distillation.Distiller(
         teacher=teacher, student=student,
         distillation_losses=keras.distillation.LogitsDistillation(
             temperature=2.0, loss=keras.losses.KLDivergence()),
         student_loss_weight=0.5)
+
+
+def _distill(config, teacher, student, x, y, callbacks=()):
+    trainer = distiller(teacher, student)
     steps = len(y) // config.batch_size
-    distiller.compile(optimizer=_optimizer(config.lr, steps), loss=_LOSS)
+    trainer.compile(optimizer=_optimizer(config.lr, steps), loss=_LOSS)
     _say(f"distilling: {steps} steps")
-    distiller.fit(_inputs(x), y, batch_size=config.batch_size, epochs=1,
-                  verbose=_verbose(config), callbacks=list(callbacks))
+    trainer.fit(_inputs(x), y, batch_size=config.batch_size, epochs=1,
+                verbose=_verbose(config), callbacks=list(callbacks))
 
 
 def _prune(config, teacher, train):
