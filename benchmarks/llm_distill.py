@@ -92,19 +92,10 @@ def _train_windows(count, seed):
     return _inputs(x), y
 
 
-def _heldout():
-    x, y = text.tiled(text.load_corpus("heldout"), LENGTH)
-    pick = np.linspace(0, len(x) - 1, min(FLAGS.eval_windows, len(x))).astype(int)
-    return _inputs(x[pick]), y[pick]
-
-
 def bits_per_byte(model, heldout):
-    x, y = heldout
-    nats = []
-    for i in range(0, len(y), 64):
-        logits = model({k: v[i:i + 64] for k, v in x.items()}, training=False)
-        nats.append(keras.ops.convert_to_numpy(LOSS(y[i:i + 64], logits)) * len(y[i:i + 64]))
-    return text.bits_per_byte(np.sum(nats) / len(y))
+    """Held-out bits per byte on `--eval_windows` evenly spaced windows
+    (the LLM job's own measure)."""
+    return text.bits_per_byte(llm.nats_per_token(model, heldout, LENGTH, FLAGS.eval_windows))
 
 
 def _optimizer(lr, steps):
@@ -229,7 +220,7 @@ def _cell_dir():
 
 def main(argv):
     del argv
-    heldout = _heldout()
+    heldout = text.load_corpus("heldout")
     teacher_model, teacher_cpu = teacher()
     teacher_blocks = _block_parameters(teacher_model)
     cells = {}
@@ -266,7 +257,7 @@ def main(argv):
         "provenance": common.provenance(common.command_line()),
         "teacher": dict(QUICK_TEACHER if FLAGS.quick else TEACHER),
         "teacher_steps": teacher_steps, "steps": steps, "batch": BATCH, "length": LENGTH,
-        "eval_windows": len(heldout[1]), "seeds": [int(s) for s in FLAGS.seeds],
+        "eval_windows": min(FLAGS.eval_windows, len(text.tiled(heldout, LENGTH)[0])), "seeds": [int(s) for s in FLAGS.seeds],
         "rows": rows,
     }, report=not FLAGS.quick)
 

@@ -292,7 +292,8 @@ def _one_pass(plain, fractions, importance, data, batches):
         if new is not None:
             return new
     # The channel engine's masks, set once: its groups, scores and probes.
-    pruned = prune.prune_low_magnitude(plain, schedules.ConstantSparsity(0.0, 0),
+    # Undecorated: `prune_width` itself has said whether the model is frozen.
+    pruned = prune.prune_low_magnitude.__wrapped__(plain, schedules.ConstantSparsity(0.0, 0),
                                        structure="channel")
     (group,) = engine.build_groups(wrapper_lib.collect_wrappers(pruned), pruned)
     kinds = [_kind(space, dense) for space in group.spaces]

@@ -190,7 +190,10 @@ def _inputs(ids):
 _LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _nats_per_token(model, heldout, length, limit=256):
+def nats_per_token(model, heldout, length, limit=256):
+    """A causal LM's mean cross-entropy (nats per token) on `limit` evenly
+    spaced windows of `length` tokens of `heldout` (all of them when there
+    are fewer): the held-out measure of the job and of the benchmark."""
     x, y = text_lib.tiled(heldout, length)
     pick = np.linspace(0, len(x) - 1, min(limit, len(x))).astype(int)
     x, y = x[pick], y[pick]
@@ -294,7 +297,7 @@ def _tokens_per_second(model, length):
 
 
 def _row(name, model, heldout, config, byte_tokens):
-    nats = _nats_per_token(model, heldout, config.sequence_length)
+    nats = nats_per_token(model, heldout, config.sequence_length)
     backbone = model.backbone
     return {"model": name, "class": type(model).__name__,
             "parameters": int(model.count_params()),
