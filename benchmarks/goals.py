@@ -8,7 +8,9 @@ from keras_progprune.experiments import ACCURACY_TARGETS  # noqa: F401
 from keras_progprune.experiments import DENSE_TARGETS  # noqa: F401
 
 LOTTERY_STEP_RATIO = 0.2       # progressive costs <= 1/5 of lottery's steps (at 98%)
-OVERHEAD_RATIO = 1.05          # pruned / dense epoch CPU time, every backend
+# Pruned / dense epoch CPU time (issue 34): TensorFlow and JAX, PyTorch.
+OVERHEAD_RATIO = {"tensorflow": 1.03, "jax": 1.03, "torch": 1.05}
+MODEL_PARALLEL_RATIO = 1.5     # ModelParallel mask update / one-device update
 MASK_UPDATE_SECONDS = 0.10     # one global update over ResNet-18's weights, every backend
 DATA_PARALLEL_RATIO = 1.05     # pruned / dense epoch under keras.distribution.DataParallel
 

@@ -110,6 +110,12 @@ class PruningGroup(MaskUpdater):
         self.pools = [indices] if self.one_pool else [[i] for i in indices]
         self.sizes = [int(np.prod(w.shape)) for w in self.weights]
         self._compiled = backend.compile(self._select, static=("intersect",))
+        # The lowest sparsity at which some kernel fell below its floor: at
+        # that sparsity and above, the update protects the floors at once
+        # instead of trying the plain ranking first (a whole selection, about
+        # half of the update's time at 90% on ResNet-18). Protecting floors
+        # the plain ranking would have kept anyway changes nothing.
+        self._floors_bind_from = None
 
     def _select(self, weights, masks, scores, counts, floors, intersect):
         """The pure update: `(new masks, kept per weight, finite, weights or
@@ -205,13 +211,19 @@ class PruningGroup(MaskUpdater):
             floors = thresholds.floor_counts(self.sizes, counts[0])
         arguments = (_values(self.weights), _values(self.masks), scores,
                      None if counts is None else ops.convert_to_tensor(counts, "int32"))
-        new_masks, kept, finite, revived = self._compiled(*arguments, None,
-                                                          intersect=intersect)
-        if floors is not None and np.any(ops.convert_to_numpy(kept) < np.asarray(floors)):
-            # Some kernel fell below its floor (rare: it costs a top-k per
-            # kernel, so the plain ranking goes first).
+        bind_from = self._floors_bind_from
+        if floors is not None and bind_from is not None and sparsity >= bind_from:
             new_masks, kept, finite, revived = self._compiled(
                 *arguments, ops.convert_to_tensor(floors, "int32"), intersect=intersect)
+        else:
+            new_masks, kept, finite, revived = self._compiled(*arguments, None,
+                                                              intersect=intersect)
+            if floors is not None and np.any(ops.convert_to_numpy(kept) < np.asarray(floors)):
+                # Some kernel fell below its floor (it costs a top-k per
+                # kernel, so the plain ranking goes first until this happens).
+                self._floors_bind_from = float(sparsity)
+                new_masks, kept, finite, revived = self._compiled(
+                    *arguments, ops.convert_to_tensor(floors, "int32"), intersect=intersect)
         kept = np.sum(ops.convert_to_numpy(kept))
         if not bool(ops.convert_to_numpy(finite)):
             bad = sorted(

@@ -160,6 +160,36 @@ def test_global_scope_never_empties_a_kernel():
     assert kept["tiny"] == floors[1] and floors[1] == 4  # ceil(0.1 * 400 * 0.1)
 
 
+def test_global_floors_once_bound_are_protected_at_once_with_the_same_masks():
+    # After some kernel fell below its floor, later updates at that sparsity
+    # or above skip the plain ranking; the masks must be those of a group
+    # that tries the plain ranking first.
+    from keras_progprune import engine
+
+    def groups():
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input((40,))
+        big, small = L.Dense(100, name="big"), L.Dense(3, name="small")
+        model = keras.Model(inputs, small(big(inputs)))
+        small.kernel.assign(to_numpy(small.kernel) * 1e-3)
+        wrapped = kp.prune_low_magnitude(model, scope="global")
+        (group,) = engine.build_groups(wrapper_lib.collect_wrappers(wrapped))
+        return group
+
+    remembered = groups()
+    assert remembered._floors_bind_from is None
+    remembered.update(0.8)
+    assert remembered._floors_bind_from == 0.8
+    remembered.update(0.95)
+    fresh = groups()
+    fresh.update(0.8)
+    fresh._floors_bind_from = None  # forget: plain ranking first again
+    fresh.update(0.95)
+    for a, b in zip(remembered.masks, fresh.masks):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    assert remembered.kept == fresh.kept == round((40 * 100 + 100 * 3) * 0.05)
+
+
 def test_floor_counts():
     assert thresholds.floor_counts([1000, 10], 101) == [10, 1]
     assert thresholds.floor_counts([1000, 10], 1010) == [100, 1]
