@@ -13,11 +13,13 @@
    masks) sharded over --devices devices; the masks must come out equal.
 
     python -m benchmarks.distribution --devices=2
+    python -m benchmarks.distribution --devices=2 --parts=model_parallel
 
 Writes benchmarks/results/distribution.json; `benchmarks.report` makes
 its BENCHMARKS.md section.
 """
 
+import json
 import os
 import sys
 
@@ -64,6 +66,9 @@ flags.DEFINE_integer("resnet_frequency", 10, "resnet20 mask update frequency in 
 flags.DEFINE_integer("update_weights", 10_485_760, "Prunable weights in the update model "
                      "(1024 -> h -> 1536 Dense kernels; h is chosen to reach this).")
 flags.DEFINE_integer("update_repeats", 5, "Timed mask updates per setting.")
+flags.DEFINE_list("parts", ["data_parallel", "model_parallel"],
+                  "Parts to measure; a part left out keeps its result from the "
+                  "existing result file (its own provenance kept beside it).")
 
 
 def _data_parallel():
@@ -164,23 +169,47 @@ def main(argv):
     if keras.backend.backend() != "jax":
         raise SystemExit("keras.distribution lays out variables on JAX only: "
                          "run with --backend=jax.")
-    mnist = data.load("mnist", "train", FLAGS.batch_size, data_dir=overhead.DATA_DIR,
-                      shuffle_seed=0)
-    result = {"provenance": common.provenance(common.command_line()),
-              "devices": len(keras.distribution.list_devices()),
-              "data_parallel": {
-                  "lenet_300_100": dict(data_parallel_overhead("lenet_300_100", mnist,
-                                                               FLAGS.frequency),
-                                        data="real MNIST", batch_size=FLAGS.batch_size,
-                                        frequency=FLAGS.frequency),
-                  "resnet20": dict(data_parallel_overhead("resnet20", _resnet_data(),
-                                                          FLAGS.resnet_frequency),
-                                   data=f"generated, {FLAGS.resnet_examples} examples",
-                                   batch_size=FLAGS.resnet_batch_size,
-                                   frequency=FLAGS.resnet_frequency)},
-              "epochs": FLAGS.epochs,
-              "model_parallel_update": model_parallel_update()}
-    common.finish(FLAGS.out or "distribution.json", result, report=False)
+    unknown = sorted(set(FLAGS.parts) - {"data_parallel", "model_parallel"})
+    if unknown:
+        raise SystemExit(f"Unknown --parts {unknown}: use data_parallel, model_parallel.")
+    out = FLAGS.out or "distribution.json"
+    provenance = common.provenance(common.command_line())
+    previous = {}
+    if set(FLAGS.parts) != {"data_parallel", "model_parallel"}:
+        path = os.path.join(common.RESULTS_DIR, out)
+        if not os.path.exists(path):
+            raise SystemExit(f"--parts={','.join(FLAGS.parts)} keeps the other part from "
+                             f"{path}, which does not exist: run every part first.")
+        with open(path) as f:
+            previous = json.load(f)
+    result = {"provenance": provenance,
+              "devices": len(keras.distribution.list_devices())}
+    if "data_parallel" in FLAGS.parts:
+        mnist = data.load("mnist", "train", FLAGS.batch_size, data_dir=overhead.DATA_DIR,
+                          shuffle_seed=0)
+        result["data_parallel"] = {
+            "lenet_300_100": dict(data_parallel_overhead("lenet_300_100", mnist,
+                                                         FLAGS.frequency),
+                                  data="real MNIST", batch_size=FLAGS.batch_size,
+                                  frequency=FLAGS.frequency),
+            "resnet20": dict(data_parallel_overhead("resnet20", _resnet_data(),
+                                                    FLAGS.resnet_frequency),
+                             data=f"generated, {FLAGS.resnet_examples} examples",
+                             batch_size=FLAGS.resnet_batch_size,
+                             frequency=FLAGS.resnet_frequency)}
+        result["epochs"] = FLAGS.epochs
+    else:
+        result["data_parallel"] = previous["data_parallel"]
+        result["epochs"] = previous["epochs"]
+        result["data_parallel_provenance"] = previous.get(
+            "data_parallel_provenance", previous["provenance"])
+    if "model_parallel" in FLAGS.parts:
+        result["model_parallel_update"] = model_parallel_update()
+    else:
+        result["model_parallel_update"] = previous["model_parallel_update"]
+        result["model_parallel_provenance"] = previous.get(
+            "model_parallel_provenance", previous["provenance"])
+    common.finish(out, result, report=False)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ def distribution_section():
               f"({r['epochs']} epochs per fit); the ratio is the median of the pairs' ratios, "
               "CPU time beside wall time as in section 2. Pruning: global PolynomialDecay "
               "to 90%, masks updated every `frequency` steps.", "",
+              *([f"Measured in an earlier run: {shared.prov_line(r['data_parallel_provenance'])}",
+                 ""] if "data_parallel_provenance" in r else []),
               "| model | data | batch | frequency | pairs | dense CPU s | pruned CPU s | "
               "CPU ratio (range) | wall ratio | goal (CPU, <= "
               f"{goals.DATA_PARALLEL_RATIO}) |",
@@ -39,13 +41,19 @@ def distribution_section():
               "(|w|, exact top-k, masks assigned) on one device against the same update "
               "with both kernels and their masks sharded over the devices "
               "(`LayoutMap`). One device finds the k-th key with NumPy's introselect on "
-              "the host; under the distribution it is found bit by bit where the keys lie "
-              "(32 counts, each an all-reduce of one int32, then 2 more for the counts "
-              "above and at the threshold; when keys tie at the threshold, about 24 more "
-              "over flat indices pick the first ones): no weight, score or key crosses "
-              "devices. "
+              "the host; under the distribution it is found four bits at a time where the "
+              "keys lie (8 steps, each one pass that counts the keys at or above 15 "
+              "candidates and one all-reduce of those 15 int32 counts, then one more "
+              "for the counts above and at the threshold; when keys tie at the "
+              "threshold, about 24 counts over flat indices pick the first ones): no "
+              "weight, score or key crosses devices. Results measured before the "
+              "four-bit steps (one bit per step: 34 all-reduces) say so in their git "
+              "revision. "
               "Median of the timed updates after one compiling update. Goal: at most "
               f"{goals.MODEL_PARALLEL_RATIO}x the one-device time (wall).", "",
+              *([f"Measured in an earlier run: "
+                 f"{shared.prov_line(r['model_parallel_provenance'])}", ""]
+                if "model_parallel_provenance" in r else []),
               "| sparsity | one device s (CPU s) | ModelParallel s (CPU s) | ratio | goal | "
               "masks equal | mask shard shapes |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
