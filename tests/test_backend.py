@@ -39,7 +39,7 @@ def test_kth_largest_keeps_pruned_keys_out_of_the_bracket():
 
 
 @pytest.mark.backends("jax")
-def test_jax_sharded_kth_largest_is_exact_on_any_shapes():
+def test_jax_bitwise_kth_largest_is_exact_on_any_shapes():
     # The selection JAX uses under a keras.distribution, on one device here:
     # keys keep their shapes, extremes and ties included.
     from keras_progprune.backend import jax as jax_backend  # noqa: PLC0415
@@ -49,7 +49,7 @@ def test_jax_sharded_kth_largest_is_exact_on_any_shapes():
              rng.integers(-3, 3, (5, 7, 2)).astype(np.int32),
              np.array([numpy_kernels.INT32_MIN, numpy_kernels.INT32_MAX] * 4, np.int32)]
     keys = np.concatenate([p.ravel() for p in parts])
-    run = backend.compile(jax_backend._kth_largest_by_digits)
+    run = backend.compile(jax_backend._kth_largest_by_bits)
     for k in (1, 2, 9, 100, 2112, keys.size - 4, keys.size):
         got = run([keras.ops.convert_to_tensor(p) for p in parts], k)
         assert tuple(int(to_numpy(v)) for v in got) == _reference(keys, k)

@@ -5,9 +5,9 @@
   0.75 s on these 2 cores, so the compiled update calls NumPy's
   introselect on the host (`jax.pure_callback`, no copy on CPU). On an
   accelerator it sorts on the device. Under a `keras.distribution` it is
-  found four bits at a time where the keys lie: 9 all-reduces of a few
-  int32 counts between devices (`_kth_largest_by_digits`; ties at the
-  threshold take about 24 more, in `thresholds`).
+  found bit by bit where the keys lie, moving 34 int32 sums between
+  devices (`_kth_largest_by_bits`; ties at the threshold take about 24
+  more, in `thresholds`).
 - Gradients: the loss is evaluated with the variables' values passed in
   through a `keras.StatelessScope`, as Keras's own JAX trainer does, and
   differentiated with `jax.grad`.
@@ -33,7 +33,7 @@ def is_distributed():
 
 def kth_largest(keys, k):
     if is_distributed():
-        return _kth_largest_by_digits(keys, k)
+        return _kth_largest_by_bits(keys, k)
     flat_keys = [jnp.ravel(f) for f in keys]
     shapes = (jax.ShapeDtypeStruct((), jnp.int32),) * 3
     if jax.default_backend() == "cpu":
@@ -49,50 +49,34 @@ def kth_largest(keys, k):
 _SIGN = 0x80000000
 
 
-_DIGIT_BITS = 4
-_DIGITS = 1 << _DIGIT_BITS
+def _kth_largest_by_bits(keys, k):
+    """The k-th largest key, found bit by bit from the most significant.
 
-
-def _kth_largest_by_digits(keys, k):
-    """The k-th largest key, found four bits at a time from the most
-    significant.
-
-    For keys laid out over devices by a `keras.distribution`. The k-th
-    largest is the greatest candidate with at least k keys at or above it.
-    Each of 8 steps fixes the next 4 bits: it counts the keys at or above
-    each of the 15 candidates the next digit can make (one pass over the
-    keys, which each device takes over its own shard), and one all-reduce
-    of those 15 int32 counts adds them up; the counts fall as the digit
-    rises, so the digit is how many of them reach k. A last step counts
-    the keys above and at the threshold (one all-reduce of 2). Nothing
-    else crosses devices: no key is gathered, sorted or copied (a host
-    callback here would gather them all, and sharded callbacks can
-    deadlock XLA's CPU collectives). One bit per step would take 32
-    all-reduces, each a round trip between the devices.
+    For keys laid out over devices by a `keras.distribution`: every step is
+    one count, `sum(keys >= candidate)`, which each device takes over its
+    own shard and XLA adds up with an all-reduce of one int32. The k-th
+    largest is the greatest candidate with at least k keys at or above it;
+    32 steps fix its 32 bits. Nothing else crosses devices: no key is
+    gathered, sorted or copied (a host callback here would gather them all,
+    and sharded callbacks can deadlock XLA's CPU collectives).
     """
     sign = jnp.uint32(_SIGN)
     # Flipping the sign bit maps int32 order onto uint32 order.
     unsigned = [jax.lax.bitcast_convert_type(f, jnp.uint32) ^ sign for f in keys]
     k = jnp.asarray(k, jnp.int32)
-    digits = jnp.arange(1, _DIGITS, dtype=jnp.uint32)
 
-    def at_least(candidates):
-        """Keys >= each candidate, a vector of counts."""
-        return sum(jnp.sum(u[..., None] >= candidates, axis=tuple(range(u.ndim)),
-                           dtype=jnp.int32) for u in unsigned)
+    def at_least(candidate):
+        return sum(jnp.sum(u >= candidate, dtype=jnp.int32) for u in unsigned)
 
     def step(i, prefix):
-        shift = jnp.uint32(32 - _DIGIT_BITS) - jnp.uint32(_DIGIT_BITS) * i.astype(jnp.uint32)
-        counts = at_least(prefix | jnp.left_shift(digits, shift))
-        digit = jnp.sum(counts >= k, dtype=jnp.uint32)
-        return prefix | jnp.left_shift(digit, shift)
+        candidate = prefix | jnp.left_shift(jnp.uint32(1), jnp.uint32(31 - i))
+        return jnp.where(at_least(candidate) >= k, candidate, prefix)
 
-    prefix = jax.lax.fori_loop(0, 32 // _DIGIT_BITS, step, jnp.uint32(0))
-    above, at = at_least(jnp.stack([prefix + jnp.uint32(1), prefix]))
-    # prefix + 1 wraps to 0 at the largest key: nothing is above it.
-    greater = jnp.where(prefix == jnp.uint32(0xFFFFFFFF), 0, above)
+    prefix = jax.lax.fori_loop(0, 32, step, jnp.uint32(0))
     t = jax.lax.bitcast_convert_type(prefix ^ sign, jnp.int32)
-    return t, greater, at - greater
+    greater = sum(jnp.sum(f > t, dtype=jnp.int32) for f in keys)
+    equal = sum(jnp.sum(f == t, dtype=jnp.int32) for f in keys)
+    return t, greater, equal
 
 
 def argsort_stable(x):
