@@ -164,51 +164,55 @@ def model_parallel_update():
     return rows
 
 
+# Each part of the run and the result keys it writes.
+PARTS = {"data_parallel": ("data_parallel", "epochs"),
+         "model_parallel": ("model_parallel_update",)}
+
+
+def _measure(part):
+    """The result entries of one part (see `PARTS`)."""
+    if part == "model_parallel":
+        return {"model_parallel_update": model_parallel_update()}
+    mnist = data.load("mnist", "train", FLAGS.batch_size, data_dir=overhead.DATA_DIR,
+                      shuffle_seed=0)
+    return {"data_parallel": {
+        "lenet_300_100": dict(data_parallel_overhead("lenet_300_100", mnist, FLAGS.frequency),
+                              data="real MNIST", batch_size=FLAGS.batch_size,
+                              frequency=FLAGS.frequency),
+        "resnet20": dict(data_parallel_overhead("resnet20", _resnet_data(),
+                                                FLAGS.resnet_frequency),
+                         data=f"generated, {FLAGS.resnet_examples} examples",
+                         batch_size=FLAGS.resnet_batch_size,
+                         frequency=FLAGS.resnet_frequency)},
+            "epochs": FLAGS.epochs}
+
+
 def main(argv):
     del argv
     if keras.backend.backend() != "jax":
         raise SystemExit("keras.distribution lays out variables on JAX only: "
                          "run with --backend=jax.")
-    unknown = sorted(set(FLAGS.parts) - {"data_parallel", "model_parallel"})
+    unknown = sorted(set(FLAGS.parts) - set(PARTS))
     if unknown:
-        raise SystemExit(f"Unknown --parts {unknown}: use data_parallel, model_parallel.")
+        raise SystemExit(f"Unknown --parts {unknown}: use {', '.join(PARTS)}.")
     out = FLAGS.out or "distribution.json"
-    provenance = common.provenance(common.command_line())
     previous = {}
-    if set(FLAGS.parts) != {"data_parallel", "model_parallel"}:
+    if set(FLAGS.parts) != set(PARTS):
         path = os.path.join(common.RESULTS_DIR, out)
         if not os.path.exists(path):
             raise SystemExit(f"--parts={','.join(FLAGS.parts)} keeps the other part from "
                              f"{path}, which does not exist: run every part first.")
         with open(path) as f:
             previous = json.load(f)
-    result = {"provenance": provenance,
+    result = {"provenance": common.provenance(common.command_line()),
               "devices": len(keras.distribution.list_devices())}
-    if "data_parallel" in FLAGS.parts:
-        mnist = data.load("mnist", "train", FLAGS.batch_size, data_dir=overhead.DATA_DIR,
-                          shuffle_seed=0)
-        result["data_parallel"] = {
-            "lenet_300_100": dict(data_parallel_overhead("lenet_300_100", mnist,
-                                                         FLAGS.frequency),
-                                  data="real MNIST", batch_size=FLAGS.batch_size,
-                                  frequency=FLAGS.frequency),
-            "resnet20": dict(data_parallel_overhead("resnet20", _resnet_data(),
-                                                    FLAGS.resnet_frequency),
-                             data=f"generated, {FLAGS.resnet_examples} examples",
-                             batch_size=FLAGS.resnet_batch_size,
-                             frequency=FLAGS.resnet_frequency)}
-        result["epochs"] = FLAGS.epochs
-    else:
-        result["data_parallel"] = previous["data_parallel"]
-        result["epochs"] = previous["epochs"]
-        result["data_parallel_provenance"] = previous.get(
-            "data_parallel_provenance", previous["provenance"])
-    if "model_parallel" in FLAGS.parts:
-        result["model_parallel_update"] = model_parallel_update()
-    else:
-        result["model_parallel_update"] = previous["model_parallel_update"]
-        result["model_parallel_provenance"] = previous.get(
-            "model_parallel_provenance", previous["provenance"])
+    for part, keys in PARTS.items():
+        if part in FLAGS.parts:
+            result.update(_measure(part))
+        else:  # kept from the previous run, with the provenance it was measured under
+            result.update({key: previous[key] for key in keys})
+            result[f"{part}_provenance"] = previous.get(f"{part}_provenance",
+                                                        previous["provenance"])
     common.finish(out, result, report=False)
 
 

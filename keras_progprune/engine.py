@@ -212,18 +212,18 @@ class PruningGroup(MaskUpdater):
         arguments = (_values(self.weights), _values(self.masks), scores,
                      None if counts is None else ops.convert_to_tensor(counts, "int32"))
         bind_from = self._floors_bind_from
-        if floors is not None and bind_from is not None and sparsity >= bind_from:
-            new_masks, kept, finite, revived = self._compiled(
-                *arguments, ops.convert_to_tensor(floors, "int32"), intersect=intersect)
-        else:
+        protect = floors is not None and bind_from is not None and sparsity >= bind_from
+        if not protect:
             new_masks, kept, finite, revived = self._compiled(*arguments, None,
                                                               intersect=intersect)
             if floors is not None and np.any(ops.convert_to_numpy(kept) < np.asarray(floors)):
                 # Some kernel fell below its floor (it costs a top-k per
                 # kernel, so the plain ranking goes first until this happens).
                 self._floors_bind_from = float(sparsity)
-                new_masks, kept, finite, revived = self._compiled(
-                    *arguments, ops.convert_to_tensor(floors, "int32"), intersect=intersect)
+                protect = True
+        if protect:
+            new_masks, kept, finite, revived = self._compiled(
+                *arguments, ops.convert_to_tensor(floors, "int32"), intersect=intersect)
         kept = np.sum(ops.convert_to_numpy(kept))
         if not bool(ops.convert_to_numpy(finite)):
             bad = sorted(
