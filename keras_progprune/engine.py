@@ -141,9 +141,10 @@ class PruningGroup(MaskUpdater):
         if counts is None:
             chosen = self.structure.select_count(scores, None, bound, nonnegative=magnitude,
                                                  axes=self.axes)
+        elif floors is not None:  # one global pool
+            chosen = self.structure.select_with_floors(
+                scores, counts[0], floors, bound, nonnegative=magnitude, axes=self.axes)
         else:
-            if floors is not None:
-                scores = self._with_floors(scores, floors, bound, magnitude)
             chosen = [None] * len(scores)
             for j, pool in enumerate(self.pools):
                 picked = self.structure.select_count(
@@ -155,27 +156,11 @@ class PruningGroup(MaskUpdater):
         if intersect:
             chosen = [ops.logical_and(c, a) for c, a in zip(chosen, active)]
         new_masks = [ops.cast(c, m.dtype) for c, m in zip(chosen, masks)]
-        kept_each = ops.stack([ops.sum(ops.cast(c, "int32")) for c in chosen])
+        kept_each = ops.stack([ops.cast(ops.count_nonzero(c), "int32") for c in chosen])
         revived = None if intersect else [
             ops.where(ops.logical_and(c, ops.logical_not(a)), ops.zeros_like(w), w)
             for c, a, w in zip(chosen, active, weights)]
         return new_masks, kept_each, finite, revived
-
-    def _with_floors(self, scores, floors, active, nonnegative):
-        """`scores` with each weight's `floors[i]` best (active) entries
-        raised above every other score, so that the global ranking keeps
-        them first."""
-        top = float(np.finfo("float32").max)
-        out = []
-        for i, s in enumerate(scores):
-            protect = self.structure.select_count(
-                [s], ops.maximum(floors[i], 1), None if active is None else [active[i]],
-                nonnegative=nonnegative, axes=[self.axes[i]])[0]
-            if active is not None:
-                protect = ops.logical_and(protect, active[i])
-            protect = ops.logical_and(protect, floors[i] > 0)
-            out.append(ops.where(protect, ops.full_like(s, top), s))
-        return out
 
     def update(self, sparsity, scores=None, intersect=True):
         """Recomputes the masks at `sparsity`.

@@ -31,6 +31,7 @@ import math
 import re
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_progprune import registry
@@ -100,6 +101,29 @@ class Structure(ConfigValue):
         scores are magnitudes (see `thresholds.ordered_keys`)."""
         raise NotImplementedError
 
+    def select_with_floors(self, scores, count, floors, active, nonnegative=False,
+                           axes=None):
+        """`select_count` over one global pool in which tensor `i` keeps at
+        least its `floors[i]` best (active) entries (an int32 vector,
+        `sum(floors) <= count`; 0 for no floor).
+
+        Here: each tensor's floor is selected on its own, raised above
+        every other score, and the pool is ranked as usual. `Unstructured`
+        does the same on its keys, in two selections in all.
+        """
+        axes = axes or [-2] * len(scores)
+        top = float(np.finfo("float32").max)
+        raised = []
+        for i, (s, a, axis) in enumerate(zip(scores, active or [None] * len(scores), axes)):
+            protect = self.select_count([s], ops.maximum(floors[i], 1),
+                                        None if a is None else [a],
+                                        nonnegative=nonnegative, axes=[axis])[0]
+            if a is not None:
+                protect = ops.logical_and(protect, a)
+            protect = ops.logical_and(protect, floors[i] > 0)
+            raised.append(ops.where(protect, ops.full_like(s, top), s))
+        return self.select_count(raised, count, active, nonnegative=nonnegative, axes=axes)
+
     def fits(self, shape, axis=-2):
         """Whether a weight of `shape`, its input channels along `axis`, can
         carry this structure."""
@@ -149,6 +173,11 @@ class Unstructured(Structure):
 
     def select_count(self, scores, count, active, nonnegative=False, axes=None):
         return thresholds.top_k_masks(scores, count, active=active, nonnegative=nonnegative)
+
+    def select_with_floors(self, scores, count, floors, active, nonnegative=False,
+                           axes=None):
+        return thresholds.top_k_masks(scores, count, active=active, nonnegative=nonnegative,
+                                      floors=floors)
 
 
 @keras.saving.register_keras_serializable(package="keras_progprune")

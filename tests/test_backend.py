@@ -15,6 +15,17 @@ def _reference(keys, k):
     return t, int(np.sum(keys > t)), int(np.sum(keys == t))
 
 
+def _kernels(name):
+    """The seam's `name`, and on TensorFlow also its in-graph kernel (what a
+    GPU runs; a CPU-only machine runs the NumPy one)."""
+    kernels = [getattr(backend, name)]
+    if backend.name() == "tensorflow":
+        from keras_progprune.backend import tensorflow as tf_backend  # noqa: PLC0415
+
+        kernels.append(getattr(tf_backend, f"{name}_in_graph"))
+    return kernels
+
+
 @pytest.mark.parametrize("sizes", [[10], [7, 0, 40], [70_000, 3], [300_000]])
 @pytest.mark.parametrize("k_fraction", [0.0, 0.1, 0.5, 0.999, 1.0])
 def test_kth_largest_is_exact(sizes, k_fraction):
@@ -24,9 +35,51 @@ def test_kth_largest_is_exact(sizes, k_fraction):
     k = min(max(1, int(k_fraction * keys.size)), keys.size)
     expected = _reference(keys, k)
     assert tuple(int(v) for v in numpy_kernels.kth_largest(parts, k)) == expected
-    run = backend.compile(lambda flat: backend.kth_largest(flat, k))
-    got = run([keras.ops.convert_to_tensor(p) for p in parts if p.size])
-    assert tuple(int(to_numpy(v)) for v in got) == expected
+    for kernel in _kernels("kth_largest"):
+        run = backend.compile(lambda flat: kernel(flat, k))  # noqa: B023
+        got = run([keras.ops.convert_to_tensor(p) for p in parts if p.size])
+        assert tuple(int(to_numpy(v)) for v in got) == expected
+
+
+def test_kth_largest_each_is_exact_for_every_tensor():
+    rng = np.random.default_rng(4)
+    parts = [rng.integers(-50, 50, n).astype(np.int32) for n in (10, 70_000, 300_000, 1)]
+    ks = [3, 7_000, 299_999, 1]
+    expected = [_reference(p, k) for p, k in zip(parts, ks)]
+    host = numpy_kernels.kth_largest_each(parts, ks)
+    assert [tuple(int(c[i]) for c in host) for i in range(len(parts))] == expected
+    for kernel in _kernels("kth_largest_each"):
+        run = backend.compile(kernel)
+        got = [to_numpy(c) for c in run([keras.ops.convert_to_tensor(p) for p in parts],
+                                        keras.ops.convert_to_tensor(ks, "int32"))]
+        assert [tuple(int(c[i]) for c in got) for i in range(len(parts))] == expected
+
+
+def test_parallel_scans_give_the_same_answer(monkeypatch):
+    # Chunks of 1000 keys: one tensor is scanned by both threads, in parts.
+    monkeypatch.setattr(numpy_kernels, "SCAN_CHUNK", 1000)
+    rng = np.random.default_rng(6)
+    parts = [rng.integers(-500, 500, n).astype(np.int32) for n in (123_457, 20_001, 5)]
+    keys = np.concatenate(parts)
+    for k in (1, 50_000, keys.size):
+        for parallel in (True, False):
+            got = numpy_kernels.kth_largest(parts, k, parallel=parallel)
+            assert tuple(int(v) for v in got) == _reference(keys, k)
+
+
+def test_every_kernel_falls_back_to_exact_when_the_bracket_misses(monkeypatch):
+    # A zero-width bracket from a tiny sample misses almost always.
+    monkeypatch.setattr(numpy_kernels, "BRACKET_SIGMAS", 0.0)
+    monkeypatch.setattr(numpy_kernels, "SAMPLE_SIZE", 64)
+    monkeypatch.setattr(numpy_kernels, "SORT_ALL_BELOW", 100)
+    rng = np.random.default_rng(3)
+    keys = rng.integers(-40, 40, 5000).astype(np.int32)
+    keys[:1000] = numpy_kernels.INT32_MIN  # pruned
+    for kernel in _kernels("kth_largest"):
+        run = backend.compile(lambda f, k: kernel(f, k))  # noqa: B023
+        for k in (1, 17, 2500, 4001, 5000):
+            got = run([keras.ops.convert_to_tensor(keys)], keras.ops.convert_to_tensor(k, "int32"))
+            assert tuple(int(to_numpy(v)) for v in got) == _reference(keys, k)
 
 
 def test_kth_largest_keeps_pruned_keys_out_of_the_bracket():

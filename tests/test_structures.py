@@ -177,3 +177,21 @@ def test_m_by_n_groups_of_attention_kernels_run_along_the_input_not_the_heads():
     # Before, groups ran along axis -2 (the 4 heads), mixing heads in one group.
     report = kp.check_m_by_n(kp.strip_pruning(pruned))
     assert all(r["holds"] for name, r in report.items() if "attention_output" not in name)
+
+
+def test_select_with_floors_of_a_structure_matches_unstructureds_own():
+    # The base class's way (a `select_count` per floor, the floors raised,
+    # one more over the pool) and Unstructured's (on its keys) agree.
+    rng = np.random.default_rng(2)
+    shapes = ((6, 4), (30,), (5,))
+    scores = [keras.ops.convert_to_tensor(rng.standard_normal(s).astype("float32") - i)
+              for i, s in enumerate(shapes)]
+    active = [keras.ops.convert_to_tensor(rng.random(s) < 0.7) for s in shapes]
+    floors = keras.ops.convert_to_tensor([2, 3, 0], "int32")
+    unstructured = structures.Unstructured()
+    for act in (active, None):
+        generic = structures.Structure.select_with_floors(unstructured, scores, 12, floors, act)
+        own = unstructured.select_with_floors(scores, 12, floors, act)
+        for a, b in zip(generic, own):
+            assert_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+        assert int(np.sum(keras.ops.convert_to_numpy(own[1]))) >= 3

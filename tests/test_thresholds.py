@@ -71,11 +71,14 @@ def test_ties_keep_first_flat_indices(n):
     assert masks[1][:3].all() and not masks[1][3:].any()
 
 
-@pytest.mark.parametrize("distributed", [False, True], ids=["running-count", "in-place"])
-def test_both_tie_breaks_match_the_reference_on_any_shapes(monkeypatch, distributed):
+@pytest.mark.parametrize("distributed,tie_row", [(False, 2048), (False, 7), (True, 2048)],
+                         ids=["two-level", "two-level-short-rows", "in-place"])
+def test_both_tie_breaks_match_the_reference_on_any_shapes(monkeypatch, distributed, tie_row):
     # The in-place tie-break (used under a keras.distribution) is pure
-    # keras.ops, so every backend can run it here.
+    # keras.ops, so every backend can run it here. Rows of 7 put the ties
+    # of one tensor in many rows, the last one padded.
     monkeypatch.setattr(backend, "is_distributed", lambda: distributed)
+    monkeypatch.setattr(thresholds, "TIE_ROW", tie_row)
     rng = np.random.default_rng(5)
     scores = [np.round(rng.standard_normal((7, 9, 3)), 0).astype(np.float32),
               np.round(rng.standard_normal((40,)), 0).astype(np.float32),
@@ -85,6 +88,39 @@ def test_both_tie_breaks_match_the_reference_on_any_shapes(monkeypatch, distribu
         masks = run([T(s) for s in scores], T(k, "int32"))
         for m, e in zip(masks, reference_masks(scores, k)):
             assert_equal(to_numpy(m), e)
+
+
+def reference_floored(scores, k, floors, active=None):
+    """Numpy reference for `floors`: each tensor's best floor raised to +inf."""
+    active = active or [np.ones(np.shape(s), bool) for s in scores]
+    raised = []
+    for s, f, a in zip(scores, floors, active):
+        top = reference_masks([s], max(f, 1), [a])[0] & a & (f > 0)
+        raised.append(np.where(top, np.inf, np.asarray(s, np.float64)))
+    return reference_masks(raised, k, active)
+
+
+@pytest.mark.parametrize("distributed,tie_row", [(False, 2048), (False, 5), (True, 2048)],
+                         ids=["two-level", "two-level-short-rows", "in-place"])
+def test_floors_keep_each_tensors_best_first(monkeypatch, distributed, tie_row):
+    monkeypatch.setattr(backend, "is_distributed", lambda: distributed)
+    monkeypatch.setattr(thresholds, "TIE_ROW", tie_row)
+    rng = np.random.default_rng(8)
+    scores = [np.round(rng.standard_normal((7, 9, 3)), 0).astype(np.float32),  # ties
+              rng.standard_normal((40,)).astype(np.float32) - 5.0,  # below the rest
+              np.ones((3, 5), np.float32)]
+    active = [rng.random(np.shape(s)) < 0.8 for s in scores]
+    run = backend.compile(
+        lambda s, a, k, f: thresholds.top_k_masks(s, k, a, floors=f))
+    for k, floors in ((3, [1, 1, 1]), (20, [0, 7, 3]), (60, [40, 12, 0]), (150, [5, 30, 15]),
+                      (210, [0, 0, 0])):
+        masks = run([T(s) for s in scores], [T(a) for a in active], T(k, "int32"),
+                    T(floors, "int32"))
+        for m, e in zip(masks, reference_floored(scores, k, floors, active)):
+            assert_equal(to_numpy(m), e)
+        kept = [int(to_numpy(m).sum()) for m in masks]
+        assert sum(kept) == k
+        assert all(n >= min(f, int(a.sum())) for n, f, a in zip(kept, floors, active))
 
 
 def test_inactive_entries_come_last():

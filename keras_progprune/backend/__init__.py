@@ -10,6 +10,8 @@ express lives in one module per backend (`tensorflow.py`, `jax.py`,
 - `kth_largest(keys, k)`: the exact k-th largest of int32 keys, the
   kernel under every top-k (see `thresholds`). Under a
   `keras.distribution` it works on the keys where they lie (JAX).
+  `kth_largest_each(keys, ks)`: the same for each tensor on its own, in
+  one call (the per-kernel floors of a global ranking).
 - `argsort_stable(x)`: a stable sort's indices (ties in index order), for
   exact ties in the per-space channel selection.
 - `gradients(loss_fn, variables)` and `hessian_vector_product(loss_fn,
@@ -88,6 +90,20 @@ def kth_largest(keys, k):
         k-th largest key, how many keys are above it, how many equal it.
     """
     return _impl().kth_largest(keys, k)
+
+
+def kth_largest_each(keys, ks):
+    """`kth_largest` of each tensor on its own, in one call.
+
+    Args:
+        keys: list of int32 tensors, as for `kth_largest`.
+        ks: int32 vector, one `k` per tensor (`1 <= ks[i] <= size`).
+
+    Returns:
+        `(thresholds, num_greater, num_equal)`: int32 vectors, one entry
+        per tensor.
+    """
+    return _impl().kth_largest_each(keys, ks)
 
 
 def argsort_stable(x):

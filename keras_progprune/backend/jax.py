@@ -3,7 +3,8 @@
 - Compiled functions are `jax.jit`s.
 - The k-th largest key: on a CPU device, XLA's sort of 11.2M keys takes
   0.75 s on these 2 cores, so the compiled update calls NumPy's
-  introselect on the host (`jax.pure_callback`, no copy on CPU). On an
+  introselect on the host (`jax.pure_callback`, no copy on CPU); the
+  k-th largest of each of several tensors is one host call. On an
   accelerator it sorts on the device. Under a `keras.distribution` it is
   found bit by bit where the keys lie, moving 34 int32 sums between
   devices (`_kth_largest_by_bits`; ties at the threshold take about 24
@@ -44,6 +45,20 @@ def kth_largest(keys, k):
     flat = jnp.concatenate(flat_keys)
     t = jnp.sort(flat)[flat.shape[0] - jnp.asarray(k, jnp.int32)]
     return t, jnp.sum(flat > t, dtype=jnp.int32), jnp.sum(flat == t, dtype=jnp.int32)
+
+
+def kth_largest_each(keys, ks):
+    ks = jnp.asarray(ks, jnp.int32)
+    if is_distributed() or jax.default_backend() != "cpu":
+        rows = [kth_largest([f], ks[i]) for i, f in enumerate(keys)]
+        return tuple(jnp.stack(column) for column in zip(*rows))
+    shapes = (jax.ShapeDtypeStruct((len(keys),), jnp.int32),) * 3
+
+    def host(*args):
+        *flat, kk = args
+        return numpy_kernels.kth_largest_each(flat, kk)
+
+    return jax.pure_callback(host, shapes, *[jnp.ravel(f) for f in keys], ks)
 
 
 _SIGN = 0x80000000

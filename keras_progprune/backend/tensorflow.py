@@ -1,9 +1,13 @@
 """The TensorFlow side of the seam (see `keras_progprune.backend`).
 
-The k-th largest key is found in the compiled graph by a sample-bracketed
-select, so a mask update runs on CPU and GPU alike with no host round trip
-(`tf.math.top_k` over 11.2M values takes about 3 s on 2 CPU cores; this
-about 0.07 s). No `tf.math.bincount`, so no CPU-only or XLA-only kernels.
+The k-th largest key is found by a sample-bracketed select:
+- with a GPU or TPU, in the compiled graph (`kth_largest_in_graph`), so a
+  mask update runs where the weights are, with no host round trip. No
+  `tf.math.bincount`, so no CPU-only or XLA-only kernels;
+- on CPUs only, by NumPy on the same memory (`tf.numpy_function`), as JAX
+  and PyTorch do: the same method, half the update's time (on ResNet-18's
+  11.2M weights, 2 cores: about 0.04 s against 0.07 s in the graph;
+  `tf.math.top_k` takes about 3 s).
 """
 
 import functools
@@ -40,8 +44,29 @@ def _sort_desc(x):
     return tf.sort(x, direction="DESCENDING")
 
 
-def kth_largest(keys, k, seed=0):
-    """See `keras_progprune.backend.kth_largest`.
+def _host_only():
+    """Whether TensorFlow sees no GPU or TPU, so the keys are in host memory."""
+    return not any(tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU"))
+
+
+def _on_host(kernel, keys, k, shape):
+    """`kernel(keys, k)` of `numpy_kernels` inside the graph: three int32
+    tensors of `shape`."""
+    flat = [tf.reshape(f, [-1]) for f in keys]
+    out = tf.numpy_function(lambda kk, *f: kernel(list(f), kk), [tf.cast(k, tf.int32)] + flat,
+                            [tf.int32] * 3, stateful=False)
+    return tuple(tf.ensure_shape(o, shape) for o in out)
+
+
+def kth_largest(keys, k):
+    """See `keras_progprune.backend.kth_largest`."""
+    if _host_only():
+        return _on_host(numpy_kernels.kth_largest, keys, k, [])
+    return kth_largest_in_graph(keys, k)
+
+
+def kth_largest_in_graph(keys, k, seed=0):
+    """`kth_largest` as graph ops, for keys on a GPU or TPU.
 
     1. A seeded random sample of the keys is sorted. Around the expected
        rank of the k-th largest it gives a bracket `[lo, hi]` that holds the
@@ -98,6 +123,20 @@ def kth_largest(keys, k, seed=0):
         return _threshold_from_sorted(_sort_desc(tf.concat(flat_keys, 0)), k)
 
     return tf.cond(hit, from_bracket, from_everything)
+
+
+def kth_largest_each(keys, ks):
+    """See `keras_progprune.backend.kth_largest_each`."""
+    if _host_only():
+        return _on_host(numpy_kernels.kth_largest_each, keys, ks, [len(keys)])
+    return kth_largest_each_in_graph(keys, ks)
+
+
+def kth_largest_each_in_graph(keys, ks):
+    """`kth_largest_each` as graph ops: one bracketed select per tensor."""
+    ks = tf.cast(ks, tf.int32)
+    rows = [kth_largest_in_graph([f], ks[i], seed=i) for i, f in enumerate(keys)]
+    return tuple(tf.stack(column) for column in zip(*rows))
 
 
 def argsort_stable(x):

@@ -38,6 +38,15 @@ def kth_largest(keys, k):
     return t, (keys > t).sum(dtype=torch.int32), (keys == t).sum(dtype=torch.int32)
 
 
+def kth_largest_each(keys, ks):
+    ks = [int(k) for k in (ks.tolist() if torch.is_tensor(ks) else ks)]
+    if keys[0].device.type == "cpu":
+        result = numpy_kernels.kth_largest_each([f.detach().reshape(-1).numpy() for f in keys], ks)
+        return tuple(torch.from_numpy(column) for column in result)
+    rows = [kth_largest([f], k) for f, k in zip(keys, ks)]
+    return tuple(torch.stack(column) for column in zip(*rows))
+
+
 def argsort_stable(x):
     return torch.argsort(x, stable=True)
 
