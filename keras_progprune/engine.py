@@ -156,7 +156,7 @@ class PruningGroup(MaskUpdater):
         if intersect:
             chosen = [ops.logical_and(c, a) for c, a in zip(chosen, active)]
         new_masks = [ops.cast(c, m.dtype) for c, m in zip(chosen, masks)]
-        kept_each = ops.stack([ops.cast(ops.count_nonzero(c), "int32") for c in chosen])
+        kept_each = backend.count_true(chosen)
         revived = None if intersect else [
             ops.where(ops.logical_and(c, ops.logical_not(a)), ops.zeros_like(w), w)
             for c, a, w in zip(chosen, active, weights)]

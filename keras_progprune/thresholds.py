@@ -181,9 +181,13 @@ def top_k_masks(scores, k, active=None, nonnegative=False, floors=None):
 def _raise_floors(keys, floors, active):
     """`keys` with the `floors[i]` highest active keys of tensor `i` (ties
     in flat order) raised to `INT32_MAX`, above every key of a score."""
+    has_floor = floors > 0
     ks = ops.maximum(floors, 1)
     t, num_greater, num_equal = backend.kth_largest_each(keys, ks)
-    need = ks - num_greater
+    # No floor: nothing is above INT32_MAX, and no tie is taken.
+    t = ops.where(has_floor, t, INT32_MAX)
+    need = ops.where(has_floor, ks - num_greater, 0)
+    num_equal = ops.where(has_floor, num_equal, 1)
     out = []
     for i, (f, a) in enumerate(zip(keys, active)):
         if backend.is_distributed():
@@ -195,8 +199,7 @@ def _raise_floors(keys, floors, active):
             # Inactive keys reach the floor only when the live ones can't.
             top = ops.cond(t[i] > INT32_MIN, lambda top=top: top,
                            lambda top=top, a=a: ops.logical_and(top, ops.cast(a, "bool")))
-        out.append(ops.cond(floors[i] > 0, lambda f=f, top=top: ops.where(top, INT32_MAX, f),
-                            lambda f=f: f))
+        out.append(ops.where(top, INT32_MAX, f))
     return out
 
 

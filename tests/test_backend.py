@@ -163,3 +163,13 @@ def test_summary_writer_writes_tensorboard_scalars(tmp_path):
               for name in tmp_path.iterdir()
               for e in tf.compat.v1.train.summary_iterator(str(name)) for v in e.summary.value]
     assert values == [("sparsity/overall", 0.5, 3)]
+
+
+def test_count_true_counts_each_mask():
+    rng = np.random.default_rng(1)
+    masks = [rng.random(s) < 0.3 for s in ((7, 5), (3000,), (0,), (2, 2, 2))]
+    run = backend.compile(backend.count_true)
+    got = to_numpy(run([keras.ops.convert_to_tensor(m) for m in masks]))
+    assert got.dtype == np.int32
+    assert got.tolist() == [int(m.sum()) for m in masks]
+    assert numpy_kernels.count_true(masks).tolist() == [int(m.sum()) for m in masks]

@@ -12,6 +12,7 @@ express lives in one module per backend (`tensorflow.py`, `jax.py`,
   `keras.distribution` it works on the keys where they lie (JAX).
   `kth_largest_each(keys, ks)`: the same for each tensor on its own, in
   one call (the per-kernel floors of a global ranking).
+- `count_true(tensors)`: the true entries of each bool tensor.
 - `argsort_stable(x)`: a stable sort's indices (ties in index order), for
   exact ties in the per-space channel selection.
 - `gradients(loss_fn, variables)` and `hessian_vector_product(loss_fn,
@@ -104,6 +105,15 @@ def kth_largest_each(keys, ks):
         per tensor.
     """
     return _impl().kth_largest_each(keys, ks)
+
+
+def count_true(tensors):
+    """The number of true entries of each bool tensor: an int32 vector.
+
+    XLA's CPU code sums 11.2M booleans in about 20 ms, so JAX on a CPU
+    counts them on the host (about 5 ms, the copy included).
+    """
+    return _impl().count_true(tensors)
 
 
 def argsort_stable(x):

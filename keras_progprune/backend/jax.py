@@ -4,7 +4,8 @@
 - The k-th largest key: on a CPU device, XLA's sort of 11.2M keys takes
   0.75 s on these 2 cores, so the compiled update calls NumPy's
   introselect on the host (`jax.pure_callback`, no copy on CPU); the
-  k-th largest of each of several tensors is one host call. On an
+  k-th largest of each of several tensors is one host call. The true
+  entries of masks are counted there too (XLA's CPU reductions are slow). On an
   accelerator it sorts on the device. Under a `keras.distribution` it is
   found bit by bit where the keys lie, moving 34 int32 sums between
   devices (`_kth_largest_by_bits`; ties at the threshold take about 24
@@ -59,6 +60,16 @@ def kth_largest_each(keys, ks):
         return numpy_kernels.kth_largest_each(flat, kk)
 
     return jax.pure_callback(host, shapes, *[jnp.ravel(f) for f in keys], ks)
+
+
+def count_true(tensors):
+    if is_distributed() or jax.default_backend() != "cpu":
+        return jnp.stack([jnp.count_nonzero(t).astype(jnp.int32) for t in tensors])
+
+    def host(*masks):
+        return numpy_kernels.count_true(masks)
+
+    return jax.pure_callback(host, jax.ShapeDtypeStruct((len(tensors),), jnp.int32), *tensors)
 
 
 _SIGN = 0x80000000

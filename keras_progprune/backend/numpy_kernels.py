@@ -114,6 +114,11 @@ def kth_largest_each(keys, ks):
     return tuple(np.array(column, np.int32) for column in zip(*rows))
 
 
+def count_true(masks):
+    """The true entries of each bool array: an int32 array."""
+    return np.array(_map(np.count_nonzero, [np.asarray(m) for m in masks]), np.int32)
+
+
 def _as_int32(result):
     t, greater, equal = result
     return np.int32(t), np.int32(greater), np.int32(equal)

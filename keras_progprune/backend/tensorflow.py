@@ -139,6 +139,10 @@ def kth_largest_each_in_graph(keys, ks):
     return tuple(tf.stack(column) for column in zip(*rows))
 
 
+def count_true(tensors):
+    return tf.stack([_count(t) for t in tensors])
+
+
 def argsort_stable(x):
     return tf.argsort(x, stable=True)
 

@@ -47,6 +47,10 @@ def kth_largest_each(keys, ks):
     return tuple(torch.stack(column) for column in zip(*rows))
 
 
+def count_true(tensors):
+    return torch.stack([torch.count_nonzero(t).to(torch.int32) for t in tensors])
+
+
 def argsort_stable(x):
     return torch.argsort(x, stable=True)
 
