@@ -184,23 +184,29 @@ def _raise_floors(keys, floors, active):
     has_floor = floors > 0
     ks = ops.maximum(floors, 1)
     t, num_greater, num_equal = backend.kth_largest_each(keys, ks)
-    # No floor: nothing is above INT32_MAX, and no tie is taken.
+    # No floor: nothing is at or above INT32_MAX, and no tie is taken.
     t = ops.where(has_floor, t, INT32_MAX)
     need = ops.where(has_floor, ks - num_greater, 0)
-    num_equal = ops.where(has_floor, num_equal, 1)
-    out = []
-    for i, (f, a) in enumerate(zip(keys, active)):
-        if backend.is_distributed():
-            top = ops.cond(ops.equal(num_equal[i], need[i]), lambda f=f, i=i: f >= t[i],
-                           lambda f=f, i=i: _tie_break_in_place([f], t[i], need[i])[0])
-        else:
-            top = _keep(f, t[i], need[i], num_equal[i])
-        if a is not None:
-            # Inactive keys reach the floor only when the live ones can't.
-            top = ops.cond(t[i] > INT32_MIN, lambda top=top: top,
-                           lambda top=top, a=a: ops.logical_and(top, ops.cast(a, "bool")))
-        out.append(ops.where(top, INT32_MAX, f))
-    return out
+    num_equal = ops.where(has_floor, num_equal, 0)
+
+    def plain():  # no ties to break, and every floor within the active keys
+        return [ops.where(f >= t[i], INT32_MAX, f) for i, f in enumerate(keys)]
+
+    def exact():
+        out = []
+        for i, (f, a) in enumerate(zip(keys, active)):
+            if backend.is_distributed():
+                top = ops.cond(ops.equal(num_equal[i], need[i]), lambda f=f, i=i: f >= t[i],
+                               lambda f=f, i=i: _tie_break_in_place([f], t[i], need[i])[0])
+            else:
+                top = _keep(f, t[i], need[i], num_equal[i])
+            if a is not None:  # inactive keys reach a floor the live ones can't fill
+                top = ops.logical_and(top, ops.cast(a, "bool"))
+            out.append(ops.where(top, INT32_MAX, f))
+        return out
+
+    return ops.cond(ops.logical_and(ops.all(ops.equal(num_equal, need)),
+                                    ops.all(t > INT32_MIN)), plain, exact)
 
 
 def _tie_break(keys, t, need):
