@@ -3,8 +3,9 @@
 Pure `keras.ops`, no Keras layers: it runs inside the compiled mask update
 of every backend. The one step `keras.ops` can't do fast enough, finding
 the k-th largest of millions of values, is the backend's kernel
-(`keras_progprune.backend.kth_largest`: a sample-bracketed select compiled
-by TensorFlow, NumPy's introselect for CPU arrays of JAX and PyTorch).
+(`keras_progprune.backend.kth_largest`: a sample-bracketed select, by
+NumPy's introselect for arrays on a CPU on every backend, compiled in the
+graph by TensorFlow for a GPU or TPU).
 
 1. Scores are mapped to int32 keys whose integer order equals the float
    order (`ordered_keys`). Inactive (already pruned) weights get the
@@ -13,6 +14,9 @@ by TensorFlow, NumPy's introselect for CPU arrays of JAX and PyTorch).
    and equal to it.
 3. Ties at the threshold are broken by flat index: among keys equal to the
    threshold the first ones in (tensor order, row-major) order are kept.
+
+Global scope gives each tensor a floor (`floor_counts`): its best keys are
+raised above all others before step 2 (`top_k_masks(..., floors=...)`).
 """
 
 import math
@@ -181,6 +185,14 @@ def top_k_masks(scores, k, active=None, nonnegative=False, floors=None):
 def _raise_floors(keys, floors, active):
     """`keys` with the `floors[i]` highest active keys of tensor `i` (ties
     in flat order) raised to `INT32_MAX`, above every key of a score."""
+    filled = [i for i, f in enumerate(keys) if math.prod(f.shape)]
+    if len(filled) < len(keys):  # an empty tensor has no floor to find
+        raised = _raise_floors([keys[i] for i in filled], ops.take(floors, filled),
+                               [active[i] for i in filled]) if filled else []
+        out = list(keys)
+        for i, r in zip(filled, raised):
+            out[i] = r
+        return out
     has_floor = floors > 0
     ks = ops.maximum(floors, 1)
     t, num_greater, num_equal = backend.kth_largest_each(keys, ks)
@@ -215,7 +227,7 @@ def _tie_break(keys, t, need):
 
     Each tensor's share of the ties follows from the tie counts of the
     tensors before it: all of its ties, none, or (in one tensor at most)
-    the first few, found by a running count over that tensor alone.
+    the first few, found in that tensor alone (`_first_ties`).
     """
     if backend.is_distributed():
         return _tie_break_in_place(keys, t, need)
@@ -252,6 +264,8 @@ def _first_ties(f, t, take):
     """
     flat = ops.reshape(f, [-1])
     n = int(flat.shape[0])
+    if not n:  # traced in a branch not taken (`take` is then 0)
+        return f > t
     eq = flat == t
     width = min(TIE_ROW, n)
     rows = ops.cast(eq, "int32")

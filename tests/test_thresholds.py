@@ -149,3 +149,11 @@ def test_all_finite_flags_nan_and_inf():
     assert bool(to_numpy(thresholds.all_finite([T([1.0, 2.0])])))
     assert not bool(to_numpy(thresholds.all_finite([T([1.0]), T([np.nan])])))
     assert not bool(to_numpy(thresholds.all_finite([T([-np.inf])])))
+
+
+def test_an_empty_tensor_in_the_pool_keeps_nothing_and_breaks_no_tie():
+    scores = [np.zeros((0, 3), np.float32), np.ones((5,), np.float32)]
+    run = backend.compile(lambda s, k, f: thresholds.top_k_masks(s, k, floors=f))
+    masks = run([T(s) for s in scores], T(2, "int32"), T([0, 1], "int32"))
+    assert to_numpy(masks[0]).shape == (0, 3)
+    assert_equal(to_numpy(masks[1]), [True, True, False, False, False])

@@ -3,13 +3,13 @@
 - Compiled functions are `jax.jit`s.
 - The k-th largest key: on a CPU device, XLA's sort of 11.2M keys takes
   0.75 s on these 2 cores, so the compiled update calls NumPy's
-  introselect on the host (`jax.pure_callback`, no copy on CPU); the
-  k-th largest of each of several tensors is one host call. The true
-  entries of masks are counted there too (XLA's CPU reductions are slow). On an
-  accelerator it sorts on the device. Under a `keras.distribution` it is
-  found bit by bit where the keys lie, moving 34 int32 sums between
-  devices (`_kth_largest_by_bits`; ties at the threshold take about 24
-  more, in `thresholds`).
+  introselect on the host (`jax.pure_callback`; it copies the keys, about
+  10-16 ms for 11.2M); the k-th largest of each of several tensors is one
+  host call. The true entries of masks are counted there too (XLA's CPU
+  reductions are slow). On an accelerator it sorts on the device. Under
+  a `keras.distribution` it is found bit by bit where the keys lie,
+  moving 34 int32 sums between devices (`_kth_largest_by_bits`; ties at
+  the threshold take about 24 more, in `thresholds`).
 - Gradients: the loss is evaluated with the variables' values passed in
   through a `keras.StatelessScope`, as Keras's own JAX trainer does, and
   differentiated with `jax.grad`.
