@@ -173,3 +173,28 @@ def test_count_true_counts_each_mask():
     assert got.dtype == np.int32
     assert got.tolist() == [int(m.sum()) for m in masks]
     assert numpy_kernels.count_true(masks).tolist() == [int(m.sum()) for m in masks]
+
+
+def _select_in_child(queue):
+    keys = np.arange(3_000_000, dtype=np.int32)
+    queue.put(int(numpy_kernels.kth_largest([keys], 10)[0]))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_the_scan_threads_work_in_a_forked_child():
+    # The parent's pool exists before the fork; the child must not wait on
+    # its threads, which a fork doesn't copy.
+    import multiprocessing  # noqa: PLC0415
+
+    numpy_kernels.kth_largest([np.arange(3_000_000, dtype=np.int32)], 5)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_select_in_child, args=(queue,))
+    child.start()
+    try:
+        child.join(60)
+        assert child.exitcode == 0, "the child hung on the parent's scan threads"
+        assert queue.get(timeout=5) == 3_000_000 - 10
+    finally:
+        if child.is_alive():
+            child.kill()

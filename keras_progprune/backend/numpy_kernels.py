@@ -35,6 +35,16 @@ SCAN_CHUNK = 1 << 20
 _POOL = None
 
 
+def _forget_pool():
+    """In a forked child the pool's threads don't exist: start a new one."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _map(function, items):
     """`[function(x) for x in items]`, the calls spread over one thread
     per core, largest first (items are arrays or tuples led by one)."""
