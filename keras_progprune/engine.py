@@ -202,8 +202,9 @@ class PruningGroup(MaskUpdater):
             new_masks, kept, finite, revived = self._compiled(*arguments, None,
                                                               intersect=intersect)
             if floors is not None and np.any(ops.convert_to_numpy(kept) < np.asarray(floors)):
-                # Some kernel fell below its floor (it costs a top-k per
-                # kernel, so the plain ranking goes first until this happens).
+                # Some kernel fell below its floor (finding the floors costs
+                # one more selection, so the plain ranking goes first until
+                # this happens).
                 self._floors_bind_from = float(sparsity)
                 protect = True
         if protect:

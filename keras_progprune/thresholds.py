@@ -207,11 +207,7 @@ def _raise_floors(keys, floors, active):
     def exact():
         out = []
         for i, (f, a) in enumerate(zip(keys, active)):
-            if backend.is_distributed():
-                top = ops.cond(ops.equal(num_equal[i], need[i]), lambda f=f, i=i: f >= t[i],
-                               lambda f=f, i=i: _tie_break_in_place([f], t[i], need[i])[0])
-            else:
-                top = _keep(f, t[i], need[i], num_equal[i])
+            top = _keep(f, t[i], need[i], num_equal[i])
             if a is not None:  # inactive keys reach a floor the live ones can't fill
                 top = ops.logical_and(top, ops.cast(a, "bool"))
             out.append(ops.where(top, INT32_MAX, f))
@@ -260,8 +256,11 @@ def _first_ties(f, t, take):
     over the whole tensor (which XLA and TensorFlow compile to ten times
     the time of a pass on a CPU): tie counts per row of `TIE_ROW`
     entries, a running count over the rows to find the row that holds it,
-    and one over that row alone.
+    and one over that row alone. Under a distribution, in place
+    (`_tie_break_in_place`): flattening a sharded tensor would move it.
     """
+    if backend.is_distributed():
+        return _tie_break_in_place([f], t, take)[0]
     flat = ops.reshape(f, [-1])
     n = int(flat.shape[0])
     if not n:  # traced in a branch not taken (`take` is then 0)

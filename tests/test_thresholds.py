@@ -71,14 +71,19 @@ def test_ties_keep_first_flat_indices(n):
     assert masks[1][:3].all() and not masks[1][3:].any()
 
 
-@pytest.mark.parametrize("distributed,tie_row", [(False, 2048), (False, 7), (True, 2048)],
-                         ids=["two-level", "two-level-short-rows", "in-place"])
-def test_both_tie_breaks_match_the_reference_on_any_shapes(monkeypatch, distributed, tie_row):
-    # The in-place tie-break (used under a keras.distribution) is pure
-    # keras.ops, so every backend can run it here. Rows of 7 put the ties
-    # of one tensor in many rows, the last one padded.
+@pytest.fixture(params=[(False, 2048), (False, 7), (True, 2048)],
+                ids=["two-level", "two-level-short-rows", "in-place"])
+def tie_break(request, monkeypatch):
+    """Each tie-break: the two-level count, with rows of 7 (ties of one
+    tensor in many rows, the last one padded), and the in-place one used
+    under a keras.distribution (pure keras.ops, so every backend runs it)."""
+    distributed, tie_row = request.param
     monkeypatch.setattr(backend, "is_distributed", lambda: distributed)
     monkeypatch.setattr(thresholds, "TIE_ROW", tie_row)
+
+
+@pytest.mark.usefixtures("tie_break")
+def test_both_tie_breaks_match_the_reference_on_any_shapes():
     rng = np.random.default_rng(5)
     scores = [np.round(rng.standard_normal((7, 9, 3)), 0).astype(np.float32),
               np.round(rng.standard_normal((40,)), 0).astype(np.float32),
@@ -100,11 +105,8 @@ def reference_floored(scores, k, floors, active=None):
     return reference_masks(raised, k, active)
 
 
-@pytest.mark.parametrize("distributed,tie_row", [(False, 2048), (False, 5), (True, 2048)],
-                         ids=["two-level", "two-level-short-rows", "in-place"])
-def test_floors_keep_each_tensors_best_first(monkeypatch, distributed, tie_row):
-    monkeypatch.setattr(backend, "is_distributed", lambda: distributed)
-    monkeypatch.setattr(thresholds, "TIE_ROW", tie_row)
+@pytest.mark.usefixtures("tie_break")
+def test_floors_keep_each_tensors_best_first():
     rng = np.random.default_rng(8)
     scores = [np.round(rng.standard_normal((7, 9, 3)), 0).astype(np.float32),  # ties
               rng.standard_normal((40,)).astype(np.float32) - 5.0,  # below the rest

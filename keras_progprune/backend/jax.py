@@ -33,43 +33,46 @@ def is_distributed():
     return keras.distribution.distribution() is not None
 
 
+def _on_host():
+    """Whether the selections run in NumPy on the host: one CPU device, no
+    layout over devices (a host callback would gather sharded keys)."""
+    return not is_distributed() and jax.default_backend() == "cpu"
+
+
+def _host_call(kernel, arrays, *args, shape=(), results=3):
+    """`kernel(arrays, *args)` of `numpy_kernels` from inside the compiled
+    update: `results` int32 arrays of `shape` (one array if `results` is 1)."""
+    def host(*values):
+        return kernel(list(values[:len(arrays)]), *values[len(arrays):])
+
+    out = jax.ShapeDtypeStruct(shape, jnp.int32)
+    return jax.pure_callback(host, out if results == 1 else (out,) * results, *arrays, *args)
+
+
 def kth_largest(keys, k):
     if is_distributed():
         return _kth_largest_by_bits(keys, k)
-    flat_keys = [jnp.ravel(f) for f in keys]
-    shapes = (jax.ShapeDtypeStruct((), jnp.int32),) * 3
-    if jax.default_backend() == "cpu":
-        def host(*args):
-            *flat, kk = args
-            return numpy_kernels.kth_largest(flat, int(kk))
-        return jax.pure_callback(host, shapes, *flat_keys, jnp.asarray(k, jnp.int32))
-    flat = jnp.concatenate(flat_keys)
+    if _on_host():
+        return _host_call(numpy_kernels.kth_largest, [jnp.ravel(f) for f in keys],
+                          jnp.asarray(k, jnp.int32))
+    flat = jnp.concatenate([jnp.ravel(f) for f in keys])
     t = jnp.sort(flat)[flat.shape[0] - jnp.asarray(k, jnp.int32)]
     return t, jnp.sum(flat > t, dtype=jnp.int32), jnp.sum(flat == t, dtype=jnp.int32)
 
 
 def kth_largest_each(keys, ks):
     ks = jnp.asarray(ks, jnp.int32)
-    if is_distributed() or jax.default_backend() != "cpu":
-        rows = [kth_largest([f], ks[i]) for i, f in enumerate(keys)]
-        return tuple(jnp.stack(column) for column in zip(*rows))
-    shapes = (jax.ShapeDtypeStruct((len(keys),), jnp.int32),) * 3
-
-    def host(*args):
-        *flat, kk = args
-        return numpy_kernels.kth_largest_each(flat, kk)
-
-    return jax.pure_callback(host, shapes, *[jnp.ravel(f) for f in keys], ks)
+    if _on_host():
+        return _host_call(numpy_kernels.kth_largest_each, [jnp.ravel(f) for f in keys], ks,
+                          shape=(len(keys),))
+    rows = [kth_largest([f], ks[i]) for i, f in enumerate(keys)]
+    return tuple(jnp.stack(column) for column in zip(*rows))
 
 
 def count_true(tensors):
-    if is_distributed() or jax.default_backend() != "cpu":
-        return jnp.stack([jnp.count_nonzero(t).astype(jnp.int32) for t in tensors])
-
-    def host(*masks):
-        return numpy_kernels.count_true(masks)
-
-    return jax.pure_callback(host, jax.ShapeDtypeStruct((len(tensors),), jnp.int32), *tensors)
+    if _on_host():
+        return _host_call(numpy_kernels.count_true, tensors, shape=(len(tensors),), results=1)
+    return jnp.stack([jnp.count_nonzero(t).astype(jnp.int32) for t in tensors])
 
 
 _SIGN = 0x80000000
